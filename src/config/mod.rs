@@ -1,0 +1,444 @@
+//! The run configuration: figment layers (built-in defaults < TOML file < `ISOCLR_*` environment <
+//! `--set key=value`) read into structs that reject unknown keys, then validated.
+//!
+//! Must not depend on tch, tonic or tokio: every process (coordinator, launcher) reads the same config.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Errors reading or validating a configuration; each names the key (and, for figment, its source).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A layer could not be read, a key is unknown or has the wrong type.
+    #[error("configuration: {0}")]
+    Layer(#[from] Box<figment::Error>),
+    /// A `--set` argument is not `key=value`.
+    #[error("--set {0:?}: expected key=value, e.g. train.lr=0.001")]
+    BadOverride(String),
+    /// A value is out of range.
+    #[error("configuration key {key}: {why}")]
+    Invalid {
+        /// Dotted key, e.g. `train.batch_size`.
+        key: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// Result alias of the configuration layer.
+pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+/// The whole run configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the training data comes from.
+    pub data: DataConfig,
+    /// The encoder and projection head.
+    pub model: ModelConfig,
+    /// Optimisation and the training loop.
+    pub train: TrainConfig,
+}
+
+/// `[data]`: the dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// A dataset directory made by `isoclr prep`; unset means "synthesise the default into `--out`".
+    pub path: Option<PathBuf>,
+    /// Genes of the synthetic default (used when `path` is unset).
+    pub synth_genes: usize,
+    /// Seed of the synthetic default.
+    pub synth_seed: u64,
+    /// Length scale of the synthetic default (1.0 = realistic mRNA lengths).
+    pub synth_length_scale: f64,
+    /// Maximum transcript length for `prep` of the synthetic default.
+    pub max_len: u32,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self { path: None, synth_genes: 600, synth_seed: 1, synth_length_scale: 1.0, max_len: 12_288 }
+    }
+}
+
+/// Encoder size presets (METHOD.md); `tiny` is for CPU smoke runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// F=(16,32,32,64), B=(1,1,1,1): seconds per step on a CPU.
+    Tiny,
+    /// F=(64,128,128,256), B=(2,2,2,2).
+    Small,
+    /// F=(64,128,256,512), B=(3,4,6,3).
+    Medium,
+    /// Medium with kernel 4.
+    Large,
+}
+
+/// Normalisation inside the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    /// Batch statistics over real positions of the pass (the paper's choice).
+    Batch,
+    /// Per-sample statistics over channel groups and real positions.
+    Group,
+    /// Per-sample statistics over all channels and real positions.
+    Layer,
+}
+
+/// `[model]`: the encoder and head. Unset shape keys come from the preset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Size preset.
+    pub preset: Preset,
+    /// Filters per stage (overrides the preset).
+    pub filters: Option<Vec<i64>>,
+    /// Residual blocks per stage (overrides the preset).
+    pub blocks: Option<Vec<i64>>,
+    /// Dilation per stage (overrides the preset).
+    pub dilations: Option<Vec<i64>>,
+    /// Convolution kernel size (overrides the preset).
+    pub kernel: Option<i64>,
+    /// Normalisation kind.
+    pub norm: Norm,
+    /// Channel groups for `norm = "group"`.
+    pub norm_groups: i64,
+    /// Dropout inside residual blocks.
+    pub dropout: f64,
+    /// Hidden width of the projection head.
+    pub head_hidden: i64,
+    /// Output width of the projection head.
+    pub projection_dim: i64,
+    /// Input tracks: 6 (default) or 4 (sequence only, the ablation).
+    pub tracks: i64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            preset: Preset::Small,
+            filters: None,
+            blocks: None,
+            dilations: None,
+            kernel: None,
+            norm: Norm::Batch,
+            norm_groups: 8,
+            dropout: 0.1,
+            head_hidden: 2048,
+            projection_dim: 512,
+            tracks: 6,
+        }
+    }
+}
+
+/// The encoder's shape after applying preset and overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncoderShape {
+    /// Filters per stage; the stem has `filters[0]`.
+    pub filters: Vec<i64>,
+    /// Blocks per stage.
+    pub blocks: Vec<i64>,
+    /// Dilation per stage.
+    pub dilations: Vec<i64>,
+    /// Kernel size of every convolution but the 1×1 shortcuts.
+    pub kernel: i64,
+}
+
+impl ModelConfig {
+    /// The preset's shape with the explicit keys applied.
+    pub fn shape(&self) -> EncoderShape {
+        let (filters, blocks, kernel) = match self.preset {
+            Preset::Tiny => (vec![16, 32, 32, 64], vec![1, 1, 1, 1], 2),
+            Preset::Small => (vec![64, 128, 128, 256], vec![2, 2, 2, 2], 2),
+            Preset::Medium => (vec![64, 128, 256, 512], vec![3, 4, 6, 3], 2),
+            Preset::Large => (vec![64, 128, 256, 512], vec![3, 4, 6, 3], 4),
+        };
+        EncoderShape {
+            filters: self.filters.clone().unwrap_or(filters),
+            blocks: self.blocks.clone().unwrap_or(blocks),
+            dilations: self.dilations.clone().unwrap_or_else(|| vec![1, 2, 4, 8]),
+            kernel: self.kernel.unwrap_or(kernel),
+        }
+    }
+}
+
+/// Contrastive objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossKind {
+    /// Decoupled contrastive learning (the default).
+    Dcl,
+    /// NT-Xent (SimCLR), the ablation.
+    Ntxent,
+}
+
+/// Learning-rate schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// IsoCLR's per-epoch schedule: linear warm-up, reciprocal square root, linear cool-down to 1e-8.
+    Paper,
+    /// Linear warm-up from 0.1× then cosine to zero (Orthrus).
+    Cosine,
+    /// Constant learning rate.
+    Constant,
+}
+
+/// Gradient clipping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipKind {
+    /// Each tensor's gradient clipped to `clip_norm` on its own (IsoCLR).
+    PerTensor,
+    /// All gradients scaled together so their joint norm is at most `clip_norm`.
+    Global,
+    /// No clipping.
+    None,
+}
+
+/// Device choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// CUDA when available, else CPU.
+    Auto,
+    /// CPU.
+    Cpu,
+    /// The first CUDA device; an error when none.
+    Cuda,
+}
+
+/// `[train]`: optimisation and the loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Optimiser steps.
+    pub steps: u64,
+    /// Groups per global batch (N; the loss sees 2N views).
+    pub batch_size: usize,
+    /// Seed of sampling, augmentation, initialisation and dropout.
+    pub seed: u64,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Decoupled weight decay (matrices and convolution kernels only).
+    pub weight_decay: f64,
+    /// AdamW β1.
+    pub beta1: f64,
+    /// AdamW β2.
+    pub beta2: f64,
+    /// AdamW ε.
+    pub eps: f64,
+    /// Learning-rate schedule.
+    pub schedule: ScheduleKind,
+    /// `paper`: warm-up epochs.
+    pub warmup_epochs: u64,
+    /// `paper`: cool-down epochs at the end.
+    pub cooldown_epochs: u64,
+    /// `cosine`: fraction of steps spent warming up.
+    pub warmup_fraction: f64,
+    /// Contrastive objective.
+    pub loss: LossKind,
+    /// Softmax temperature τ.
+    pub temperature: f64,
+    /// Weight the positive term by ln(n_i + 0.4) / 0.802 (n_i = transcripts in the group).
+    pub weight_by_group_size: bool,
+    /// Gradient clipping kind.
+    pub clip: ClipKind,
+    /// Clipping threshold.
+    pub clip_norm: f64,
+    /// Fraction of the padded length masked per view.
+    pub mask_fraction: f64,
+    /// Largest random right shift.
+    pub max_shift: u32,
+    /// Positions (sequences × padded length) per encoder pass; short sequences share a pass.
+    pub positions_per_pass: usize,
+    /// Log every this many steps (the first and last step are always logged).
+    pub log_every: u64,
+    /// Device.
+    pub device: DeviceChoice,
+    /// CPU threads for libtorch (0 = libtorch's default).
+    pub threads: i32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            batch_size: 256,
+            seed: 0,
+            lr: 0.01,
+            weight_decay: 1e-6,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            schedule: ScheduleKind::Paper,
+            warmup_epochs: 10,
+            cooldown_epochs: 50,
+            warmup_fraction: 0.1,
+            loss: LossKind::Dcl,
+            temperature: 0.1,
+            weight_by_group_size: false,
+            clip: ClipKind::PerTensor,
+            clip_norm: 1.0,
+            mask_fraction: 0.15,
+            max_shift: 3,
+            positions_per_pass: 64 * 12_288,
+            log_every: 10,
+            device: DeviceChoice::Auto,
+            threads: 0,
+        }
+    }
+}
+
+/// Environment variables with this prefix set keys: `ISOCLR_TRAIN_LR=0.001` sets `train.lr`.
+pub const ENV_PREFIX: &str = "ISOCLR_";
+const SECTIONS: [&str; 3] = ["data", "model", "train"];
+
+/// Parses one `--set key=value`; the value is read as a TOML value (number, bool, array) or else a string.
+fn override_provider(assignment: &str) -> Result<Serialized<toml::Value>> {
+    let (key, raw) = assignment.split_once('=').ok_or_else(|| ConfigError::BadOverride(assignment.into()))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(ConfigError::BadOverride(assignment.into()));
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    Ok(Serialized::default(key, value))
+}
+
+impl Config {
+    /// Layers defaults, an optional TOML file, `ISOCLR_<SECTION>_<KEY>` environment variables and
+    /// `--set key=value` overrides (in that order of precedence, last wins), then validates.
+    ///
+    /// Errors name the offending key and where it came from.
+    pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid { key: "--config", why: format!("{} does not exist", file.display()) });
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let env = Env::prefixed(ENV_PREFIX).filter_map(|key| {
+            let key = key.as_str();
+            SECTIONS
+                .iter()
+                .find(|s| key.strip_prefix(**s).is_some_and(|rest| rest.starts_with('_')))
+                .map(|_| key.replacen('_', ".", 1).into())
+        });
+        figment = figment.merge(env);
+        for assignment in overrides {
+            figment = figment.merge(override_provider(assignment)?);
+        }
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges that serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |key, why: &str| Err(ConfigError::Invalid { key, why: why.to_owned() });
+        let t = &self.train;
+        if t.steps == 0 {
+            return invalid("train.steps", "must be at least 1");
+        }
+        if t.batch_size < 2 {
+            return invalid("train.batch_size", "must be at least 2 (negatives are the other groups)");
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return invalid("train.lr", "must be a positive number");
+        }
+        if !(t.temperature > 0.0) {
+            return invalid("train.temperature", "must be positive");
+        }
+        if !(0.0..1.0).contains(&t.mask_fraction) {
+            return invalid("train.mask_fraction", "must be in [0, 1)");
+        }
+        if !(0.0..=1.0).contains(&t.warmup_fraction) {
+            return invalid("train.warmup_fraction", "must be in [0, 1]");
+        }
+        if t.weight_decay < 0.0 || t.clip_norm <= 0.0 {
+            return invalid("train.weight_decay", "weight_decay must be ≥ 0 and clip_norm > 0");
+        }
+        if t.positions_per_pass < 32 {
+            return invalid("train.positions_per_pass", "must be at least 32");
+        }
+        let m = &self.model;
+        let s = m.shape();
+        if s.filters.is_empty() || s.filters.len() != s.blocks.len() || s.filters.len() != s.dilations.len() {
+            return invalid("model.filters", "filters, blocks and dilations need one entry per stage, equally many");
+        }
+        if s.filters.iter().chain(&s.blocks).chain(&s.dilations).any(|&v| v < 1) || s.kernel < 1 {
+            return invalid("model.filters", "filters, blocks, dilations and kernel must be ≥ 1");
+        }
+        if s.filters.len() > 4 {
+            return invalid("model.filters", "at most 4 stages: the stem and every stage halve the length, and padded lengths are multiples of 32");
+        }
+        if m.norm == Norm::Group && s.filters.iter().any(|f| f % m.norm_groups != 0) {
+            return invalid("model.norm_groups", "must divide every stage's filter count");
+        }
+        if m.tracks != 6 && m.tracks != 4 {
+            return invalid("model.tracks", "must be 6 or 4");
+        }
+        if !(0.0..1.0).contains(&m.dropout) {
+            return invalid("model.dropout", "must be in [0, 1)");
+        }
+        if m.head_hidden < 1 || m.projection_dim < 1 {
+            return invalid("model.head_hidden", "head widths must be ≥ 1");
+        }
+        if self.data.max_len < 32 {
+            return invalid("data.max_len", "must be at least 32");
+        }
+        Ok(())
+    }
+
+    /// The resolved configuration as TOML, for `config.toml` beside a run's outputs.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot serialise configuration: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_overrides_parse_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[train]\nlr = 0.5\nsteps = 7\n[model]\npreset = \"tiny\"\n").unwrap();
+        let c = Config::load(Some(&file), &["train.steps=9".into(), "model.norm=group".into(), "model.filters=[8,16]".into(), "model.blocks=[1,1]".into(), "model.dilations=[1,2]".into()]).unwrap();
+        assert_eq!(c.train.lr, 0.5);
+        assert_eq!(c.train.steps, 9);
+        assert_eq!(c.model.preset, Preset::Tiny);
+        assert_eq!(c.model.norm, Norm::Group);
+        assert_eq!(c.model.shape().filters, vec![8, 16]);
+        let back: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn unknown_and_mistyped_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "[train]\nlrr = 0.5\n").unwrap();
+        let err = Config::load(Some(&file), &[]).unwrap_err().to_string();
+        assert!(err.contains("lrr") && err.contains("bad.toml"), "{err}");
+        let err = Config::load(None, &["train.steps=many".into()]).unwrap_err().to_string();
+        assert!(err.contains("train.steps"), "{err}");
+        let err = Config::load(None, &["modle.preset=tiny".into()]).unwrap_err().to_string();
+        assert!(err.contains("modle"), "{err}");
+        let err = Config::load(None, &["train.steps".into()]).unwrap_err().to_string();
+        assert!(err.contains("key=value"), "{err}");
+        let err = Config::load(None, &["train.batch_size=1".into()]).unwrap_err().to_string();
+        assert!(err.contains("train.batch_size"), "{err}");
+    }
+}

@@ -1,0 +1,206 @@
+//! Batch payloads as plain buffers: a step's 2N views encoded, augmented and cut into length-sorted
+//! micro-batches, each padded only to its own longest member.
+//!
+//! Rows are numbered view-major: row `r < N` is view 1 of pair `r`, row `N + r` is view 2 of pair `r`.
+//! Micro-batching changes only how the encoder's work is cut, never which rows form the loss.
+
+use super::sampler::{Augment, Pair, Sampler};
+use super::transcript::{TRACKS, Transcript, UNKNOWN_VALUE};
+use super::{DataError, Dataset, Result};
+
+/// Padded lengths are rounded up to this multiple (the encoder downsamples ×32).
+pub const LENGTH_MULTIPLE: usize = 32;
+
+/// Rounds a length up to a multiple of [`LENGTH_MULTIPLE`] (at least one multiple).
+pub fn padded_length(len: usize) -> usize {
+    len.max(1).div_ceil(LENGTH_MULTIPLE) * LENGTH_MULTIPLE
+}
+
+/// One encoder pass: `rows.len()` sequences padded to `padded_len`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MicroBatch {
+    /// Row of each sequence in the step's view-major order.
+    pub rows: Vec<usize>,
+    /// Real length of each sequence (shift included).
+    pub lengths: Vec<u32>,
+    /// Length every sequence is padded to; a multiple of [`LENGTH_MULTIPLE`].
+    pub padded_len: usize,
+    /// `[rows.len()][TRACKS][padded_len]` row-major `f32`, zero in padding.
+    pub tracks: Vec<f32>,
+}
+
+/// Everything one training step needs: the pairs and their encoded, micro-batched views.
+#[derive(Debug, Clone)]
+pub struct StepBatch {
+    /// Global step counted from 0.
+    pub step: u64,
+    /// The step's pairs in batch order.
+    pub pairs: Vec<Pair>,
+    /// Micro-batches covering rows `0..2N` exactly once, shortest first.
+    pub micro: Vec<MicroBatch>,
+}
+
+impl StepBatch {
+    /// Positions holding sequence, over all micro-batches.
+    pub fn real_positions(&self) -> u64 {
+        self.micro.iter().flat_map(|m| &m.lengths).map(|&l| u64::from(l)).sum()
+    }
+
+    /// Positions computed, padding included.
+    pub fn padded_positions(&self) -> u64 {
+        self.micro.iter().map(|m| (m.rows.len() * m.padded_len) as u64).sum()
+    }
+
+    /// Fraction of computed positions that are padding.
+    pub fn pad_fraction(&self) -> f64 {
+        let padded = self.padded_positions();
+        if padded == 0 { 0.0 } else { 1.0 - self.real_positions() as f64 / padded as f64 }
+    }
+}
+
+/// Splits rows with the given lengths into micro-batches: rows sorted by length (ties by row), then
+/// packed greedily while `count × padded_length(longest) ≤ position_budget` (always at least one row).
+/// Returns groups of row indices, shortest first.
+pub fn plan_micro_batches(lengths: &[u32], position_budget: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&r| (lengths[r], r));
+    let mut plan: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    for r in order {
+        let longest = padded_length(lengths[r] as usize);
+        if !current.is_empty() && (current.len() + 1) * longest > position_budget {
+            plan.push(std::mem::take(&mut current));
+        }
+        current.push(r);
+    }
+    if !current.is_empty() {
+        plan.push(current);
+    }
+    plan
+}
+
+/// Encodes `sequences` (each with its shift and masked positions) into one micro-batch.
+fn encode_micro_batch(rows: Vec<usize>, sequences: &[(&Transcript, u32, Vec<u32>)]) -> MicroBatch {
+    let lengths: Vec<u32> = rows.iter().map(|&r| sequences[r].0.len + sequences[r].1).collect();
+    let padded_len = padded_length(lengths.iter().copied().max().unwrap_or(1) as usize);
+    let mut tracks = vec![0.0f32; rows.len() * TRACKS * padded_len];
+    for (i, &r) in rows.iter().enumerate() {
+        let (transcript, shift, masked) = &sequences[r];
+        let sample = &mut tracks[i * TRACKS * padded_len..(i + 1) * TRACKS * padded_len];
+        transcript.write_tracks(sample, padded_len, *shift as usize);
+        for &p in masked {
+            for t in 0..TRACKS {
+                sample[t * padded_len + p as usize] = UNKNOWN_VALUE;
+            }
+        }
+    }
+    MicroBatch { rows, lengths, padded_len, tracks }
+}
+
+/// Builds global step `global_step`: draws the pairs, augments both views, and cuts the 2N rows into
+/// length-sorted micro-batches within `position_budget` positions each.
+///
+/// Errors when the sampler's groups do not match the dataset's.
+pub fn build_step(
+    dataset: &Dataset,
+    sampler: &Sampler,
+    augment: &Augment,
+    seed: u64,
+    global_step: u64,
+    position_budget: usize,
+) -> Result<StepBatch> {
+    let pairs = sampler.pairs(&dataset.groups, global_step);
+    let n = pairs.len();
+    let shift = augment.shift(seed, global_step);
+    let mut sequences = Vec::with_capacity(2 * n);
+    for view in 0..2 {
+        for (i, pair) in pairs.iter().enumerate() {
+            let transcript = dataset.transcripts.get(pair.views[view] as usize).ok_or_else(|| DataError::Invalid {
+                what: dataset.dir.display().to_string(),
+                why: format!("group index refers to missing transcript {}", pair.views[view]),
+            })?;
+            let row = view * n + i;
+            let masked = augment.masked_positions(seed, global_step, row as u64, transcript.len + shift);
+            sequences.push((transcript, shift, masked));
+        }
+    }
+    let lengths: Vec<u32> = sequences.iter().map(|(t, s, _)| t.len + s).collect();
+    let micro = plan_micro_batches(&lengths, position_budget)
+        .into_iter()
+        .map(|rows| encode_micro_batch(rows, &sequences))
+        .collect();
+    Ok(StepBatch { step: global_step, pairs, micro })
+}
+
+/// Encodes transcripts without augmentation, for embedding: micro-batches in the same length-sorted
+/// layout, rows numbered in the order given.
+pub fn encode_for_embedding(transcripts: &[&Transcript], position_budget: usize) -> Vec<MicroBatch> {
+    let sequences: Vec<(&Transcript, u32, Vec<u32>)> = transcripts.iter().map(|&t| (t, 0, Vec::new())).collect();
+    let lengths: Vec<u32> = transcripts.iter().map(|t| t.len).collect();
+    plan_micro_batches(&lengths, position_budget)
+        .into_iter()
+        .map(|rows| encode_micro_batch(rows, &sequences))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Group;
+    use crate::data::dataset::Provenance;
+
+    #[test]
+    fn plan_sorts_by_length_and_respects_the_budget() {
+        let lengths = [100, 5000, 40, 3000, 33, 64];
+        let plan = plan_micro_batches(&lengths, 200);
+        assert_eq!(plan, vec![vec![4, 2, 5], vec![0], vec![3], vec![1]]);
+        let all: Vec<usize> = plan.concat();
+        assert_eq!(all.len(), lengths.len());
+        let big = plan_micro_batches(&lengths, 1 << 20);
+        assert_eq!(big, vec![vec![4, 2, 5, 0, 3, 1]]);
+    }
+
+    #[test]
+    fn step_covers_every_row_once_with_masks_and_shift() {
+        let dir = tempfile::tempdir().unwrap();
+        let seqs: [&[u8]; 4] = [b"ACGTACGTAC", b"ACGTAC", b"GGGGGGGGGGGGGGGGGGGG", b"TTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTT"];
+        let transcripts: Vec<Transcript> = seqs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Transcript::new(format!("t{i}"), format!("g{}", i / 2), (i / 2) as u32, s, vec![s.len() as u32 - 1], None).unwrap())
+            .collect();
+        let groups = vec![Group { id: "g0".into(), transcripts: vec![0, 1] }, Group { id: "g1".into(), transcripts: vec![2, 3] }];
+        Dataset::write(dir.path(), &groups, &transcripts, Provenance::default()).unwrap();
+        let ds = Dataset::open(dir.path()).unwrap();
+        let sampler = Sampler::new(5, 2, 2).unwrap();
+        let augment = Augment { mask_fraction: 0.15, max_shift: 3, max_len: 64 };
+        let step = build_step(&ds, &sampler, &augment, 5, 4, 64).unwrap();
+        let shift = augment.shift(5, 4);
+        let mut rows: Vec<usize> = step.micro.iter().flat_map(|m| m.rows.clone()).collect();
+        rows.sort();
+        assert_eq!(rows, vec![0, 1, 2, 3]);
+        for m in &step.micro {
+            assert!(m.rows.len() * m.padded_len <= 64 || m.rows.len() == 1);
+            for (i, &r) in m.rows.iter().enumerate() {
+                let pair = step.pairs[r % 2];
+                let t = &ds.transcripts[pair.views[r / 2] as usize];
+                assert_eq!(m.lengths[i], t.len + shift);
+                let sample = &m.tracks[i * 6 * m.padded_len..(i + 1) * 6 * m.padded_len];
+                let masked = augment.masked_positions(5, 4, r as u64, t.len + shift);
+                for p in 0..m.padded_len {
+                    let col: Vec<f32> = (0..6).map(|c| sample[c * m.padded_len + p]).collect();
+                    if masked.contains(&(p as u32)) {
+                        assert_eq!(col, vec![0.25; 6]);
+                    } else if p < shift as usize || p >= (t.len + shift) as usize {
+                        assert_eq!(col, vec![0.0; 6], "shift prefix and padding are zero");
+                    } else {
+                        assert_eq!(col.iter().take(4).sum::<f32>(), 1.0);
+                    }
+                }
+            }
+        }
+        assert!(step.pad_fraction() >= 0.0 && step.pad_fraction() < 1.0);
+        let again = build_step(&ds, &sampler, &augment, 5, 4, 64).unwrap();
+        assert_eq!(again.micro, step.micro, "a step is a pure function of (seed, step)");
+    }
+}

@@ -1,0 +1,61 @@
+//! Data: reading annotations and sequences, building dataset directories (`prep`), the synthetic
+//! transcriptome (`synth`), the seeded contrastive sampler and batch payloads as plain buffers.
+//!
+//! Must not depend on tch, tonic or tokio: the coordinator uses this layer without libtorch.
+
+pub mod batch;
+pub mod dataset;
+pub mod prep;
+pub mod sampler;
+pub mod synth;
+pub mod transcript;
+
+use std::path::PathBuf;
+
+pub use batch::{MicroBatch, StepBatch};
+pub use dataset::{Dataset, Group, Manifest};
+pub use sampler::{Augment, Pair, Sampler};
+pub use transcript::{TRACKS, Transcript};
+
+/// Errors of the data layer; each names the file, line, record or key involved.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A malformed record in an input file.
+    #[error("{path}:{line}: {why}")]
+    Parse {
+        /// The input file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        why: String,
+    },
+    /// Input that parsed but does not make sense (an annotation that disagrees with its sequence, ...).
+    #[error("{what}: {why}")]
+    Invalid {
+        /// The object involved (a transcript, a file, a setting).
+        what: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// Result alias of the data layer.
+pub type Result<T, E = DataError> = std::result::Result<T, E>;
+
+impl DataError {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DataError {
+        let path = path.into();
+        move |source| DataError::Io { path, source }
+    }
+}

@@ -1,0 +1,138 @@
+//! The dilated 1-D ResNet encoder (METHOD.md, "Encoder"), written for one device.
+//!
+//! Input `[n, 6, L]` float tracks with real lengths; output `[n, F_last]` embeddings, the masked mean over
+//! the real positions of the last stage. Padded positions are zeroed after every layer and normalisation
+//! counts real positions only, so a sequence's embedding does not depend on the padding of its pass.
+
+use tch::{Kind, Tensor, nn};
+
+use super::norm::MaskedNorm;
+use crate::config::{EncoderShape, ModelConfig};
+
+/// A convolution with PyTorch-style 'same' padding: `(k−1)·d` in total, floor half on the left.
+#[derive(Debug)]
+struct SameConv {
+    conv: nn::Conv1D,
+    left: i64,
+    right: i64,
+}
+
+impl SameConv {
+    fn new(path: &nn::Path, c_in: i64, c_out: i64, kernel: i64, dilation: i64, bias: bool) -> Self {
+        let config = nn::ConvConfig { dilation, bias, ..Default::default() };
+        let total = (kernel - 1) * dilation;
+        Self { conv: nn::conv1d(path, c_in, c_out, kernel, config), left: total / 2, right: total - total / 2 }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let padded = if self.left + self.right > 0 { x.constant_pad_nd([self.left, self.right]) } else { x.shallow_clone() };
+        padded.apply(&self.conv)
+    }
+}
+
+/// Conv → Norm → ReLU → Dropout → Conv → Norm, plus the (projected) input, then ReLU.
+#[derive(Debug)]
+struct ResidualBlock {
+    conv1: SameConv,
+    norm1: MaskedNorm,
+    conv2: SameConv,
+    norm2: MaskedNorm,
+    shortcut: Option<(SameConv, MaskedNorm)>,
+    dropout: f64,
+}
+
+impl ResidualBlock {
+    fn new(path: &nn::Path, c_in: i64, c_out: i64, kernel: i64, dilation: i64, config: &ModelConfig) -> Self {
+        let norm = |p: &nn::Path| MaskedNorm::new(p, c_out, config.norm, config.norm_groups);
+        let shortcut = (c_in != c_out).then(|| {
+            (SameConv::new(&(path / "shortcut" / "conv"), c_in, c_out, 1, 1, false), norm(&(path / "shortcut" / "norm")))
+        });
+        Self {
+            conv1: SameConv::new(&(path / "conv1"), c_in, c_out, kernel, dilation, false),
+            norm1: norm(&(path / "norm1")),
+            conv2: SameConv::new(&(path / "conv2"), c_out, c_out, kernel, dilation, false),
+            norm2: norm(&(path / "norm2")),
+            shortcut,
+            dropout: config.dropout,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let h = self.norm1.forward(&self.conv1.forward(x), mask, train).relu().dropout(self.dropout, train);
+        let h = self.norm2.forward(&self.conv2.forward(&h), mask, train);
+        let residual = match &self.shortcut {
+            Some((conv, norm)) => norm.forward(&conv.forward(x), mask, train),
+            None => x.shallow_clone(),
+        };
+        (h + residual).relu()
+    }
+}
+
+/// Max-pools by 2 without letting padding win: padded positions are −∞ going in, and an output position
+/// is real when either input was, so the mask follows the pooling.
+fn masked_max_pool(x: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
+    let padding = mask.lt(0.5);
+    let pooled = x.masked_fill(&padding, f64::NEG_INFINITY).max_pool1d([2], [2], [0], [1], false);
+    let mask = mask.max_pool1d([2], [2], [0], [1], false);
+    let pooled = pooled.masked_fill(&mask.lt(0.5), 0.0);
+    (pooled, mask)
+}
+
+/// The encoder: stem, stages of residual blocks each followed by max-pooling, masked mean pooling.
+#[derive(Debug)]
+pub struct Encoder {
+    in_tracks: i64,
+    stem_conv: SameConv,
+    stem_norm: MaskedNorm,
+    stages: Vec<Vec<ResidualBlock>>,
+    out_dim: i64,
+}
+
+impl Encoder {
+    /// Builds the encoder under `path` (tensor names `stem.conv.weight`, `stages.S.B.conv1.weight`, ...).
+    pub fn new(path: &nn::Path, config: &ModelConfig) -> Self {
+        let EncoderShape { filters, blocks, dilations, kernel } = config.shape();
+        let stem = path / "stem";
+        let stem_conv = SameConv::new(&(&stem / "conv"), config.tracks, filters[0], kernel, 1, true);
+        let stem_norm = MaskedNorm::new(&(&stem / "norm"), filters[0], config.norm, config.norm_groups);
+        let mut c_in = filters[0];
+        let mut stages = Vec::new();
+        for (s, ((&c_out, &count), &dilation)) in filters.iter().zip(&blocks).zip(&dilations).enumerate() {
+            let stage_path = path / "stages" / s;
+            let stage = (0..count)
+                .map(|b| {
+                    let block = ResidualBlock::new(&(&stage_path / b), c_in, c_out, kernel, dilation, config);
+                    c_in = c_out;
+                    block
+                })
+                .collect();
+            stages.push(stage);
+        }
+        Self { in_tracks: config.tracks, stem_conv, stem_norm, stages, out_dim: c_in }
+    }
+
+    /// Width of the embedding.
+    pub fn out_dim(&self) -> i64 {
+        self.out_dim
+    }
+
+    /// Embeds `x` `[n, 6, L]` (L a multiple of 32) with real lengths `lengths` `[n]` (`i64`, on any device);
+    /// returns `[n, out_dim]` `f32`.
+    pub fn forward(&self, x: &Tensor, lengths: &Tensor, train: bool) -> Tensor {
+        let l = x.size()[2];
+        let positions = Tensor::arange(l, (Kind::Int64, x.device()));
+        let mut mask = positions.unsqueeze(0).lt_tensor(&lengths.to_device(x.device()).unsqueeze(1)).unsqueeze(1).to_kind(Kind::Float);
+        let x = x.narrow(1, 0, self.in_tracks) * &mask;
+        let h = self.stem_norm.forward(&self.stem_conv.forward(&x), &mask, train);
+        let (mut h, pooled_mask) = masked_max_pool(&h, &mask);
+        mask = pooled_mask;
+        for stage in &self.stages {
+            for block in stage {
+                h = block.forward(&h, &mask, train);
+            }
+            (h, mask) = masked_max_pool(&h, &mask);
+        }
+        let count = mask.sum_dim_intlist([2i64].as_slice(), false, Kind::Float).clamp_min(1.0);
+        (h.to_kind(Kind::Float) * &mask).sum_dim_intlist([2i64].as_slice(), false, Kind::Float) / count
+    }
+}

@@ -1,0 +1,195 @@
+//! The model: dilated ResNet encoder, projection head and contrastive losses, written for one device.
+//!
+//! Must not depend on tokio, tonic or object_store. Tensor names are stable (`encoder.stem.conv.weight`,
+//! `encoder.stages.0.1.norm2.running_var`, `head.fc3.weight`, ...) because checkpoints, the Python reference
+//! in `benches/` and the probe runner all address tensors by name.
+
+pub mod encoder;
+pub mod head;
+pub mod loss;
+pub mod norm;
+
+use std::path::Path;
+
+use tch::{Device, Kind, Tensor, nn};
+
+pub use encoder::Encoder;
+pub use head::ProjectionHead;
+pub use loss::{Views, contrastive_accuracy, contrastive_loss, group_size_weight};
+
+use crate::config::ModelConfig;
+use crate::data::MicroBatch;
+
+/// Errors of the model layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// libtorch reported an error.
+    #[error("{context}: {source}")]
+    Torch {
+        /// What was being done.
+        context: String,
+        /// libtorch's error.
+        #[source]
+        source: tch::TchError,
+    },
+    /// A weights file does not fit this model.
+    #[error("{path}: {why}")]
+    Incompatible {
+        /// The weights file.
+        path: String,
+        /// Which tensor is missing or mis-shaped.
+        why: String,
+    },
+}
+
+/// Result alias of the model layer.
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// Encoder plus projection head, owning their parameters in one `VarStore`.
+#[derive(Debug)]
+pub struct Model {
+    /// All parameters and buffers, named.
+    pub vars: nn::VarStore,
+    /// The encoder (`encoder.*`).
+    pub encoder: Encoder,
+    /// The projection head (`head.*`).
+    pub head: ProjectionHead,
+}
+
+impl Model {
+    /// Builds the model on `device`, initialised from `seed`.
+    pub fn new(config: &ModelConfig, device: Device, seed: u64) -> Self {
+        tch::manual_seed(seed as i64);
+        let vars = nn::VarStore::new(device);
+        let root = vars.root();
+        let encoder = Encoder::new(&(&root / "encoder"), config);
+        let head = ProjectionHead::new(&(&root / "head"), encoder.out_dim(), config);
+        Self { vars, encoder, head }
+    }
+
+    /// Number of trainable scalars.
+    pub fn parameter_count(&self) -> i64 {
+        self.vars.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    }
+
+    /// Trainable parameters sorted by name (a stable order for the optimiser and gradient buckets).
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut named: Vec<(String, Tensor)> =
+            self.vars.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
+    }
+
+    /// Every tensor (parameters and normalisation buffers) sorted by name.
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut named: Vec<(String, Tensor)> = self.vars.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
+    }
+
+    /// Writes all tensors to a safetensors file (f32, on CPU).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tensors: Vec<(String, Tensor)> =
+            self.named_tensors().into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu).to_kind(Kind::Float))).collect();
+        Tensor::write_safetensors(&tensors, path)
+            .map_err(|source| ModelError::Torch { context: format!("writing {}", path.display()), source })
+    }
+
+    /// Loads every tensor of this model from a safetensors file; errors name a missing or mis-shaped tensor.
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        let file = Tensor::read_safetensors(path)
+            .map_err(|source| ModelError::Torch { context: format!("reading {}", path.display()), source })?;
+        let file: std::collections::HashMap<String, Tensor> = file.into_iter().collect();
+        let incompatible = |why: String| ModelError::Incompatible { path: path.display().to_string(), why };
+        tch::no_grad(|| {
+            for (name, mut tensor) in self.named_tensors() {
+                let source = file.get(&name).ok_or_else(|| incompatible(format!("no tensor {name}")))?;
+                if source.size() != tensor.size() {
+                    return Err(incompatible(format!("{name} has shape {:?}, the model needs {:?}", source.size(), tensor.size())));
+                }
+                tensor.copy_(source);
+            }
+            Ok(())
+        })
+    }
+
+    /// Embeds the rows of `micro` batches with the encoder; returns `[rows, D]` `f32` in row order
+    /// (row `r` of the result is the sequence whose `MicroBatch::rows` entry is `r`).
+    pub fn embed_micro_batches(&self, micro: &[MicroBatch], train: bool) -> Tensor {
+        let device = self.vars.device();
+        let mut pieces = Vec::with_capacity(micro.len());
+        let mut order = Vec::new();
+        for m in micro {
+            let n = m.rows.len() as i64;
+            let x = Tensor::from_slice(&m.tracks).view([n, crate::data::TRACKS as i64, m.padded_len as i64]).to_device(device);
+            let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
+            pieces.push(self.encoder.forward(&x, &lengths, train));
+            order.extend(m.rows.iter().map(|&r| r as i64));
+        }
+        let stacked = Tensor::cat(&pieces, 0);
+        // `order[k]` is the row of stacked position k; invert it to gather rows in order.
+        let mut inverse = vec![0i64; order.len()];
+        for (k, &r) in order.iter().enumerate() {
+            inverse[r as usize] = k as i64;
+        }
+        stacked.index_select(0, &Tensor::from_slice(&inverse).to_device(device))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Norm, Preset};
+    use crate::data::Transcript;
+    use crate::data::batch::encode_for_embedding;
+
+    fn config(norm: Norm) -> ModelConfig {
+        ModelConfig { preset: Preset::Tiny, norm, head_hidden: 32, projection_dim: 16, ..Default::default() }
+    }
+
+    fn random_transcript(seed: u64, len: usize) -> Transcript {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let seq: Vec<u8> = (0..len).map(|_| b"ACGT"[rng.random_range(0..4)]).collect();
+        let mid = (len / 2) as u32;
+        Transcript::new("t", "g", 0, &seq, vec![mid, len as u32 - 1], Some((3, (len as u32 - 3) / 3 * 3))).unwrap()
+    }
+
+    #[test]
+    fn embedding_does_not_depend_on_padding_in_eval() {
+        for norm in [Norm::Batch, Norm::Group, Norm::Layer] {
+            let model = Model::new(&config(norm), Device::Cpu, 1);
+            // Make running statistics non-trivial so eval-mode batch norm is exercised for real.
+            let warm: Vec<Transcript> = (0..4).map(|i| random_transcript(10 + i, 300 + 50 * i as usize)).collect();
+            let refs: Vec<&Transcript> = warm.iter().collect();
+            let _ = model.embed_micro_batches(&encode_for_embedding(&refs, 1 << 20), true);
+            let t = random_transcript(7, 1000);
+            let alone = model.embed_micro_batches(&encode_for_embedding(&[&t], 1 << 20), false);
+            // The same sequence sharing a pass padded to 12,288 with a long neighbour.
+            let long = random_transcript(8, 12_288);
+            let padded = model.embed_micro_batches(&encode_for_embedding(&[&t, &long], 1 << 20), false);
+            let diff = (alone.get(0) - padded.get(0)).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "{norm:?}: {diff}");
+            let scale = alone.abs().max().double_value(&[]);
+            assert!(scale > 1e-3, "embedding is not trivially zero");
+        }
+    }
+
+    #[test]
+    fn save_then_load_restores_every_tensor_and_rejects_other_shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let a = Model::new(&config(Norm::Batch), Device::Cpu, 1);
+        a.save(&path).unwrap();
+        let mut b = Model::new(&config(Norm::Batch), Device::Cpu, 2);
+        b.load(&path).unwrap();
+        for ((na, ta), (nb, tb)) in a.named_tensors().iter().zip(b.named_tensors()) {
+            assert_eq!(na, &nb);
+            assert!(ta.equal(&tb), "{na}");
+        }
+        assert!(a.named_tensors().iter().any(|(n, _)| n == "encoder.stages.0.0.norm1.running_var"));
+        let mut wide = Model::new(&ModelConfig { head_hidden: 64, ..config(Norm::Batch) }, Device::Cpu, 1);
+        let err = wide.load(&path).unwrap_err().to_string();
+        assert!(err.contains("head.fc1.") && err.contains("needs"), "{err}");
+    }
+}

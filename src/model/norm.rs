@@ -1,0 +1,155 @@
+//! Normalisation layers that see only real positions, so an embedding does not depend on how much
+//! padding shares its pass.
+//!
+//! Shapes: activations `[n, C, L]` `f32` (or the autocast dtype), masks `[n, 1, L]` with 1 at real positions
+//! and 0 in padding. Outputs are zero in padding.
+
+use tch::{Kind, Tensor, nn};
+
+use crate::config::Norm;
+
+/// PyTorch's convention: new = (1 − momentum)·running + momentum·batch statistic.
+const MOMENTUM: f64 = 0.1;
+
+/// A normalisation layer over `[n, C, L]` activations with a padding mask.
+#[derive(Debug)]
+pub enum MaskedNorm {
+    /// Statistics per channel over the pass's real positions; running averages for evaluation.
+    Batch {
+        /// Scale γ, `[C]`.
+        weight: Tensor,
+        /// Shift β, `[C]`.
+        bias: Tensor,
+        /// Running mean, `[C]` (not trained).
+        running_mean: Tensor,
+        /// Running unbiased variance, `[C]` (not trained).
+        running_var: Tensor,
+        /// Added to the variance.
+        eps: f64,
+    },
+    /// Statistics per sample and channel group over real positions (`groups = 1` is layer norm).
+    Group {
+        /// Scale γ, `[C]`.
+        weight: Tensor,
+        /// Shift β, `[C]`.
+        bias: Tensor,
+        /// Channel groups.
+        groups: i64,
+        /// Added to the variance.
+        eps: f64,
+    },
+}
+
+impl MaskedNorm {
+    /// Creates the layer for `channels` channels under `path` (tensors `weight`, `bias`, and for batch norm
+    /// `running_mean`, `running_var`).
+    pub fn new(path: &nn::Path, channels: i64, kind: Norm, groups: i64) -> Self {
+        let weight = path.ones("weight", &[channels]);
+        let bias = path.zeros("bias", &[channels]);
+        match kind {
+            Norm::Batch => MaskedNorm::Batch {
+                weight,
+                bias,
+                running_mean: path.zeros_no_train("running_mean", &[channels]),
+                running_var: path.ones_no_train("running_var", &[channels]),
+                eps: 1e-5,
+            },
+            Norm::Group => MaskedNorm::Group { weight, bias, groups, eps: 1e-5 },
+            Norm::Layer => MaskedNorm::Group { weight, bias, groups: 1, eps: 1e-5 },
+        }
+    }
+
+    /// Normalises `x` `[n, C, L]` over the real positions marked by `mask` `[n, 1, L]`; in training, batch
+    /// norm uses (and records) the statistics of this pass, in evaluation its running averages.
+    pub fn forward(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        match self {
+            MaskedNorm::Batch { weight, bias, running_mean, running_var, eps } => {
+                let c = weight.size()[0];
+                let (mean, var) = if train {
+                    // Statistics in f32 even under autocast: sums over 10^5+ positions lose precision in bf16.
+                    let xf = x.to_kind(Kind::Float);
+                    let count = mask.sum(Kind::Float).clamp_min(1.0);
+                    let mean = (&xf * mask).sum_dim_intlist([0i64, 2].as_slice(), true, Kind::Float) / &count;
+                    let centred = (&xf - &mean) * mask;
+                    let var = centred.square().sum_dim_intlist([0i64, 2].as_slice(), true, Kind::Float) / &count;
+                    tch::no_grad(|| {
+                        let unbiased = &var * &count / (&count - 1.0).clamp_min(1.0);
+                        let mut rm = running_mean.shallow_clone();
+                        let mut rv = running_var.shallow_clone();
+                        let _ = rm.g_mul_scalar_(1.0 - MOMENTUM).g_add_(&(mean.view([c]) * MOMENTUM));
+                        let _ = rv.g_mul_scalar_(1.0 - MOMENTUM).g_add_(&(unbiased.view([c]) * MOMENTUM));
+                    });
+                    (mean, var)
+                } else {
+                    (running_mean.view([1, c, 1]), running_var.view([1, c, 1]))
+                };
+                let y = (x.to_kind(Kind::Float) - mean) / (var + *eps).sqrt() * weight.view([1, c, 1])
+                    + bias.view([1, c, 1]);
+                y.to_kind(x.kind()) * mask
+            }
+            MaskedNorm::Group { weight, bias, groups, eps } => {
+                let (n, c, l) = x.size3().unwrap_or((0, 0, 0));
+                let xf = x.to_kind(Kind::Float).view([n, *groups, c / groups, l]);
+                let m = mask.view([n, 1, 1, l]);
+                let count = (m.sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Float) * (c / groups) as f64).clamp_min(1.0);
+                let mean = (&xf * &m).sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Float) / &count;
+                let centred = (&xf - &mean) * &m;
+                let var = centred.square().sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Float) / &count;
+                let y = (centred / (var + *eps).sqrt()).view([n, c, l]) * weight.view([1, c, 1]) + bias.view([1, c, 1]);
+                y.to_kind(x.kind()) * mask
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(kind: Norm, groups: i64) -> (nn::VarStore, MaskedNorm) {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let norm = MaskedNorm::new(&vs.root(), 4, kind, groups);
+        (vs, norm)
+    }
+
+    fn mask(lengths: &[i64], l: i64) -> Tensor {
+        let rows: Vec<Tensor> =
+            lengths.iter().map(|&len| Tensor::arange(l, (Kind::Float, tch::Device::Cpu)).lt(len as f64).to_kind(Kind::Float)).collect();
+        Tensor::stack(&rows, 0).unsqueeze(1)
+    }
+
+    #[test]
+    fn batch_norm_ignores_padding_and_tracks_running_stats() {
+        let (_vs, norm) = layer(Norm::Batch, 1);
+        tch::manual_seed(0);
+        let x = Tensor::randn([2, 4, 8], (Kind::Float, tch::Device::Cpu));
+        let m = mask(&[5, 3], 8);
+        let y = norm.forward(&(&x * &m), &m, true);
+        // Padding content must not matter: fill it with garbage and compare.
+        let garbage = &x * &m + (1.0 - &m) * 1000.0;
+        let y2 = norm.forward(&(garbage * &m), &m, true);
+        assert!(y.allclose(&y2, 1e-6, 1e-6, false));
+        // Real positions of every channel have mean 0, variance 1.
+        let count = 8.0;
+        let mean = (&y * &m).sum_dim_intlist([0i64, 2].as_slice(), false, Kind::Float) / count;
+        let var = ((&y * &m).square()).sum_dim_intlist([0i64, 2].as_slice(), false, Kind::Float) / count;
+        assert!(mean.abs().max().double_value(&[]) < 1e-5);
+        assert!((var - 1.0).abs().max().double_value(&[]) < 1e-3);
+        assert_eq!(y.masked_select(&m.lt(0.5).expand([2, 4, 8], false)).abs().sum(Kind::Float).double_value(&[]), 0.0);
+        if let MaskedNorm::Batch { running_mean, .. } = &norm {
+            assert!(running_mean.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        }
+    }
+
+    #[test]
+    fn group_and_layer_norm_are_per_sample() {
+        for (kind, groups) in [(Norm::Group, 2), (Norm::Layer, 1)] {
+            let (_vs, norm) = layer(kind, groups);
+            let x = Tensor::randn([2, 4, 8], (Kind::Float, tch::Device::Cpu));
+            let m = mask(&[6, 8], 8);
+            let both = norm.forward(&(&x * &m), &m, true);
+            let alone = norm.forward(&(x.narrow(0, 0, 1).narrow(2, 0, 6)), &mask(&[6], 6), true);
+            assert!(both.narrow(0, 0, 1).narrow(2, 0, 6).allclose(&alone, 1e-5, 1e-5, false), "{kind:?}");
+        }
+    }
+}

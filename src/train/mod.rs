@@ -1,0 +1,55 @@
+//! Training: the optimiser, learning-rate schedules, one step of contrastive training, and the
+//! single-process loop with its outputs (`metrics.jsonl`, `config.toml`, `model.safetensors`).
+//!
+//! Must not depend on the coordinator or gRPC: distributed training reuses [`step::Trainer`] per worker.
+
+pub mod optim;
+pub mod run;
+pub mod schedule;
+pub mod step;
+
+use std::path::PathBuf;
+
+pub use run::{TrainSummary, train};
+
+/// Errors of training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Reading or building the dataset failed.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    /// Building, saving or loading the model failed.
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    /// An output could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The requested device is not available, or the run is misconfigured.
+    #[error("{0}")]
+    Setup(String),
+    /// The loss became NaN or infinite.
+    #[error("step {step}: loss is {loss}; lower train.lr or check the data")]
+    Diverged {
+        /// Step at which it happened.
+        step: u64,
+        /// The loss value.
+        loss: f64,
+    },
+}
+
+/// Result alias of training.
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+impl TrainError {
+    /// Wraps an I/O error with its path.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
+        let path = path.into();
+        move |source| TrainError::Io { path, source }
+    }
+}

@@ -1,0 +1,222 @@
+//! The single-process training loop and its outputs in `--out`:
+//! `metrics.jsonl`, `config.toml` (the resolved configuration) and `model.safetensors`.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tch::Device;
+use tracing::info;
+
+use super::step::{StepReport, Trainer};
+use super::{Result, TrainError};
+use crate::config::{Config, DeviceChoice};
+use crate::data::batch::build_step;
+use crate::data::prep::{PrepOptions, prep};
+use crate::data::synth::{SynthOptions, synth};
+use crate::data::{Augment, Dataset, Sampler};
+
+/// Batches prepared ahead of the step that uses them.
+const PREFETCH: usize = 2;
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Serialize)]
+struct MetricsLine {
+    step: u64,
+    epoch: u64,
+    loss: f64,
+    accuracy: f64,
+    lr: f64,
+    grad_norm: f64,
+    seq_per_s: f64,
+    pad_fraction: f64,
+    elapsed_s: f64,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// Loss of the first step.
+    pub first_loss: f64,
+    /// Loss of the last step.
+    pub last_loss: f64,
+    /// Contrastive accuracy of the last step.
+    pub last_accuracy: f64,
+    /// Steps run.
+    pub steps: u64,
+    /// Sequences per second over the whole run after the first step.
+    pub seq_per_s: f64,
+    /// The trained weights.
+    pub model_path: PathBuf,
+    /// The metrics file.
+    pub metrics_path: PathBuf,
+    /// The dataset trained on.
+    pub dataset_dir: PathBuf,
+}
+
+/// Picks the device the configuration asks for.
+pub fn select_device(choice: DeviceChoice) -> Result<Device> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Auto => Ok(Device::cuda_if_available()),
+        DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+        DeviceChoice::Cuda => Err(TrainError::Setup(
+            "train.device = \"cuda\" but libtorch sees no CUDA device (is this a GPU machine, and was the \
+             full torch set-up used?)"
+                .into(),
+        )),
+    }
+}
+
+/// The dataset of a run: `data.path`, or the synthetic default made (once) under `out/data`.
+pub fn resolve_dataset(config: &Config, out: &Path) -> Result<Dataset> {
+    if let Some(path) = &config.data.path {
+        return Ok(Dataset::open(path)?);
+    }
+    let raw = out.join("data").join("synthetic");
+    let prepared = out.join("data").join("prepared");
+    let d = &config.data;
+    if Dataset::read_manifest(&prepared).is_err() {
+        info!(genes = d.synth_genes, seed = d.synth_seed, "synthesising the default dataset");
+        let summary = synth(&SynthOptions {
+            out: raw.clone(),
+            genes: d.synth_genes,
+            seed: d.synth_seed,
+            length_scale: d.synth_length_scale,
+        })?;
+        prep(&PrepOptions {
+            gtf: summary.gtf,
+            genome: Some(summary.genome),
+            transcripts: None,
+            homology: Some(summary.homology),
+            out: prepared.clone(),
+            max_len: d.max_len,
+        })?;
+    }
+    Ok(Dataset::open(&prepared)?)
+}
+
+fn progress_bar(steps: u64) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(steps);
+    let style = ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} steps {msg}")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    Some(bar)
+}
+
+/// Trains in this process on CPU or one GPU, writing outputs into `out`.
+///
+/// Errors on an unusable dataset or device, an unwritable output, or a loss that diverges.
+pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
+    std::fs::create_dir_all(out).map_err(TrainError::io(out))?;
+    let config_path = out.join("config.toml");
+    std::fs::write(&config_path, config.to_toml()).map_err(TrainError::io(&config_path))?;
+    if config.train.threads > 0 {
+        tch::set_num_threads(config.train.threads);
+    }
+    let device = select_device(config.train.device)?;
+    let dataset = resolve_dataset(config, out)?;
+    let t = &config.train;
+    let sampler = Sampler::new(t.seed, t.batch_size, dataset.groups.len())?;
+    let augment = Augment { mask_fraction: t.mask_fraction, max_shift: t.max_shift, max_len: dataset.manifest.max_len };
+    let mut trainer = Trainer::new(config, device, sampler.steps_per_epoch());
+    info!(
+        ?device,
+        parameters = trainer.model.parameter_count(),
+        groups = dataset.groups.len(),
+        transcripts = dataset.transcripts.len(),
+        steps_per_epoch = sampler.steps_per_epoch(),
+        "training"
+    );
+    let metrics_path = out.join("metrics.jsonl");
+    let mut metrics = std::fs::File::create(&metrics_path).map_err(TrainError::io(&metrics_path))?;
+    let bar = progress_bar(t.steps);
+    let sequences_per_step = 2 * t.batch_size as u64;
+
+    let (first, last, seq_per_s) = std::thread::scope(|scope| -> Result<(StepReport, StepReport, f64)> {
+        // Batches are built on a separate thread so the step never waits for encoding in steady state.
+        let (sender, receiver) = mpsc::sync_channel(PREFETCH);
+        let (dataset, sampler, augment) = (&dataset, &sampler, &augment);
+        scope.spawn(move || {
+            for step in 0..t.steps {
+                let batch = build_step(dataset, sampler, augment, t.seed, step, t.positions_per_pass);
+                if sender.send(batch).is_err() {
+                    return; // the loop stopped early
+                }
+            }
+        });
+        let start = Instant::now();
+        let mut after_first = start;
+        let (mut first, mut last) = (None, None);
+        let mut since_log = (Instant::now(), 0u64);
+        for step in 0..t.steps {
+            let batch = receiver
+                .recv()
+                .map_err(|_| TrainError::Setup("the batch builder stopped unexpectedly".into()))??;
+            let report = trainer.train_step(&batch);
+            if !report.loss.is_finite() {
+                return Err(TrainError::Diverged { step, loss: report.loss });
+            }
+            if step == 0 {
+                after_first = Instant::now();
+            }
+            since_log.1 += sequences_per_step;
+            first.get_or_insert(report);
+            last = Some(report);
+            if step % t.log_every == 0 || step + 1 == t.steps {
+                let seq_per_s = since_log.1 as f64 / since_log.0.elapsed().as_secs_f64().max(1e-9);
+                since_log = (Instant::now(), 0);
+                let line = MetricsLine {
+                    step,
+                    epoch: sampler.position(step).0,
+                    loss: report.loss,
+                    accuracy: report.accuracy,
+                    lr: report.lr,
+                    grad_norm: report.grad_norm,
+                    seq_per_s,
+                    pad_fraction: batch.pad_fraction(),
+                    elapsed_s: start.elapsed().as_secs_f64(),
+                };
+                let json = serde_json::to_string(&line).unwrap_or_default();
+                writeln!(metrics, "{json}").map_err(TrainError::io(&metrics_path))?;
+                match &bar {
+                    Some(bar) => bar.set_message(format!("loss {:.4} acc {:.3} {seq_per_s:.0} seq/s", report.loss, report.accuracy)),
+                    None => info!(step, loss = report.loss, accuracy = report.accuracy, lr = report.lr, seq_per_s, "step"),
+                }
+            }
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            }
+        }
+        let timed_steps = t.steps.saturating_sub(1).max(1);
+        let seq_per_s = (timed_steps * sequences_per_step) as f64 / after_first.elapsed().as_secs_f64().max(1e-9);
+        match (first, last) {
+            (Some(first), Some(last)) => Ok((first, last, seq_per_s)),
+            _ => Err(TrainError::Setup("no step ran".into())),
+        }
+    })?;
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    let model_path = out.join("model.safetensors");
+    let tmp = out.join("model.safetensors.tmp");
+    trainer.model.save(&tmp)?;
+    std::fs::rename(&tmp, &model_path).map_err(TrainError::io(&model_path))?;
+    Ok(TrainSummary {
+        first_loss: first.loss,
+        last_loss: last.loss,
+        last_accuracy: last.accuracy,
+        steps: t.steps,
+        seq_per_s,
+        model_path,
+        metrics_path,
+        dataset_dir: dataset.dir.clone(),
+    })
+}

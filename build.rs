@@ -1,13 +1,32 @@
-//! Embeds an rpath to libtorch so `isoclr` runs without LD_LIBRARY_PATH (scripts/setup.sh sets LIBTORCH).
+//! With the `torch` feature: embeds an rpath to libtorch so `isoclr` runs without LD_LIBRARY_PATH, and
+//! compiles the small C++ shim for bf16 autocast (src/device/autocast.cpp) against the same libtorch.
+//! LIBTORCH is set by .cargo/config.toml to the venv that scripts/setup.sh makes.
+
+use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-changed=src/device/autocast.cpp");
     if std::env::var_os("CARGO_FEATURE_TORCH").is_none() {
         return;
     }
-    if let Some(libtorch) = std::env::var_os("LIBTORCH") {
-        let lib = std::path::Path::new(&libtorch).join("lib");
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-        println!("cargo:rustc-env=ISOCLR_LIBTORCH_LIB={}", lib.display());
-    }
+    let Some(libtorch) = std::env::var_os("LIBTORCH") else {
+        println!("cargo:warning=LIBTORCH is not set: run scripts/setup.sh first");
+        return;
+    };
+    let root = Path::new(&libtorch);
+    let lib = root.join("lib");
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    println!("cargo:rustc-env=ISOCLR_LIBTORCH_LIB={}", lib.display());
+    cc::Build::new()
+        .cpp(true)
+        .file("src/device/autocast.cpp")
+        .include(root.join("include"))
+        .include(root.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        // PyTorch's wheels are built with the C++11 ABI since 2.6.
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .warnings(false)
+        .compile("isoclr_autocast");
 }

@@ -1,4 +1,5 @@
-//! libtorch start-up: make CUDA visible to tch and keep libtorch's warning flood away from users.
+//! libtorch start-up and mixed precision: make CUDA visible to tch, and run autocast in bf16 without
+//! libtorch's deprecation-warning flood.
 //!
 //! Call [`init`] first thing in `main`, before any tch call.
 
@@ -10,23 +11,10 @@ const LIBTORCH_LIB: &str = match option_env!("ISOCLR_LIBTORCH_LIB") {
     None => "",
 };
 
-/// Environment variable libtorch reads once, when it loads, for its minimum log level.
-const LOG_LEVEL_VAR: &str = "TORCH_CPP_LOG_LEVEL";
-
-/// Re-executes the current process with `TORCH_CPP_LOG_LEVEL=ERROR` unless the user set it.
-///
-/// libtorch reads the level when the library loads — before `main` — so setting it later is too late;
-/// without it, `autocast` prints a deprecation warning on every call. Returns only when no re-exec was
-/// needed or possible.
-pub fn quiet_libtorch_or_reexec() {
-    use std::os::unix::process::CommandExt;
-    if std::env::var_os(LOG_LEVEL_VAR).is_some() {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else { return };
-    let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).env(LOG_LEVEL_VAR, "ERROR").exec();
-    // exec only returns on failure; carry on with libtorch's default verbosity.
-    eprintln!("warning: could not re-execute with {LOG_LEVEL_VAR}=ERROR: {err}");
+unsafe extern "C" {
+    fn isoclr_autocast_enter_cuda_bf16() -> i32;
+    fn isoclr_autocast_exit_cuda(previous: i32) -> i32;
+    fn isoclr_autocast_cuda_bf16_active() -> i32;
 }
 
 /// Loads `libtorch_cuda.so` so libtorch registers its CUDA backend.
@@ -50,8 +38,54 @@ pub fn load_cuda_backend() -> bool {
     })
 }
 
-/// Quiets libtorch (possibly by re-executing) and loads the CUDA backend when present.
+/// Loads the CUDA backend when present; returns whether it was.
 pub fn init() -> bool {
-    quiet_libtorch_or_reexec();
     load_cuda_backend()
+}
+
+/// Runs `f` with CUDA autocast in bfloat16 when `enabled`, restoring the previous state afterwards (also
+/// when `f` panics). CPU operations are unaffected.
+pub fn autocast_bf16<T>(enabled: bool, f: impl FnOnce() -> T) -> T {
+    struct Restore(i32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: the shim catches every C++ exception and only touches libtorch's thread-local
+            // autocast state; `self.0` is the state returned by the matching enter call.
+            unsafe { isoclr_autocast_exit_cuda(self.0) };
+        }
+    }
+    if !enabled {
+        return f();
+    }
+    // SAFETY: as above; a -1 (error) return means autocast could not be entered, and we run in full
+    // precision without a matching exit.
+    let previous = unsafe { isoclr_autocast_enter_cuda_bf16() };
+    if previous < 0 {
+        return f();
+    }
+    let _restore = Restore(previous);
+    f()
+}
+
+/// Whether CUDA autocast is currently on in bfloat16 (for tests and diagnostics).
+pub fn autocast_bf16_active() -> bool {
+    // SAFETY: a read of libtorch's autocast state; the shim catches every C++ exception.
+    unsafe { isoclr_autocast_cuda_bf16_active() == 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn autocast_region_sets_bf16_and_restores() {
+        assert!(!autocast_bf16_active());
+        let inside = autocast_bf16(true, || {
+            let nested = autocast_bf16(true, autocast_bf16_active);
+            (autocast_bf16_active(), nested)
+        });
+        assert_eq!(inside, (true, true));
+        assert!(!autocast_bf16_active());
+        assert!(!autocast_bf16(false, autocast_bf16_active));
+    }
 }

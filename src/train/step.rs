@@ -46,7 +46,7 @@ impl Trainer {
         self.schedule.lr(step)
     }
 
-    /// Runs one training step on `batch`. Mixed precision (bf16/fp16 autocast) is used on CUDA only.
+    /// Runs one training step on `batch`, in bf16 autocast on CUDA and full precision on CPU.
     pub fn train_step(&mut self, batch: &StepBatch) -> StepReport {
         let t = &self.config.train;
         // Dropout draws from libtorch's generator: seed it per step so a run repeats exactly.
@@ -54,7 +54,7 @@ impl Trainer {
         let n = batch.pairs.len() as i64;
         let device = self.model.vars.device();
         self.optimizer.zero_grad();
-        let (loss, views) = tch::autocast(device.is_cuda(), || {
+        let (loss, views) = crate::device::autocast_bf16(device.is_cuda(), || {
             let embeddings = self.model.embed_micro_batches(&batch.micro, true);
             let projections = self.model.head.forward(&embeddings, true);
             let views = Views::normalised(&projections.narrow(0, 0, n), &projections.narrow(0, n, n));

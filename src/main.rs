@@ -86,7 +86,11 @@ fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
 }
 
 fn inspect(dataset: PathBuf, transcript: Option<String>, tracks: bool) -> Result<()> {
@@ -133,8 +137,18 @@ fn main() -> Result<()> {
     init_tracing();
     tracing::debug!(cuda_loaded, "libtorch initialised");
     match cli.command {
-        Command::Synth { out, genes, seed, length_scale } => {
-            let s = synth(&SynthOptions { out: out.clone(), genes, seed, length_scale })?;
+        Command::Synth {
+            out,
+            genes,
+            seed,
+            length_scale,
+        } => {
+            let s = synth(&SynthOptions {
+                out: out.clone(),
+                genes,
+                seed,
+                length_scale,
+            })?;
             println!(
                 "wrote {} genes, {} transcripts ({} paralog families) to {}",
                 s.genes,
@@ -143,8 +157,22 @@ fn main() -> Result<()> {
                 out.display()
             );
         }
-        Command::Prep { gtf, genome, transcripts, homology, out, max_len } => {
-            let m = prep(&PrepOptions { gtf, genome, transcripts, homology, out: out.clone(), max_len })?;
+        Command::Prep {
+            gtf,
+            genome,
+            transcripts,
+            homology,
+            out,
+            max_len,
+        } => {
+            let m = prep(&PrepOptions {
+                gtf,
+                genome,
+                transcripts,
+                homology,
+                out: out.clone(),
+                max_len,
+            })?;
             println!(
                 "wrote {} groups ({} with ≥2 transcripts), {} transcripts, {} dropped, to {} (fingerprint {})",
                 m.groups,
@@ -155,7 +183,11 @@ fn main() -> Result<()> {
                 &m.fingerprint[..16]
             );
         }
-        Command::Inspect { dataset, transcript, tracks } => inspect(dataset, transcript, tracks)?,
+        Command::Inspect {
+            dataset,
+            transcript,
+            tracks,
+        } => inspect(dataset, transcript, tracks)?,
         Command::Train { config, overrides, out } => {
             let config = Config::load(config.as_deref(), &overrides)?;
             let s = isoclr::train::train(&config, &out)?;

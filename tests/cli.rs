@@ -13,33 +13,65 @@ fn isoclr(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn tiny() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/tiny.toml").display().to_string()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("configs/tiny.toml")
+        .display()
+        .to_string()
 }
 
 #[test]
 fn environment_overrides_file_and_set_overrides_environment() {
     let out = tempfile::tempdir().unwrap();
     let o = out.path().to_str().unwrap();
-    let env = [("ISOCLR_TRAIN_STEPS", "2"), ("ISOCLR_TRAIN_LR", "0.002"), ("ISOCLR_DATA_SYNTH_GENES", "60")];
-    let run = isoclr(&["train", "--config", &tiny(), "--set", "train.lr=0.001", "--set", "train.batch_size=8", "--out", o], &env);
+    let env = [
+        ("ISOCLR_TRAIN_STEPS", "2"),
+        ("ISOCLR_TRAIN_LR", "0.002"),
+        ("ISOCLR_DATA_SYNTH_GENES", "60"),
+    ];
+    let run = isoclr(
+        &[
+            "train",
+            "--config",
+            &tiny(),
+            "--set",
+            "train.lr=0.001",
+            "--set",
+            "train.batch_size=8",
+            "--out",
+            o,
+        ],
+        &env,
+    );
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let config: isoclr::config::Config =
         toml::from_str(&std::fs::read_to_string(out.path().join("config.toml")).unwrap()).unwrap();
     assert_eq!(config.train.steps, 2, "environment beats the file");
     assert_eq!(config.train.lr, 0.001, "--set beats the environment");
     assert_eq!(config.data.synth_genes, 60);
-    assert_eq!(std::fs::read_to_string(out.path().join("metrics.jsonl")).unwrap().lines().count(), 2);
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
 }
 
 #[test]
 fn unknown_keys_fail_with_their_name() {
     let out = tempfile::tempdir().unwrap();
     let o = out.path().to_str().unwrap();
-    let run = isoclr(&["train", "--config", &tiny(), "--set", "train.lrate=0.1", "--out", o], &[]);
+    let run = isoclr(
+        &["train", "--config", &tiny(), "--set", "train.lrate=0.1", "--out", o],
+        &[],
+    );
     assert!(!run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("lrate"), "{stderr}");
-    let run = isoclr(&["train", "--config", &tiny(), "--out", o], &[("ISOCLR_MODEL_PRESTE", "small")]);
+    let run = isoclr(
+        &["train", "--config", &tiny(), "--out", o],
+        &[("ISOCLR_MODEL_PRESTE", "small")],
+    );
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("preste"));
     let run = isoclr(&["train", "--config", "/no/such.toml", "--out", o], &[]);
@@ -52,7 +84,10 @@ fn synth_prep_inspect_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("raw");
     let ds = dir.path().join("ds");
-    let run = isoclr(&["synth", "--out", raw.to_str().unwrap(), "--genes", "30", "--seed", "4"], &[]);
+    let run = isoclr(
+        &["synth", "--out", raw.to_str().unwrap(), "--genes", "30", "--seed", "4"],
+        &[],
+    );
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let run = isoclr(
         &[
@@ -75,10 +110,17 @@ fn synth_prep_inspect_round_trip() {
     assert!(counts["transcripts"].as_u64().unwrap() > 30);
     let dataset = isoclr::data::Dataset::open(&ds).unwrap();
     let t = dataset.transcripts.iter().find(|t| t.cds.is_some()).unwrap();
-    let run = isoclr(&["inspect", ds.to_str().unwrap(), "--transcript", &t.id, "--tracks"], &[]);
+    let run = isoclr(
+        &["inspect", ds.to_str().unwrap(), "--transcript", &t.id, "--tracks"],
+        &[],
+    );
     assert!(run.status.success());
     let text = String::from_utf8(run.stdout).unwrap();
-    let rows: Vec<Vec<&str>> = text.lines().filter(|l| !l.starts_with('#') && !l.starts_with("pos")).map(|l| l.split('\t').collect()).collect();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("pos"))
+        .map(|l| l.split('\t').collect())
+        .collect();
     assert_eq!(rows.len(), t.len());
     assert!(rows.iter().all(|r| r.len() == 8));
     let (start, _) = t.cds.unwrap();
@@ -86,7 +128,10 @@ fn synth_prep_inspect_round_trip() {
     assert_eq!(codon, "ATG");
     assert_eq!(rows[start as usize][6], "1");
     assert_eq!(rows[t.len() - 1][7], "1", "the last nucleotide ends the last exon");
-    let run = isoclr(&["inspect", ds.to_str().unwrap(), "--transcript", "nope", "--tracks"], &[]);
+    let run = isoclr(
+        &["inspect", ds.to_str().unwrap(), "--transcript", "nope", "--tracks"],
+        &[],
+    );
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("nope"));
 }

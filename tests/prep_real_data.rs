@@ -30,10 +30,7 @@ fn fetch() -> Option<(PathBuf, PathBuf)> {
         return None;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-example-data.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .output()
-        .expect("cannot run bash");
+    let out = Command::new("bash").arg(&script).output().expect("cannot run bash");
     assert!(
         out.status.success(),
         "{} failed (set ISOCLR_SKIP_REAL_DATA=1 to skip on a machine without apt):\n{}",
@@ -43,9 +40,7 @@ fn fetch() -> Option<(PathBuf, PathBuf)> {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let paths: Vec<PathBuf> = stdout.lines().map(PathBuf::from).collect();
     assert_eq!(paths.len(), 2, "unexpected script output: {stdout}");
-    assert!(
-        paths[0].ends_with("example.gtf.gz") && paths[1].ends_with("example_isoform_nt.fasta.gz")
-    );
+    assert!(paths[0].ends_with("example.gtf.gz") && paths[1].ends_with("example_isoform_nt.fasta.gz"));
     Some((paths[0].clone(), paths[1].clone()))
 }
 
@@ -59,10 +54,7 @@ fn fasta_sequences(path: &Path) -> HashMap<String, Vec<u8>> {
         let line = line.unwrap();
         if let Some(header) = line.strip_prefix('>') {
             name = header.split_whitespace().next().unwrap().to_owned();
-            assert!(
-                seqs.insert(name.clone(), Vec::new()).is_none(),
-                "duplicate {name}"
-            );
+            assert!(seqs.insert(name.clone(), Vec::new()).is_none(), "duplicate {name}");
         } else {
             seqs.get_mut(&name)
                 .unwrap()
@@ -94,19 +86,9 @@ fn check_transcripts(dataset: &Dataset, seqs: &HashMap<String, Vec<u8>>) -> usiz
     let mut ends_on_stop = 0;
     for t in &dataset.transcripts {
         let fasta = &seqs[&t.id];
-        assert_eq!(
-            t.len(),
-            fasta.len(),
-            "{}: encoded length differs from the FASTA",
-            t.id
-        );
+        assert_eq!(t.len(), fasta.len(), "{}: encoded length differs from the FASTA", t.id);
         assert_eq!(&t.sequence(), fasta, "{}", t.id);
-        assert_eq!(
-            *t.exon_ends.last().unwrap() as usize,
-            t.len() - 1,
-            "{}",
-            t.id
-        );
+        assert_eq!(*t.exon_ends.last().unwrap() as usize, t.len() - 1, "{}", t.id);
         let Some((start, end)) = t.cds else { continue };
         coding += 1;
         let letters = t.sequence();
@@ -137,12 +119,7 @@ fn check_transcripts(dataset: &Dataset, seqs: &HashMap<String, Vec<u8>>) -> usiz
         // The codon track marks exactly the codon starts from the ATG on.
         let tracks = t.tracks();
         let marks: Vec<usize> = (0..t.len()).filter(|&p| tracks[p][4] == 1.0).collect();
-        assert_eq!(
-            marks,
-            (start..end).step_by(3).collect::<Vec<_>>(),
-            "{}",
-            t.id
-        );
+        assert_eq!(marks, (start..end).step_by(3).collect::<Vec<_>>(), "{}", t.id);
     }
     // The GTF's CDS records leave the stop codon out and it has no stop_codon records, so prep adds
     // the 3 nt after each CDS. For 1,027 of the 1,078 coding transcripts those are the stop codon;
@@ -185,11 +162,7 @@ fn real_example_with_default_max_len_drops_only_long_transcripts() {
         .filter(|(_, s)| s.len() > DEFAULT_MAX_LEN as usize)
         .map(|(id, _)| id)
         .collect();
-    assert_eq!(
-        long.len(),
-        6,
-        "transcripts longer than 12,288 nt in the example"
-    );
+    assert_eq!(long.len(), 6, "transcripts longer than 12,288 nt in the example");
     let reason = format!("longer than {DEFAULT_MAX_LEN} nt");
     assert_eq!(m.dropped_counts, BTreeMap::from([(reason.clone(), 6)]));
     assert!(
@@ -207,9 +180,6 @@ fn real_example_with_default_max_len_drops_only_long_transcripts() {
         *per_gene.entry(t.gene_id.as_str()).or_default() += 1;
     }
     assert_eq!(m.groups, per_gene.len());
-    assert_eq!(
-        m.groups_with_multiple,
-        per_gene.values().filter(|&&n| n >= 2).count()
-    );
+    assert_eq!(m.groups_with_multiple, per_gene.values().filter(|&&n| n >= 2).count());
     assert_eq!(check_transcripts(&dataset, &seqs), 1021);
 }

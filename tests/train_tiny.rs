@@ -28,7 +28,10 @@ fn tiny_config_trains_and_learns() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "isoclr train failed:\n{stderr}");
-    assert!(!stderr.contains("autocast") && !stderr.contains("[W"), "libtorch warnings reached the user:\n{stderr}");
+    assert!(
+        !stderr.contains("autocast") && !stderr.contains("[W"),
+        "libtorch warnings reached the user:\n{stderr}"
+    );
 
     let lines = metrics(out.path());
     assert!(lines.len() >= 5, "too few metric lines: {}", lines.len());
@@ -42,8 +45,16 @@ fn tiny_config_trains_and_learns() {
     let tail: f64 = lines[lines.len() - 3..].iter().map(|l| value(l, "loss")).sum::<f64>() / 3.0;
     assert!(tail < head - 0.5, "loss did not fall: first {head:.3}, last {tail:.3}");
     let batch = 32.0;
-    let accuracy: f64 = lines[lines.len() - 3..].iter().map(|l| value(l, "accuracy")).sum::<f64>() / 3.0;
-    assert!(accuracy > 10.0 / batch, "accuracy {accuracy:.3} not well above chance {:.3}", 1.0 / batch);
+    let accuracy: f64 = lines[lines.len() - 3..]
+        .iter()
+        .map(|l| value(l, "accuracy"))
+        .sum::<f64>()
+        / 3.0;
+    assert!(
+        accuracy > 10.0 / batch,
+        "accuracy {accuracy:.3} not well above chance {:.3}",
+        1.0 / batch
+    );
     // Length-aware micro-batches keep padding low on the synthetic length mix.
     assert!(lines.iter().all(|l| value(l, "pad_fraction") < 0.5));
 

@@ -38,7 +38,10 @@ fn isoclr_binary(explicit: Option<PathBuf>) -> Result<PathBuf> {
     let me = std::env::current_exe().context("cannot locate the launcher binary")?;
     let sibling = me.with_file_name("isoclr");
     if !sibling.exists() {
-        bail!("no isoclr binary next to {} (build it with scripts/setup.sh or pass --isoclr)", me.display());
+        bail!(
+            "no isoclr binary next to {} (build it with scripts/setup.sh or pass --isoclr)",
+            me.display()
+        );
     }
     Ok(sibling)
 }
@@ -50,11 +53,18 @@ fn main() -> Result<ExitCode> {
     }
     let isoclr = isoclr_binary(args.isoclr)?;
     let mut command = Command::new(&isoclr);
-    command.arg("train").arg("--config").arg(&args.config).arg("--out").arg(&args.out);
+    command
+        .arg("train")
+        .arg("--config")
+        .arg(&args.config)
+        .arg("--out")
+        .arg(&args.out);
     for assignment in &args.overrides {
         command.arg("--set").arg(assignment);
     }
-    let status = command.status().with_context(|| format!("cannot start {}", isoclr.display()))?;
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start {}", isoclr.display()))?;
     Ok(match status.code() {
         Some(0) => ExitCode::SUCCESS,
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

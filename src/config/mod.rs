@@ -61,7 +61,13 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { path: None, synth_genes: 600, synth_seed: 1, synth_length_scale: 1.0, max_len: 12_288 }
+        Self {
+            path: None,
+            synth_genes: 600,
+            synth_seed: 1,
+            synth_length_scale: 1.0,
+            max_len: 12_288,
+        }
     }
 }
 
@@ -302,7 +308,9 @@ const SECTIONS: [&str; 3] = ["data", "model", "train"];
 
 /// Parses one `--set key=value`; the value is read as a TOML value (number, bool, array) or else a string.
 fn override_provider(assignment: &str) -> Result<Serialized<toml::Value>> {
-    let (key, raw) = assignment.split_once('=').ok_or_else(|| ConfigError::BadOverride(assignment.into()))?;
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| ConfigError::BadOverride(assignment.into()))?;
     let key = key.trim();
     if key.is_empty() {
         return Err(ConfigError::BadOverride(assignment.into()));
@@ -323,7 +331,10 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(ConfigError::Invalid { key: "--config", why: format!("{} does not exist", file.display()) });
+                return Err(ConfigError::Invalid {
+                    key: "--config",
+                    why: format!("{} does not exist", file.display()),
+                });
             }
             figment = figment.merge(Toml::file_exact(file));
         }
@@ -345,18 +356,26 @@ impl Config {
 
     /// Checks ranges that serde cannot.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |key, why: &str| Err(ConfigError::Invalid { key, why: why.to_owned() });
+        let invalid = |key, why: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                why: why.to_owned(),
+            })
+        };
         let t = &self.train;
         if t.steps == 0 {
             return invalid("train.steps", "must be at least 1");
         }
         if t.batch_size < 2 {
-            return invalid("train.batch_size", "must be at least 2 (negatives are the other groups)");
+            return invalid(
+                "train.batch_size",
+                "must be at least 2 (negatives are the other groups)",
+            );
         }
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return invalid("train.lr", "must be a positive number");
         }
-        if !(t.temperature > 0.0) {
+        if t.temperature.is_nan() || t.temperature <= 0.0 {
             return invalid("train.temperature", "must be positive");
         }
         if !(0.0..1.0).contains(&t.mask_fraction) {
@@ -374,13 +393,19 @@ impl Config {
         let m = &self.model;
         let s = m.shape();
         if s.filters.is_empty() || s.filters.len() != s.blocks.len() || s.filters.len() != s.dilations.len() {
-            return invalid("model.filters", "filters, blocks and dilations need one entry per stage, equally many");
+            return invalid(
+                "model.filters",
+                "filters, blocks and dilations need one entry per stage, equally many",
+            );
         }
         if s.filters.iter().chain(&s.blocks).chain(&s.dilations).any(|&v| v < 1) || s.kernel < 1 {
             return invalid("model.filters", "filters, blocks, dilations and kernel must be ≥ 1");
         }
         if s.filters.len() > 4 {
-            return invalid("model.filters", "at most 4 stages: the stem and every stage halve the length, and padded lengths are multiples of 32");
+            return invalid(
+                "model.filters",
+                "at most 4 stages: the stem and every stage halve the length, and padded lengths are multiples of 32",
+            );
         }
         if m.norm == Norm::Group && s.filters.iter().any(|f| f % m.norm_groups != 0) {
             return invalid("model.norm_groups", "must divide every stage's filter count");
@@ -415,7 +440,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "[train]\nlr = 0.5\nsteps = 7\n[model]\npreset = \"tiny\"\n").unwrap();
-        let c = Config::load(Some(&file), &["train.steps=9".into(), "model.norm=group".into(), "model.filters=[8,16]".into(), "model.blocks=[1,1]".into(), "model.dilations=[1,2]".into()]).unwrap();
+        let c = Config::load(
+            Some(&file),
+            &[
+                "train.steps=9".into(),
+                "model.norm=group".into(),
+                "model.filters=[8,16]".into(),
+                "model.blocks=[1,1]".into(),
+                "model.dilations=[1,2]".into(),
+            ],
+        )
+        .unwrap();
         assert_eq!(c.train.lr, 0.5);
         assert_eq!(c.train.steps, 9);
         assert_eq!(c.model.preset, Preset::Tiny);
@@ -432,13 +467,19 @@ mod tests {
         std::fs::write(&file, "[train]\nlrr = 0.5\n").unwrap();
         let err = Config::load(Some(&file), &[]).unwrap_err().to_string();
         assert!(err.contains("lrr") && err.contains("bad.toml"), "{err}");
-        let err = Config::load(None, &["train.steps=many".into()]).unwrap_err().to_string();
+        let err = Config::load(None, &["train.steps=many".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("train.steps"), "{err}");
-        let err = Config::load(None, &["modle.preset=tiny".into()]).unwrap_err().to_string();
+        let err = Config::load(None, &["modle.preset=tiny".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("modle"), "{err}");
         let err = Config::load(None, &["train.steps".into()]).unwrap_err().to_string();
         assert!(err.contains("key=value"), "{err}");
-        let err = Config::load(None, &["train.batch_size=1".into()]).unwrap_err().to_string();
+        let err = Config::load(None, &["train.batch_size=1".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("train.batch_size"), "{err}");
     }
 }

@@ -54,7 +54,11 @@ impl StepBatch {
     /// Fraction of computed positions that are padding.
     pub fn pad_fraction(&self) -> f64 {
         let padded = self.padded_positions();
-        if padded == 0 { 0.0 } else { 1.0 - self.real_positions() as f64 / padded as f64 }
+        if padded == 0 {
+            0.0
+        } else {
+            1.0 - self.real_positions() as f64 / padded as f64
+        }
     }
 }
 
@@ -94,7 +98,12 @@ fn encode_micro_batch(rows: Vec<usize>, sequences: &[(&Transcript, u32, Vec<u32>
             }
         }
     }
-    MicroBatch { rows, lengths, padded_len, tracks }
+    MicroBatch {
+        rows,
+        lengths,
+        padded_len,
+        tracks,
+    }
 }
 
 /// Builds global step `global_step`: draws the pairs, augments both views, and cuts the 2N rows into
@@ -115,10 +124,13 @@ pub fn build_step(
     let mut sequences = Vec::with_capacity(2 * n);
     for view in 0..2 {
         for (i, pair) in pairs.iter().enumerate() {
-            let transcript = dataset.transcripts.get(pair.views[view] as usize).ok_or_else(|| DataError::Invalid {
-                what: dataset.dir.display().to_string(),
-                why: format!("group index refers to missing transcript {}", pair.views[view]),
-            })?;
+            let transcript = dataset
+                .transcripts
+                .get(pair.views[view] as usize)
+                .ok_or_else(|| DataError::Invalid {
+                    what: dataset.dir.display().to_string(),
+                    why: format!("group index refers to missing transcript {}", pair.views[view]),
+                })?;
             let row = view * n + i;
             let masked = augment.masked_positions(seed, global_step, row as u64, transcript.len + shift);
             sequences.push((transcript, shift, masked));
@@ -129,7 +141,11 @@ pub fn build_step(
         .into_iter()
         .map(|rows| encode_micro_batch(rows, &sequences))
         .collect();
-    Ok(StepBatch { step: global_step, pairs, micro })
+    Ok(StepBatch {
+        step: global_step,
+        pairs,
+        micro,
+    })
 }
 
 /// Encodes transcripts without augmentation, for embedding: micro-batches in the same length-sorted
@@ -163,17 +179,45 @@ mod tests {
     #[test]
     fn step_covers_every_row_once_with_masks_and_shift() {
         let dir = tempfile::tempdir().unwrap();
-        let seqs: [&[u8]; 4] = [b"ACGTACGTAC", b"ACGTAC", b"GGGGGGGGGGGGGGGGGGGG", b"TTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTT"];
+        let seqs: [&[u8]; 4] = [
+            b"ACGTACGTAC",
+            b"ACGTAC",
+            b"GGGGGGGGGGGGGGGGGGGG",
+            b"TTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTT",
+        ];
         let transcripts: Vec<Transcript> = seqs
             .iter()
             .enumerate()
-            .map(|(i, s)| Transcript::new(format!("t{i}"), format!("g{}", i / 2), (i / 2) as u32, s, vec![s.len() as u32 - 1], None).unwrap())
+            .map(|(i, s)| {
+                Transcript::new(
+                    format!("t{i}"),
+                    format!("g{}", i / 2),
+                    (i / 2) as u32,
+                    s,
+                    vec![s.len() as u32 - 1],
+                    None,
+                )
+                .unwrap()
+            })
             .collect();
-        let groups = vec![Group { id: "g0".into(), transcripts: vec![0, 1] }, Group { id: "g1".into(), transcripts: vec![2, 3] }];
+        let groups = vec![
+            Group {
+                id: "g0".into(),
+                transcripts: vec![0, 1],
+            },
+            Group {
+                id: "g1".into(),
+                transcripts: vec![2, 3],
+            },
+        ];
         Dataset::write(dir.path(), &groups, &transcripts, Provenance::default()).unwrap();
         let ds = Dataset::open(dir.path()).unwrap();
         let sampler = Sampler::new(5, 2, 2).unwrap();
-        let augment = Augment { mask_fraction: 0.15, max_shift: 3, max_len: 64 };
+        let augment = Augment {
+            mask_fraction: 0.15,
+            max_shift: 3,
+            max_len: 64,
+        };
         let step = build_step(&ds, &sampler, &augment, 5, 4, 64).unwrap();
         let shift = augment.shift(5, 4);
         let mut rows: Vec<usize> = step.micro.iter().flat_map(|m| m.rows.clone()).collect();

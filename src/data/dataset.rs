@@ -114,19 +114,28 @@ fn hex(bytes: &[u8]) -> String {
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<FileEntry> {
     let path = dir.join(name);
     std::fs::write(&path, bytes).map_err(DataError::io(&path))?;
-    Ok(FileEntry { name: name.to_owned(), bytes: bytes.len() as u64, sha256: hex(&Sha256::digest(bytes)) })
+    Ok(FileEntry {
+        name: name.to_owned(),
+        bytes: bytes.len() as u64,
+        sha256: hex(&Sha256::digest(bytes)),
+    })
 }
 
 fn encode(magic: &[u8; 8], value: &impl Serialize, what: &str) -> Result<Vec<u8>> {
     let mut bytes = magic.to_vec();
-    postcard::to_io(value, &mut bytes)
-        .map_err(|e| DataError::Invalid { what: what.to_owned(), why: format!("cannot encode: {e}") })?;
+    postcard::to_io(value, &mut bytes).map_err(|e| DataError::Invalid {
+        what: what.to_owned(),
+        why: format!("cannot encode: {e}"),
+    })?;
     Ok(bytes)
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(path: &Path, magic: &[u8; 8]) -> Result<T> {
     let bytes = std::fs::read(path).map_err(DataError::io(path))?;
-    let invalid = |why: String| DataError::Invalid { what: path.display().to_string(), why };
+    let invalid = |why: String| DataError::Invalid {
+        what: path.display().to_string(),
+        why,
+    };
     let body = bytes
         .strip_prefix(magic.as_slice())
         .ok_or_else(|| invalid("not an isoclr dataset file (bad magic)".into()))?;
@@ -165,15 +174,13 @@ impl Dataset {
     ///
     /// Groups must reference valid transcript indices and each transcript's `group` must point back at
     /// its group; errors with [`DataError::Invalid`] otherwise, or [`DataError::Io`] on a write failure.
-    pub fn write(
-        dir: &Path,
-        groups: &[Group],
-        transcripts: &[Transcript],
-        provenance: Provenance,
-    ) -> Result<Manifest> {
+    pub fn write(dir: &Path, groups: &[Group], transcripts: &[Transcript], provenance: Provenance) -> Result<Manifest> {
         for (g, group) in groups.iter().enumerate() {
             if group.transcripts.is_empty() {
-                return Err(DataError::Invalid { what: format!("group {}", group.id), why: "no transcripts".into() });
+                return Err(DataError::Invalid {
+                    what: format!("group {}", group.id),
+                    why: "no transcripts".into(),
+                });
             }
             for &t in &group.transcripts {
                 let ok = transcripts.get(t as usize).is_some_and(|tr| tr.group as usize == g);
@@ -196,7 +203,11 @@ impl Dataset {
             let name = format!("shard-{i:05}.bin");
             files.push(write_file(dir, &name, &encode(SHARD_MAGIC, &chunk, &name)?)?);
         }
-        files.push(write_file(dir, "groups.bin", &encode(GROUPS_MAGIC, &groups, "groups.bin")?)?);
+        files.push(write_file(
+            dir,
+            "groups.bin",
+            &encode(GROUPS_MAGIC, &groups, "groups.bin")?,
+        )?);
         let mut hasher = Sha256::new();
         for f in &files {
             hasher.update(f.name.as_bytes());
@@ -220,8 +231,10 @@ impl Dataset {
             files,
             fingerprint: hex(&hasher.finalize()),
         };
-        let json = serde_json::to_vec_pretty(&manifest)
-            .map_err(|e| DataError::Invalid { what: "manifest".into(), why: e.to_string() })?;
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| DataError::Invalid {
+            what: "manifest".into(),
+            why: e.to_string(),
+        })?;
         let tmp = dir.join("manifest.json.tmp");
         std::fs::write(&tmp, json).map_err(DataError::io(&tmp))?;
         std::fs::rename(&tmp, &manifest_path).map_err(DataError::io(&manifest_path))?;
@@ -236,9 +249,15 @@ impl Dataset {
                 what: dir.display().to_string(),
                 why: "no manifest.json: not a dataset made by `isoclr prep`, or an incomplete one".into(),
             },
-            _ => DataError::Io { path: path.clone(), source },
+            _ => DataError::Io {
+                path: path.clone(),
+                source,
+            },
         })?;
-        serde_json::from_str(&text).map_err(|e| DataError::Invalid { what: path.display().to_string(), why: e.to_string() })
+        serde_json::from_str(&text).map_err(|e| DataError::Invalid {
+            what: path.display().to_string(),
+            why: e.to_string(),
+        })
     }
 
     /// Opens a dataset directory, checking every file's size and checksum against the manifest.
@@ -270,7 +289,10 @@ impl Dataset {
             && groups.len() == manifest.groups
             && groups.iter().enumerate().all(|(g, group)| {
                 !group.transcripts.is_empty()
-                    && group.transcripts.iter().all(|&t| transcripts.get(t as usize).is_some_and(|tr| tr.group as usize == g))
+                    && group
+                        .transcripts
+                        .iter()
+                        .all(|&t| transcripts.get(t as usize).is_some_and(|tr| tr.group as usize == g))
             });
         if !consistent {
             return Err(DataError::Invalid {
@@ -278,7 +300,12 @@ impl Dataset {
                 why: "group index and shards disagree with each other or with the manifest".into(),
             });
         }
-        Ok(Self { dir: dir.to_owned(), manifest, groups, transcripts })
+        Ok(Self {
+            dir: dir.to_owned(),
+            manifest,
+            groups,
+            transcripts,
+        })
     }
 
     /// Finds a transcript by id.
@@ -298,8 +325,14 @@ mod tests {
             Transcript::new("b1", "gb", 1, b"NNACGU", vec![5], None).unwrap(),
         ];
         let g = vec![
-            Group { id: "ga".into(), transcripts: vec![0, 1] },
-            Group { id: "gb".into(), transcripts: vec![2] },
+            Group {
+                id: "ga".into(),
+                transcripts: vec![0, 1],
+            },
+            Group {
+                id: "gb".into(),
+                transcripts: vec![2],
+            },
         ];
         (g, t)
     }
@@ -308,9 +341,29 @@ mod tests {
     fn write_then_open_round_trips_and_fingerprints_content() {
         let dir = tempfile::tempdir().unwrap();
         let (g, t) = tiny();
-        let m = Dataset::write(dir.path(), &g, &t, Provenance { max_len: 100, ..Default::default() }).unwrap();
-        assert_eq!((m.groups, m.transcripts, m.groups_with_multiple, m.coding_transcripts), (2, 3, 1, 1));
-        assert_eq!(m.lengths, LengthStats { min: 6, median: 6, mean: 20.0 / 3.0, max: 8 });
+        let m = Dataset::write(
+            dir.path(),
+            &g,
+            &t,
+            Provenance {
+                max_len: 100,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (m.groups, m.transcripts, m.groups_with_multiple, m.coding_transcripts),
+            (2, 3, 1, 1)
+        );
+        assert_eq!(
+            m.lengths,
+            LengthStats {
+                min: 6,
+                median: 6,
+                mean: 20.0 / 3.0,
+                max: 8
+            }
+        );
         let d = Dataset::open(dir.path()).unwrap();
         assert_eq!(d.transcripts, t);
         assert_eq!(d.groups, g);
@@ -318,7 +371,16 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         let mut t2 = t.clone();
         t2[1] = Transcript::new("a2", "ga", 0, b"ACGTAA", vec![5], None).unwrap();
-        let m2 = Dataset::write(other.path(), &g, &t2, Provenance { max_len: 100, ..Default::default() }).unwrap();
+        let m2 = Dataset::write(
+            other.path(),
+            &g,
+            &t2,
+            Provenance {
+                max_len: 100,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_ne!(m.fingerprint, m2.fingerprint);
     }
 

@@ -60,7 +60,11 @@ impl Sampler {
                 why: format!("must be between 2 and the number of groups ({group_count}), got {batch_size}"),
             });
         }
-        Ok(Self { seed, batch_size, group_count })
+        Ok(Self {
+            seed,
+            batch_size,
+            group_count,
+        })
     }
 
     /// Groups per global batch.
@@ -104,7 +108,11 @@ impl Sampler {
                 } else {
                     [members[0], members[0]]
                 };
-                Pair { group: g, views, group_size: members.len() as u32 }
+                Pair {
+                    group: g,
+                    views,
+                    group_size: members.len() as u32,
+                }
             })
             .collect()
     }
@@ -123,7 +131,11 @@ pub struct Augment {
 
 impl Augment {
     /// No augmentation: what evaluation and embedding use.
-    pub const NONE: Augment = Augment { mask_fraction: 0.0, max_shift: 0, max_len: 0 };
+    pub const NONE: Augment = Augment {
+        mask_fraction: 0.0,
+        max_shift: 0,
+        max_len: 0,
+    };
 
     /// The right shift of a whole step, in `0..=max_shift`.
     pub fn shift(&self, seed: u64, global_step: u64) -> u32 {
@@ -164,7 +176,10 @@ mod tests {
             .map(|(g, &n)| {
                 let transcripts = (next..next + n as u32).collect();
                 next += n as u32;
-                Group { id: format!("g{g}"), transcripts }
+                Group {
+                    id: format!("g{g}"),
+                    transcripts,
+                }
             })
             .collect()
     }
@@ -201,7 +216,11 @@ mod tests {
             let p = s.pairs(&gs, step).into_iter().find(|p| p.group == 0).unwrap();
             *counts.entry(p.views).or_insert(0) += 1;
         }
-        assert_eq!(counts.len(), 6, "all ordered pairs of 3 distinct transcripts: {counts:?}");
+        assert_eq!(
+            counts.len(),
+            6,
+            "all ordered pairs of 3 distinct transcripts: {counts:?}"
+        );
         for &c in counts.values() {
             assert!((400..600).contains(&c), "{counts:?}");
         }
@@ -215,7 +234,11 @@ mod tests {
 
     #[test]
     fn masking_and_shift_follow_the_method() {
-        let a = Augment { mask_fraction: 0.15, max_shift: 3, max_len: 12_288 };
+        let a = Augment {
+            mask_fraction: 0.15,
+            max_shift: 3,
+            max_len: 12_288,
+        };
         let full = a.masked_positions(3, 10, 0, 12_288);
         assert_eq!(full.len(), 1843);
         assert!(full.windows(2).all(|w| w[0] < w[1]));

@@ -68,7 +68,10 @@ impl Transcript {
         cds: Option<(u32, u32)>,
     ) -> Result<Self> {
         let id = id.into();
-        let invalid = |why: String| DataError::Invalid { what: format!("transcript {id}"), why };
+        let invalid = |why: String| DataError::Invalid {
+            what: format!("transcript {id}"),
+            why,
+        };
         if sequence.is_empty() {
             return Err(invalid("empty sequence".into()));
         }
@@ -78,9 +81,7 @@ impl Transcript {
         for (pos, &letter) in sequence.iter().enumerate() {
             match base_code(letter) {
                 Some(code) => packed[pos / 4] |= code << (2 * (pos % 4)),
-                None if letter.is_ascii_alphabetic() => {
-                    ambiguous.push((pos as u32, letter.to_ascii_uppercase()))
-                }
+                None if letter.is_ascii_alphabetic() => ambiguous.push((pos as u32, letter.to_ascii_uppercase())),
                 None => {
                     return Err(invalid(format!(
                         "illegal character {:?} at position {pos}",
@@ -102,12 +103,21 @@ impl Transcript {
                 last + 1
             )));
         }
-        if let Some((start, end)) = cds {
-            if start >= end || end > len {
-                return Err(invalid(format!("CDS [{start}, {end}) outside transcript of length {len}")));
-            }
+        if let Some((start, end)) = cds
+            && (start >= end || end > len)
+        {
+            return Err(invalid(format!("CDS [{start}, {end}) outside transcript of length {len}")));
         }
-        Ok(Self { id, gene_id: gene_id.into(), group, len, packed, ambiguous, exon_ends, cds })
+        Ok(Self {
+            id,
+            gene_id: gene_id.into(),
+            group,
+            len,
+            packed,
+            ambiguous,
+            exon_ends,
+            cds,
+        })
     }
 
     /// Length in nucleotides as `usize`.
@@ -138,7 +148,10 @@ impl Transcript {
     /// Panics if `out` is shorter than `5 * stride + offset + len` — a caller's sizing bug, not user input.
     pub fn write_tracks(&self, out: &mut [f32], stride: usize, offset: usize) {
         let len = self.len();
-        assert!(offset + len <= stride && out.len() >= TRACKS * stride, "track buffer too small");
+        assert!(
+            offset + len <= stride && out.len() >= TRACKS * stride,
+            "track buffer too small"
+        );
         for pos in 0..len {
             let code = usize::from((self.packed[pos / 4] >> (2 * (pos % 4))) & 3);
             for track in 0..4 {
@@ -169,7 +182,9 @@ impl Transcript {
         let len = self.len();
         let mut flat = vec![0.0; TRACKS * len];
         self.write_tracks(&mut flat, len, 0);
-        (0..len).map(|pos| std::array::from_fn(|t| flat[t * len + pos])).collect()
+        (0..len)
+            .map(|pos| std::array::from_fn(|t| flat[t * len + pos]))
+            .collect()
     }
 }
 
@@ -194,7 +209,11 @@ pub fn reverse_complement(sequence: &[u8]) -> Vec<u8> {
                 b'H' => b'D',
                 other => other, // N, S, W are their own complements
             };
-            if b.is_ascii_lowercase() { c.to_ascii_lowercase() } else { c }
+            if b.is_ascii_lowercase() {
+                c.to_ascii_lowercase()
+            } else {
+                c
+            }
         })
         .collect()
 }
@@ -249,11 +268,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_annotation() {
-        let err = Transcript::new("tx9", "g", 0, b"ACGT", vec![2], None).unwrap_err().to_string();
+        let err = Transcript::new("tx9", "g", 0, b"ACGT", vec![2], None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("tx9") && err.contains("summed exon length 3"), "{err}");
         assert!(Transcript::new("t", "g", 0, b"ACGT", vec![2, 1, 3], None).is_err());
         assert!(Transcript::new("t", "g", 0, b"ACGT", vec![3], Some((2, 5))).is_err());
-        let err = Transcript::new("t", "g", 0, b"AC-T", vec![3], None).unwrap_err().to_string();
+        let err = Transcript::new("t", "g", 0, b"AC-T", vec![3], None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("position 2"), "{err}");
         assert!(Transcript::new("t", "g", 0, b"", vec![], None).is_err());
     }

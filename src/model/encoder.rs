@@ -19,13 +19,25 @@ struct SameConv {
 
 impl SameConv {
     fn new(path: &nn::Path, c_in: i64, c_out: i64, kernel: i64, dilation: i64, bias: bool) -> Self {
-        let config = nn::ConvConfig { dilation, bias, ..Default::default() };
+        let config = nn::ConvConfig {
+            dilation,
+            bias,
+            ..Default::default()
+        };
         let total = (kernel - 1) * dilation;
-        Self { conv: nn::conv1d(path, c_in, c_out, kernel, config), left: total / 2, right: total - total / 2 }
+        Self {
+            conv: nn::conv1d(path, c_in, c_out, kernel, config),
+            left: total / 2,
+            right: total - total / 2,
+        }
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
-        let padded = if self.left + self.right > 0 { x.constant_pad_nd([self.left, self.right]) } else { x.shallow_clone() };
+        let padded = if self.left + self.right > 0 {
+            x.constant_pad_nd([self.left, self.right])
+        } else {
+            x.shallow_clone()
+        };
         padded.apply(&self.conv)
     }
 }
@@ -45,7 +57,10 @@ impl ResidualBlock {
     fn new(path: &nn::Path, c_in: i64, c_out: i64, kernel: i64, dilation: i64, config: &ModelConfig) -> Self {
         let norm = |p: &nn::Path| MaskedNorm::new(p, c_out, config.norm, config.norm_groups);
         let shortcut = (c_in != c_out).then(|| {
-            (SameConv::new(&(path / "shortcut" / "conv"), c_in, c_out, 1, 1, false), norm(&(path / "shortcut" / "norm")))
+            (
+                SameConv::new(&(path / "shortcut" / "conv"), c_in, c_out, 1, 1, false),
+                norm(&(path / "shortcut" / "norm")),
+            )
         });
         Self {
             conv1: SameConv::new(&(path / "conv1"), c_in, c_out, kernel, dilation, false),
@@ -58,7 +73,11 @@ impl ResidualBlock {
     }
 
     fn forward(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
-        let h = self.norm1.forward(&self.conv1.forward(x), mask, train).relu().dropout(self.dropout, train);
+        let h = self
+            .norm1
+            .forward(&self.conv1.forward(x), mask, train)
+            .relu()
+            .dropout(self.dropout, train);
         let h = self.norm2.forward(&self.conv2.forward(&h), mask, train);
         let residual = match &self.shortcut {
             Some((conv, norm)) => norm.forward(&conv.forward(x), mask, train),
@@ -72,7 +91,9 @@ impl ResidualBlock {
 /// is real when either input was, so the mask follows the pooling.
 fn masked_max_pool(x: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
     let padding = mask.lt(0.5);
-    let pooled = x.masked_fill(&padding, f64::NEG_INFINITY).max_pool1d([2], [2], [0], [1], false);
+    let pooled = x
+        .masked_fill(&padding, f64::NEG_INFINITY)
+        .max_pool1d([2], [2], [0], [1], false);
     let mask = mask.max_pool1d([2], [2], [0], [1], false);
     let pooled = pooled.masked_fill(&mask.lt(0.5), 0.0);
     (pooled, mask)
@@ -91,7 +112,12 @@ pub struct Encoder {
 impl Encoder {
     /// Builds the encoder under `path` (tensor names `stem.conv.weight`, `stages.S.B.conv1.weight`, ...).
     pub fn new(path: &nn::Path, config: &ModelConfig) -> Self {
-        let EncoderShape { filters, blocks, dilations, kernel } = config.shape();
+        let EncoderShape {
+            filters,
+            blocks,
+            dilations,
+            kernel,
+        } = config.shape();
         let stem = path / "stem";
         let stem_conv = SameConv::new(&(&stem / "conv"), config.tracks, filters[0], kernel, 1, true);
         let stem_norm = MaskedNorm::new(&(&stem / "norm"), filters[0], config.norm, config.norm_groups);
@@ -108,7 +134,13 @@ impl Encoder {
                 .collect();
             stages.push(stage);
         }
-        Self { in_tracks: config.tracks, stem_conv, stem_norm, stages, out_dim: c_in }
+        Self {
+            in_tracks: config.tracks,
+            stem_conv,
+            stem_norm,
+            stages,
+            out_dim: c_in,
+        }
     }
 
     /// Width of the embedding.
@@ -121,7 +153,11 @@ impl Encoder {
     pub fn forward(&self, x: &Tensor, lengths: &Tensor, train: bool) -> Tensor {
         let l = x.size()[2];
         let positions = Tensor::arange(l, (Kind::Int64, x.device()));
-        let mut mask = positions.unsqueeze(0).lt_tensor(&lengths.to_device(x.device()).unsqueeze(1)).unsqueeze(1).to_kind(Kind::Float);
+        let mut mask = positions
+            .unsqueeze(0)
+            .lt_tensor(&lengths.to_device(x.device()).unsqueeze(1))
+            .unsqueeze(1)
+            .to_kind(Kind::Float);
         let x = x.narrow(1, 0, self.in_tracks) * &mask;
         let h = self.stem_norm.forward(&self.stem_conv.forward(&x), &mask, train);
         let (mut h, pooled_mask) = masked_max_pool(&h, &mask);
@@ -132,7 +168,9 @@ impl Encoder {
             }
             (h, mask) = masked_max_pool(&h, &mask);
         }
-        let count = mask.sum_dim_intlist([2i64].as_slice(), false, Kind::Float).clamp_min(1.0);
+        let count = mask
+            .sum_dim_intlist([2i64].as_slice(), false, Kind::Float)
+            .clamp_min(1.0);
         (h.to_kind(Kind::Float) * &mask).sum_dim_intlist([2i64].as_slice(), false, Kind::Float) / count
     }
 }

@@ -22,7 +22,10 @@ impl ProjectionHead {
     /// Builds the head under `path` (tensors `fc1.weight`, `norm1.weight`, ..., `fc3.weight`).
     pub fn new(path: &nn::Path, in_dim: i64, config: &ModelConfig) -> Self {
         let hidden = config.head_hidden;
-        let no_bias = nn::LinearConfig { bias: false, ..Default::default() };
+        let no_bias = nn::LinearConfig {
+            bias: false,
+            ..Default::default()
+        };
         Self {
             fc1: nn::linear(path / "fc1", in_dim, hidden, Default::default()),
             norm1: MaskedNorm::new(&(path / "norm1"), hidden, Norm::Batch, 1),

@@ -31,20 +31,32 @@ impl Views {
             let length = p.norm_scalaropt_dim(2.0, [1i64].as_slice(), true).clamp_min(1e-12);
             p / length
         };
-        Self { z1: norm(p1), z2: norm(p2) }
+        Self {
+            z1: norm(p1),
+            z2: norm(p2),
+        }
     }
 }
 
 /// `[n, N]` boolean mask, true at column `offset + i` of row `i` (each anchor's own column).
 fn own_columns(n: i64, total: i64, offset: i64, device: tch::Device) -> Tensor {
     let rows = Tensor::arange(n, (Kind::Int64, device)) + offset;
-    rows.unsqueeze(1).eq_tensor(&Tensor::arange(total, (Kind::Int64, device)).unsqueeze(0))
+    rows.unsqueeze(1)
+        .eq_tensor(&Tensor::arange(total, (Kind::Int64, device)).unsqueeze(0))
 }
 
 /// Loss of one direction for anchors `a` (`[n, P]`, rows `offset..` of their view `same`), against their own
 /// view `same` `[N, P]` and the other view `other` `[N, P]`; `weights` `[n]` scale the positive term.
 /// Returns the per-anchor losses `[n]`.
-fn direction(kind: LossKind, a: &Tensor, same: &Tensor, other: &Tensor, offset: i64, tau: f64, weights: Option<&Tensor>) -> Tensor {
+fn direction(
+    kind: LossKind,
+    a: &Tensor,
+    same: &Tensor,
+    other: &Tensor,
+    offset: i64,
+    tau: f64,
+    weights: Option<&Tensor>,
+) -> Tensor {
     let (n, total) = (a.size()[0], same.size()[0]);
     let own = own_columns(n, total, offset, a.device());
     let s_same = (a.matmul(&same.tr()) / tau).masked_fill(&own, f64::NEG_INFINITY);
@@ -58,7 +70,9 @@ fn direction(kind: LossKind, a: &Tensor, same: &Tensor, other: &Tensor, offset: 
         // Decoupled: the positive is in neither log-sum-exp.
         LossKind::Dcl => {
             s_same.logsumexp([1i64].as_slice(), false)
-                + s_other.masked_fill(&own, f64::NEG_INFINITY).logsumexp([1i64].as_slice(), false)
+                + s_other
+                    .masked_fill(&own, f64::NEG_INFINITY)
+                    .logsumexp([1i64].as_slice(), false)
         }
         LossKind::Ntxent => Tensor::cat(&[&s_same, &s_other], 1).logsumexp([1i64].as_slice(), false),
     };
@@ -68,7 +82,14 @@ fn direction(kind: LossKind, a: &Tensor, same: &Tensor, other: &Tensor, offset: 
 /// The symmetric contrastive loss of the anchors `offset..offset + n`, summed (not averaged) over them and
 /// divided by `2 · N`: summing this over a partition of the global batch into anchor ranges gives
 /// ½ (mean L(1→2) + mean L(2→1)) of the whole batch. `weights` `[n]` are the anchors' positive weights.
-pub fn contrastive_loss(kind: LossKind, views: &Views, offset: i64, n: i64, tau: f64, weights: Option<&Tensor>) -> Tensor {
+pub fn contrastive_loss(
+    kind: LossKind,
+    views: &Views,
+    offset: i64,
+    n: i64,
+    tau: f64,
+    weights: Option<&Tensor>,
+) -> Tensor {
     let total = views.z1.size()[0];
     let a1 = views.z1.narrow(0, offset, n);
     let a2 = views.z2.narrow(0, offset, n);
@@ -124,7 +145,9 @@ mod tests {
 
     fn rows(t: &Tensor) -> Vec<Vec<f64>> {
         let t = t.to_kind(Kind::Double);
-        (0..t.size()[0]).map(|i| Vec::<f64>::try_from(t.get(i)).unwrap()).collect()
+        (0..t.size()[0])
+            .map(|i| Vec::<f64>::try_from(t.get(i)).unwrap())
+            .collect()
     }
 
     #[test]
@@ -132,16 +155,28 @@ mod tests {
         tch::manual_seed(3);
         for kind in [LossKind::Dcl, LossKind::Ntxent] {
             let (n, p) = (9, 16);
-            let views = Views::normalised(&Tensor::randn([n, p], tch::kind::FLOAT_CPU), &Tensor::randn([n, p], tch::kind::FLOAT_CPU));
+            let views = Views::normalised(
+                &Tensor::randn([n, p], tch::kind::FLOAT_CPU),
+                &Tensor::randn([n, p], tch::kind::FLOAT_CPU),
+            );
             let sizes: Vec<u32> = (0..n as u32).map(|i| 1 + i % 4).collect();
             let w: Vec<f64> = sizes.iter().map(|&s| group_size_weight(s)).collect();
             let weighted = kind == LossKind::Dcl;
             let wt = Tensor::from_slice(&w).to_kind(Kind::Float);
             let ones = vec![1.0; n as usize];
-            let expected = reference(kind, &rows(&views.z1), &rows(&views.z2), 0.1, if weighted { &w } else { &ones });
+            let expected = reference(
+                kind,
+                &rows(&views.z1),
+                &rows(&views.z2),
+                0.1,
+                if weighted { &w } else { &ones },
+            );
             let got = contrastive_loss(kind, &views, 0, n, 0.1, weighted.then_some(&wt)).double_value(&[]);
             // f32 similarities divided by τ = 0.1: agreement to ~1e-5 relative.
-            assert!((got - expected).abs() < 1e-4 * expected.abs().max(1.0), "{kind:?}: {got} vs {expected}");
+            assert!(
+                (got - expected).abs() < 1e-4 * expected.abs().max(1.0),
+                "{kind:?}: {got} vs {expected}"
+            );
             // Anchor ranges 0..4 and 4..9 sum to the whole-batch loss: what a 2-rank run relies on.
             let part = |o: i64, k: i64| {
                 let w = weighted.then(|| wt.narrow(0, o, k));

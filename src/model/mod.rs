@@ -74,8 +74,12 @@ impl Model {
 
     /// Trainable parameters sorted by name (a stable order for the optimiser and gradient buckets).
     pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut named: Vec<(String, Tensor)> =
-            self.vars.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        let mut named: Vec<(String, Tensor)> = self
+            .vars
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
         named
     }
@@ -89,23 +93,39 @@ impl Model {
 
     /// Writes all tensors to a safetensors file (f32, on CPU).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tensors: Vec<(String, Tensor)> =
-            self.named_tensors().into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu).to_kind(Kind::Float))).collect();
-        Tensor::write_safetensors(&tensors, path)
-            .map_err(|source| ModelError::Torch { context: format!("writing {}", path.display()), source })
+        let tensors: Vec<(String, Tensor)> = self
+            .named_tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.to_device(Device::Cpu).to_kind(Kind::Float)))
+            .collect();
+        Tensor::write_safetensors(&tensors, path).map_err(|source| ModelError::Torch {
+            context: format!("writing {}", path.display()),
+            source,
+        })
     }
 
     /// Loads every tensor of this model from a safetensors file; errors name a missing or mis-shaped tensor.
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        let file = Tensor::read_safetensors(path)
-            .map_err(|source| ModelError::Torch { context: format!("reading {}", path.display()), source })?;
+        let file = Tensor::read_safetensors(path).map_err(|source| ModelError::Torch {
+            context: format!("reading {}", path.display()),
+            source,
+        })?;
         let file: std::collections::HashMap<String, Tensor> = file.into_iter().collect();
-        let incompatible = |why: String| ModelError::Incompatible { path: path.display().to_string(), why };
+        let incompatible = |why: String| ModelError::Incompatible {
+            path: path.display().to_string(),
+            why,
+        };
         tch::no_grad(|| {
             for (name, mut tensor) in self.named_tensors() {
-                let source = file.get(&name).ok_or_else(|| incompatible(format!("no tensor {name}")))?;
+                let source = file
+                    .get(&name)
+                    .ok_or_else(|| incompatible(format!("no tensor {name}")))?;
                 if source.size() != tensor.size() {
-                    return Err(incompatible(format!("{name} has shape {:?}, the model needs {:?}", source.size(), tensor.size())));
+                    return Err(incompatible(format!(
+                        "{name} has shape {:?}, the model needs {:?}",
+                        source.size(),
+                        tensor.size()
+                    )));
                 }
                 tensor.copy_(source);
             }
@@ -121,7 +141,9 @@ impl Model {
         let mut order = Vec::new();
         for m in micro {
             let n = m.rows.len() as i64;
-            let x = Tensor::from_slice(&m.tracks).view([n, crate::data::TRACKS as i64, m.padded_len as i64]).to_device(device);
+            let x = Tensor::from_slice(&m.tracks)
+                .view([n, crate::data::TRACKS as i64, m.padded_len as i64])
+                .to_device(device);
             let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
             pieces.push(self.encoder.forward(&x, &lengths, train));
             order.extend(m.rows.iter().map(|&r| r as i64));
@@ -144,7 +166,13 @@ mod tests {
     use crate::data::batch::encode_for_embedding;
 
     fn config(norm: Norm) -> ModelConfig {
-        ModelConfig { preset: Preset::Tiny, norm, head_hidden: 32, projection_dim: 16, ..Default::default() }
+        ModelConfig {
+            preset: Preset::Tiny,
+            norm,
+            head_hidden: 32,
+            projection_dim: 16,
+            ..Default::default()
+        }
     }
 
     fn random_transcript(seed: u64, len: usize) -> Transcript {
@@ -152,7 +180,15 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let seq: Vec<u8> = (0..len).map(|_| b"ACGT"[rng.random_range(0..4)]).collect();
         let mid = (len / 2) as u32;
-        Transcript::new("t", "g", 0, &seq, vec![mid, len as u32 - 1], Some((3, (len as u32 - 3) / 3 * 3))).unwrap()
+        Transcript::new(
+            "t",
+            "g",
+            0,
+            &seq,
+            vec![mid, len as u32 - 1],
+            Some((3, (len as u32 - 3) / 3 * 3)),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -160,7 +196,9 @@ mod tests {
         for norm in [Norm::Batch, Norm::Group, Norm::Layer] {
             let model = Model::new(&config(norm), Device::Cpu, 1);
             // Make running statistics non-trivial so eval-mode batch norm is exercised for real.
-            let warm: Vec<Transcript> = (0..4).map(|i| random_transcript(10 + i, 300 + 50 * i as usize)).collect();
+            let warm: Vec<Transcript> = (0..4)
+                .map(|i| random_transcript(10 + i, 300 + 50 * i as usize))
+                .collect();
             let refs: Vec<&Transcript> = warm.iter().collect();
             let _ = model.embed_micro_batches(&encode_for_embedding(&refs, 1 << 20), true);
             let t = random_transcript(7, 1000);
@@ -187,8 +225,19 @@ mod tests {
             assert_eq!(na, &nb);
             assert!(ta.equal(&tb), "{na}");
         }
-        assert!(a.named_tensors().iter().any(|(n, _)| n == "encoder.stages.0.0.norm1.running_var"));
-        let mut wide = Model::new(&ModelConfig { head_hidden: 64, ..config(Norm::Batch) }, Device::Cpu, 1);
+        assert!(
+            a.named_tensors()
+                .iter()
+                .any(|(n, _)| n == "encoder.stages.0.0.norm1.running_var")
+        );
+        let mut wide = Model::new(
+            &ModelConfig {
+                head_hidden: 64,
+                ..config(Norm::Batch)
+            },
+            Device::Cpu,
+            1,
+        );
         let err = wide.load(&path).unwrap_err().to_string();
         assert!(err.contains("head.fc1.") && err.contains("needs"), "{err}");
     }

@@ -54,8 +54,18 @@ impl MaskedNorm {
                 running_var: path.ones_no_train("running_var", &[channels]),
                 eps: 1e-5,
             },
-            Norm::Group => MaskedNorm::Group { weight, bias, groups, eps: 1e-5 },
-            Norm::Layer => MaskedNorm::Group { weight, bias, groups: 1, eps: 1e-5 },
+            Norm::Group => MaskedNorm::Group {
+                weight,
+                bias,
+                groups,
+                eps: 1e-5,
+            },
+            Norm::Layer => MaskedNorm::Group {
+                weight,
+                bias,
+                groups: 1,
+                eps: 1e-5,
+            },
         }
     }
 
@@ -63,7 +73,13 @@ impl MaskedNorm {
     /// norm uses (and records) the statistics of this pass, in evaluation its running averages.
     pub fn forward(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
         match self {
-            MaskedNorm::Batch { weight, bias, running_mean, running_var, eps } => {
+            MaskedNorm::Batch {
+                weight,
+                bias,
+                running_mean,
+                running_var,
+                eps,
+            } => {
                 let c = weight.size()[0];
                 let (mean, var) = if train {
                     // Statistics in f32 even under autocast: sums over 10^5+ positions lose precision in bf16.
@@ -71,13 +87,18 @@ impl MaskedNorm {
                     let count = mask.sum(Kind::Float).clamp_min(1.0);
                     let mean = (&xf * mask).sum_dim_intlist([0i64, 2].as_slice(), true, Kind::Float) / &count;
                     let centred = (&xf - &mean) * mask;
-                    let var = centred.square().sum_dim_intlist([0i64, 2].as_slice(), true, Kind::Float) / &count;
+                    let var = centred
+                        .square()
+                        .sum_dim_intlist([0i64, 2].as_slice(), true, Kind::Float)
+                        / &count;
                     tch::no_grad(|| {
                         let unbiased = &var * &count / (&count - 1.0).clamp_min(1.0);
                         let mut rm = running_mean.shallow_clone();
                         let mut rv = running_var.shallow_clone();
                         let _ = rm.g_mul_scalar_(1.0 - MOMENTUM).g_add_(&(mean.view([c]) * MOMENTUM));
-                        let _ = rv.g_mul_scalar_(1.0 - MOMENTUM).g_add_(&(unbiased.view([c]) * MOMENTUM));
+                        let _ = rv
+                            .g_mul_scalar_(1.0 - MOMENTUM)
+                            .g_add_(&(unbiased.view([c]) * MOMENTUM));
                     });
                     (mean, var)
                 } else {
@@ -87,14 +108,23 @@ impl MaskedNorm {
                     + bias.view([1, c, 1]);
                 y.to_kind(x.kind()) * mask
             }
-            MaskedNorm::Group { weight, bias, groups, eps } => {
+            MaskedNorm::Group {
+                weight,
+                bias,
+                groups,
+                eps,
+            } => {
                 let (n, c, l) = x.size3().unwrap_or((0, 0, 0));
                 let xf = x.to_kind(Kind::Float).view([n, *groups, c / groups, l]);
                 let m = mask.view([n, 1, 1, l]);
-                let count = (m.sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Float) * (c / groups) as f64).clamp_min(1.0);
+                let count =
+                    (m.sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Float) * (c / groups) as f64).clamp_min(1.0);
                 let mean = (&xf * &m).sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Float) / &count;
                 let centred = (&xf - &mean) * &m;
-                let var = centred.square().sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Float) / &count;
+                let var = centred
+                    .square()
+                    .sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Float)
+                    / &count;
                 let y = (centred / (var + *eps).sqrt()).view([n, c, l]) * weight.view([1, c, 1]) + bias.view([1, c, 1]);
                 y.to_kind(x.kind()) * mask
             }
@@ -113,8 +143,14 @@ mod tests {
     }
 
     fn mask(lengths: &[i64], l: i64) -> Tensor {
-        let rows: Vec<Tensor> =
-            lengths.iter().map(|&len| Tensor::arange(l, (Kind::Float, tch::Device::Cpu)).lt(len as f64).to_kind(Kind::Float)).collect();
+        let rows: Vec<Tensor> = lengths
+            .iter()
+            .map(|&len| {
+                Tensor::arange(l, (Kind::Float, tch::Device::Cpu))
+                    .lt(len as f64)
+                    .to_kind(Kind::Float)
+            })
+            .collect();
         Tensor::stack(&rows, 0).unsqueeze(1)
     }
 
@@ -135,7 +171,13 @@ mod tests {
         let var = ((&y * &m).square()).sum_dim_intlist([0i64, 2].as_slice(), false, Kind::Float) / count;
         assert!(mean.abs().max().double_value(&[]) < 1e-5);
         assert!((var - 1.0).abs().max().double_value(&[]) < 1e-3);
-        assert_eq!(y.masked_select(&m.lt(0.5).expand([2, 4, 8], false)).abs().sum(Kind::Float).double_value(&[]), 0.0);
+        assert_eq!(
+            y.masked_select(&m.lt(0.5).expand([2, 4, 8], false))
+                .abs()
+                .sum(Kind::Float)
+                .double_value(&[]),
+            0.0
+        );
         if let MaskedNorm::Batch { running_mean, .. } = &norm {
             assert!(running_mean.abs().sum(Kind::Float).double_value(&[]) > 0.0);
         }
@@ -149,7 +191,10 @@ mod tests {
             let m = mask(&[6, 8], 8);
             let both = norm.forward(&(&x * &m), &m, true);
             let alone = norm.forward(&(x.narrow(0, 0, 1).narrow(2, 0, 6)), &mask(&[6], 6), true);
-            assert!(both.narrow(0, 0, 1).narrow(2, 0, 6).allclose(&alone, 1e-5, 1e-5, false), "{kind:?}");
+            assert!(
+                both.narrow(0, 0, 1).narrow(2, 0, 6).allclose(&alone, 1e-5, 1e-5, false),
+                "{kind:?}"
+            );
         }
     }
 }

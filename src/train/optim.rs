@@ -22,7 +22,12 @@ pub struct AdamWConfig {
 
 impl From<&TrainConfig> for AdamWConfig {
     fn from(c: &TrainConfig) -> Self {
-        Self { beta1: c.beta1, beta2: c.beta2, eps: c.eps, weight_decay: c.weight_decay }
+        Self {
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+        }
     }
 }
 
@@ -42,7 +47,13 @@ impl AdamW {
         let zeros = |p: &Tensor| Tensor::zeros_like(p).to_kind(Kind::Float);
         let exp_avg = params.iter().map(|(_, p)| zeros(p)).collect();
         let exp_avg_sq = params.iter().map(|(_, p)| zeros(p)).collect();
-        Self { config, params, exp_avg, exp_avg_sq, step: 0 }
+        Self {
+            config,
+            params,
+            exp_avg,
+            exp_avg_sq,
+            step: 0,
+        }
     }
 
     /// Steps taken so far.
@@ -60,7 +71,12 @@ impl AdamW {
     /// Clips gradients in place; returns the global gradient norm before clipping.
     pub fn clip_gradients(&mut self, kind: ClipKind, max_norm: f64) -> f64 {
         tch::no_grad(|| {
-            let grads: Vec<Tensor> = self.params.iter().map(|(_, p)| p.grad()).filter(|g| g.defined()).collect();
+            let grads: Vec<Tensor> = self
+                .params
+                .iter()
+                .map(|(_, p)| p.grad())
+                .filter(|g| g.defined())
+                .collect();
             if grads.is_empty() {
                 return 0.0;
             }
@@ -89,7 +105,12 @@ impl AdamW {
     /// One AdamW update of every parameter that has a gradient, at learning rate `lr`.
     pub fn step(&mut self, lr: f64) {
         self.step += 1;
-        let AdamWConfig { beta1, beta2, eps, weight_decay } = self.config;
+        let AdamWConfig {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } = self.config;
         let bias1 = 1.0 - beta1.powi(self.step as i32);
         let bias2 = 1.0 - beta2.powi(self.step as i32);
         tch::no_grad(|| {
@@ -147,12 +168,23 @@ mod tests {
 
     #[test]
     fn matches_float64_adamw_for_matrices_and_vectors() {
-        let c = AdamWConfig { beta1: 0.9, beta2: 0.99, eps: 1e-8, weight_decay: 0.1 };
+        let c = AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        };
         let w0 = [0.5, -1.0, 2.0, 0.25];
         let b0 = [0.1, -0.2];
-        let w = Tensor::from_slice(&w0).to_kind(Kind::Float).view([2, 2]).set_requires_grad(true);
+        let w = Tensor::from_slice(&w0)
+            .to_kind(Kind::Float)
+            .view([2, 2])
+            .set_requires_grad(true);
         let b = Tensor::from_slice(&b0).to_kind(Kind::Float).set_requires_grad(true);
-        let mut opt = AdamW::new(vec![("w".into(), w.shallow_clone()), ("b".into(), b.shallow_clone())], c);
+        let mut opt = AdamW::new(
+            vec![("w".into(), w.shallow_clone()), ("b".into(), b.shallow_clone())],
+            c,
+        );
         let (mut gw, mut gb) = (Vec::new(), Vec::new());
         for step in 0..5 {
             opt.zero_grad();
@@ -171,7 +203,10 @@ mod tests {
             assert!((g - e).abs() < 1e-6, "{g} vs {e}");
         }
         let names: Vec<String> = opt.state().into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["step", "w.exp_avg", "w.exp_avg_sq", "b.exp_avg", "b.exp_avg_sq"]);
+        assert_eq!(
+            names,
+            ["step", "w.exp_avg", "w.exp_avg_sq", "b.exp_avg", "b.exp_avg_sq"]
+        );
         assert_eq!(opt.step_count(), 5);
     }
 
@@ -180,11 +215,23 @@ mod tests {
         let a = Tensor::from_slice(&[3.0f32, 4.0]).set_requires_grad(true);
         let b = Tensor::from_slice(&[0.3f32, 0.4]).set_requires_grad(true);
         let run = |kind| {
-            let mut opt = AdamW::new(vec![("a".into(), a.shallow_clone()), ("b".into(), b.shallow_clone())], AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 });
+            let mut opt = AdamW::new(
+                vec![("a".into(), a.shallow_clone()), ("b".into(), b.shallow_clone())],
+                AdamWConfig {
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay: 0.0,
+                },
+            );
             opt.zero_grad();
             ((&a * &a.detach()).sum(Kind::Float) + (&b * &b.detach()).sum(Kind::Float)).backward();
             let total = opt.clip_gradients(kind, 1.0);
-            (total, a.grad().norm().double_value(&[]), b.grad().norm().double_value(&[]))
+            (
+                total,
+                a.grad().norm().double_value(&[]),
+                b.grad().norm().double_value(&[]),
+            )
         };
         let (total, na, nb) = run(ClipKind::PerTensor);
         assert!((total - (25.0f64 + 0.25).sqrt()).abs() < 1e-5);

@@ -80,7 +80,11 @@ pub fn resolve_dataset(config: &Config, out: &Path) -> Result<Dataset> {
     let prepared = out.join("data").join("prepared");
     let d = &config.data;
     if Dataset::read_manifest(&prepared).is_err() {
-        info!(genes = d.synth_genes, seed = d.synth_seed, "synthesising the default dataset");
+        info!(
+            genes = d.synth_genes,
+            seed = d.synth_seed,
+            "synthesising the default dataset"
+        );
         let summary = synth(&SynthOptions {
             out: raw.clone(),
             genes: d.synth_genes,
@@ -125,7 +129,11 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
     let dataset = resolve_dataset(config, out)?;
     let t = &config.train;
     let sampler = Sampler::new(t.seed, t.batch_size, dataset.groups.len())?;
-    let augment = Augment { mask_fraction: t.mask_fraction, max_shift: t.max_shift, max_len: dataset.manifest.max_len };
+    let augment = Augment {
+        mask_fraction: t.mask_fraction,
+        max_shift: t.max_shift,
+        max_len: dataset.manifest.max_len,
+    };
     let mut trainer = Trainer::new(config, device, sampler.steps_per_epoch());
     info!(
         ?device,
@@ -162,7 +170,10 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
                 .map_err(|_| TrainError::Setup("the batch builder stopped unexpectedly".into()))??;
             let report = trainer.train_step(&batch);
             if !report.loss.is_finite() {
-                return Err(TrainError::Diverged { step, loss: report.loss });
+                return Err(TrainError::Diverged {
+                    step,
+                    loss: report.loss,
+                });
             }
             if step == 0 {
                 after_first = Instant::now();
@@ -187,8 +198,18 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
                 let json = serde_json::to_string(&line).unwrap_or_default();
                 writeln!(metrics, "{json}").map_err(TrainError::io(&metrics_path))?;
                 match &bar {
-                    Some(bar) => bar.set_message(format!("loss {:.4} acc {:.3} {seq_per_s:.0} seq/s", report.loss, report.accuracy)),
-                    None => info!(step, loss = report.loss, accuracy = report.accuracy, lr = report.lr, seq_per_s, "step"),
+                    Some(bar) => bar.set_message(format!(
+                        "loss {:.4} acc {:.3} {seq_per_s:.0} seq/s",
+                        report.loss, report.accuracy
+                    )),
+                    None => info!(
+                        step,
+                        loss = report.loss,
+                        accuracy = report.accuracy,
+                        lr = report.lr,
+                        seq_per_s,
+                        "step"
+                    ),
                 }
             }
             if let Some(bar) = &bar {

@@ -74,7 +74,12 @@ mod tests {
     use super::*;
 
     fn config(kind: ScheduleKind, steps: u64) -> TrainConfig {
-        TrainConfig { schedule: kind, lr: 0.01, steps, ..Default::default() }
+        TrainConfig {
+            schedule: kind,
+            lr: 0.01,
+            steps,
+            ..Default::default()
+        }
     }
 
     #[test]

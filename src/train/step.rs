@@ -38,7 +38,12 @@ impl Trainer {
     pub fn new(config: &Config, device: Device, steps_per_epoch: u64) -> Self {
         let model = Model::new(&config.model, device, config.train.seed);
         let optimizer = AdamW::new(model.named_parameters(), AdamWConfig::from(&config.train));
-        Self { model, optimizer, schedule: Schedule::new(&config.train, steps_per_epoch), config: config.clone() }
+        Self {
+            model,
+            optimizer,
+            schedule: Schedule::new(&config.train, steps_per_epoch),
+            config: config.clone(),
+        }
     }
 
     /// The learning rate of `step`.
@@ -59,7 +64,11 @@ impl Trainer {
             let projections = self.model.head.forward(&embeddings, true);
             let views = Views::normalised(&projections.narrow(0, 0, n), &projections.narrow(0, n, n));
             let weights = t.weight_by_group_size.then(|| {
-                let w: Vec<f32> = batch.pairs.iter().map(|p| group_size_weight(p.group_size) as f32).collect();
+                let w: Vec<f32> = batch
+                    .pairs
+                    .iter()
+                    .map(|p| group_size_weight(p.group_size) as f32)
+                    .collect();
                 Tensor::from_slice(&w).to_device(device)
             });
             let loss = contrastive_loss(t.loss, &views, 0, n, t.temperature, weights.as_ref());
@@ -70,6 +79,11 @@ impl Trainer {
         let lr = self.lr(batch.step);
         self.optimizer.step(lr);
         let accuracy = contrastive_accuracy(&views);
-        StepReport { loss: loss.to_kind(Kind::Double).double_value(&[]), accuracy, lr, grad_norm }
+        StepReport {
+            loss: loss.to_kind(Kind::Double).double_value(&[]),
+            accuracy,
+            lr,
+            grad_norm,
+        }
     }
 }

@@ -342,25 +342,15 @@ impl Builder {
     }
 
     /// Checks and extracts the columns shared by GTF and GFF3 records.
-    fn columns<R: noodles::gff::feature::Record>(
-        &self,
-        n: usize,
-        text: &[u8],
-        record: &R,
-    ) -> Result<Rec> {
-        let column = |i: usize| {
-            String::from_utf8_lossy(text.split(|&b| b == b'\t').nth(i).unwrap_or_default())
-                .into_owned()
-        };
-        let start = record.feature_start().map_err(|_| {
-            self.parse_error(
-                n,
-                format!("start {:?} is not a positive integer", column(3)),
-            )
-        })?;
-        let end = record.feature_end().map_err(|_| {
-            self.parse_error(n, format!("end {:?} is not a positive integer", column(4)))
-        })?;
+    fn columns<R: noodles::gff::feature::Record>(&self, n: usize, text: &[u8], record: &R) -> Result<Rec> {
+        let column =
+            |i: usize| String::from_utf8_lossy(text.split(|&b| b == b'\t').nth(i).unwrap_or_default()).into_owned();
+        let start = record
+            .feature_start()
+            .map_err(|_| self.parse_error(n, format!("start {:?} is not a positive integer", column(3))))?;
+        let end = record
+            .feature_end()
+            .map_err(|_| self.parse_error(n, format!("end {:?} is not a positive integer", column(4))))?;
         let (start, end) = (usize::from(start) as u64, usize::from(end) as u64);
         if start > end {
             return Err(self.parse_error(n, format!("start {start} is greater than end {end}")));
@@ -369,10 +359,7 @@ impl Builder {
             Ok(Strand::Reverse) => true,
             Ok(_) => false,
             Err(_) => {
-                return Err(self.parse_error(
-                    n,
-                    format!("invalid strand {:?} (expected +, -, . or ?)", column(6)),
-                ));
+                return Err(self.parse_error(n, format!("invalid strand {:?} (expected +, -, . or ?)", column(6))));
             }
         };
         let phase = match record.phase() {
@@ -381,23 +368,15 @@ impl Builder {
             Some(Ok(Phase::One)) => Some(1),
             Some(Ok(Phase::Two)) => Some(2),
             Some(Err(_)) => {
-                return Err(self.parse_error(
-                    n,
-                    format!("invalid phase {:?} (expected 0, 1, 2 or .)", column(7)),
-                ));
+                return Err(self.parse_error(n, format!("invalid phase {:?} (expected 0, 1, 2 or .)", column(7))));
             }
         };
-        let seqname =
-            utf8(&record.reference_sequence_name()).map_err(|why| self.parse_error(n, why))?;
+        let seqname = utf8(&record.reference_sequence_name()).map_err(|why| self.parse_error(n, why))?;
         let kind = Kind::from_type(&record.ty());
         Ok(Rec {
             kind,
             seqname,
-            span: Span {
-                start,
-                end,
-                line: n,
-            },
+            span: Span { start, end, line: n },
             reverse,
             phase,
         })
@@ -405,10 +384,7 @@ impl Builder {
 
     fn column_count_error(&self, n: usize, text: &[u8]) -> DataError {
         let found = text.split(|&b| b == b'\t').count();
-        self.parse_error(
-            n,
-            format!("expected 9 tab-separated columns, found {found}"),
-        )
+        self.parse_error(n, format!("expected 9 tab-separated columns, found {found}"))
     }
 
     fn gtf_line(&mut self, n: usize, text: &[u8]) -> Result<()> {
@@ -464,9 +440,7 @@ impl Builder {
         let one = |key: &str| -> Result<Option<String>> {
             match attributes.get(key.as_bytes()) {
                 None => Ok(None),
-                Some(Ok(value)) => utf8(value.as_ref())
-                    .map(Some)
-                    .map_err(|why| self.parse_error(n, why)),
+                Some(Ok(value)) => utf8(value.as_ref()).map(Some).map_err(|why| self.parse_error(n, why)),
                 Some(Err(e)) => Err(self.parse_error(n, format!("malformed attribute {key}: {e}"))),
             }
         };
@@ -496,10 +470,7 @@ impl Builder {
         }
         if let Some(kind) = rec.kind {
             if parents.is_empty() {
-                return Err(self.parse_error(
-                    n,
-                    format!("{} record without a Parent attribute", kind.name()),
-                ));
+                return Err(self.parse_error(n, format!("{} record without a Parent attribute", kind.name())));
             }
             state.children.push((parents, rec));
         }
@@ -557,10 +528,7 @@ impl Builder {
                         .and_then(|gene| gene.gene_id.clone())
                         .or_else(|| feature.gene_id.clone())
                         .unwrap_or_else(|| g.clone()),
-                    None => feature
-                        .gene_id
-                        .clone()
-                        .unwrap_or_else(|| names[p.as_str()].clone()),
+                    None => feature.gene_id.clone().unwrap_or_else(|| names[p.as_str()].clone()),
                 };
                 self.add(names[p.as_str()].clone(), gene_id, rec.clone())?;
             }
@@ -594,10 +562,7 @@ impl Builder {
                     ));
                 }
                 if m.reverse != rec.reverse {
-                    return Err(self.parse_error(
-                        n,
-                        format!("transcript {id}: strand differs from line {}", m.line),
-                    ));
+                    return Err(self.parse_error(n, format!("transcript {id}: strand differs from line {}", m.line)));
                 }
                 i
             }
@@ -706,8 +671,7 @@ impl Builder {
 }
 
 fn utf8(bytes: &[u8]) -> std::result::Result<String, String> {
-    String::from_utf8(bytes.to_vec())
-        .map_err(|_| format!("not UTF-8: {:?}", String::from_utf8_lossy(bytes)))
+    String::from_utf8(bytes.to_vec()).map_err(|_| format!("not UTF-8: {:?}", String::from_utf8_lossy(bytes)))
 }
 
 #[cfg(test)]
@@ -727,18 +691,9 @@ mod tests {
                    c\tx\texon\t20\t29\t.\t-\t.\tgene_id \"g\"; transcript_id \"t\";\n";
         let a = read(&write(dir.path(), "a.gtf", gtf)).unwrap();
         let m = &a.models[0];
-        assert_eq!(
-            m.exons.iter().map(|e| e.start).collect::<Vec<_>>(),
-            vec![20, 10]
-        );
+        assert_eq!(m.exons.iter().map(|e| e.start).collect::<Vec<_>>(), vec![20, 10]);
         assert_eq!(m.exon_ends(), vec![9, 14]);
-        let at = |start, end| {
-            m.map_span(&Span {
-                start,
-                end,
-                line: 0,
-            })
-        };
+        let at = |start, end| m.map_span(&Span { start, end, line: 0 });
         assert_eq!(at(29, 29), Some((0, 0)));
         assert_eq!(at(20, 29), Some((0, 9)));
         assert_eq!(at(14, 14), Some((10, 10)));
@@ -749,27 +704,15 @@ mod tests {
 
     #[test]
     fn format_follows_extension_or_first_line() {
-        assert_eq!(
-            Format::from_extension(Path::new("x/a.GFF3.gz")),
-            Some(Format::Gff3)
-        );
-        assert_eq!(
-            Format::from_extension(Path::new("a.gff")),
-            Some(Format::Gff3)
-        );
-        assert_eq!(
-            Format::from_extension(Path::new("a.gtf.gz")),
-            Some(Format::Gtf)
-        );
+        assert_eq!(Format::from_extension(Path::new("x/a.GFF3.gz")), Some(Format::Gff3));
+        assert_eq!(Format::from_extension(Path::new("a.gff")), Some(Format::Gff3));
+        assert_eq!(Format::from_extension(Path::new("a.gtf.gz")), Some(Format::Gtf));
         assert_eq!(Format::from_extension(Path::new("a.txt")), None);
         let dir = tempfile::tempdir().unwrap();
         let text = "##gff-version 3\nc\tx\tmRNA\t1\t5\t.\t+\t.\tID=t\nc\tx\texon\t1\t5\t.\t+\t.\tParent=t\n";
         let a = read(&write(dir.path(), "a.txt", text)).unwrap();
         assert_eq!(a.format, Format::Gff3);
-        assert_eq!(
-            (a.models[0].id.as_str(), a.models[0].gene_id.as_str()),
-            ("t", "t")
-        );
+        assert_eq!((a.models[0].id.as_str(), a.models[0].gene_id.as_str()), ("t", "t"));
     }
 
     #[test]

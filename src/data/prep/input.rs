@@ -91,10 +91,7 @@ impl<R: Read> BufRead for LineCounting<R> {
 
     fn consume(&mut self, amt: usize) {
         let end = (self.pos + amt).min(self.filled);
-        self.newlines += self.buf[self.pos..end]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
+        self.newlines += self.buf[self.pos..end].iter().filter(|&&b| b == b'\n').count();
         self.pos = end;
     }
 }

@@ -76,9 +76,7 @@ pub fn prep(opts: &PrepOptions) -> Result<Manifest> {
         (Some(genome), None) => Source::Genome(genome),
         (None, Some(transcripts)) => Source::Transcripts(transcripts),
         _ => {
-            return Err(invalid(
-                "give exactly one of a genome FASTA or a transcript FASTA",
-            ));
+            return Err(invalid("give exactly one of a genome FASTA or a transcript FASTA"));
         }
     };
     if opts.max_len == 0 {
@@ -102,12 +100,7 @@ pub fn prep(opts: &PrepOptions) -> Result<Manifest> {
         .iter()
         .map(|m| m.len() > u64::from(opts.max_len))
         .collect();
-    for (m, _) in annotation
-        .models
-        .iter()
-        .zip(&too_long)
-        .filter(|(_, long)| **long)
-    {
+    for (m, _) in annotation.models.iter().zip(&too_long).filter(|(_, long)| **long) {
         dropped.push(Dropped {
             id: m.id.clone(),
             reason: format!("longer than {} nt", opts.max_len),
@@ -119,10 +112,7 @@ pub fn prep(opts: &PrepOptions) -> Result<Manifest> {
     };
     let mut by_group: BTreeMap<String, Vec<Transcript>> = BTreeMap::new();
     for t in built.into_iter().flatten() {
-        let group = homology
-            .get(&t.gene_id)
-            .cloned()
-            .unwrap_or_else(|| t.gene_id.clone());
+        let group = homology.get(&t.gene_id).cloned().unwrap_or_else(|| t.gene_id.clone());
         by_group.entry(group).or_default().push(t);
     }
     dropped.sort_by(|a, b| (&a.id, &a.reason).cmp(&(&b.id, &b.reason)));
@@ -195,23 +185,12 @@ fn reasons(dropped: &[Dropped]) -> String {
 
 /// Packs one transcript (group index set later) with its exon ends and CDS.
 fn build(m: &Model, letters: &[u8], rule: StopRule) -> Result<Transcript> {
-    Transcript::new(
-        &m.id,
-        &m.gene_id,
-        0,
-        letters,
-        m.exon_ends(),
-        m.cds(letters, rule),
-    )
+    Transcript::new(&m.id, &m.gene_id, 0, letters, m.exon_ends(), m.cds(letters, rule))
 }
 
 /// Genome mode: streams the genome FASTA and splices every transcript of each chromosome as it comes.
 /// Returns one entry per annotation model (`None` where dropped).
-fn from_genome(
-    ann: &Annotation,
-    path: &Path,
-    too_long: &[bool],
-) -> Result<Vec<Option<Transcript>>> {
+fn from_genome(ann: &Annotation, path: &Path, too_long: &[bool]) -> Result<Vec<Option<Transcript>>> {
     let mut on_sequence: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, m) in ann.models.iter().enumerate() {
         on_sequence.entry(m.seqname.as_str()).or_default().push(i);
@@ -292,12 +271,7 @@ fn from_transcripts(
     too_long: &[bool],
     dropped: &mut Vec<Dropped>,
 ) -> Result<Vec<Option<Transcript>>> {
-    let by_id: HashMap<&str, usize> = ann
-        .models
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (m.id.as_str(), i))
-        .collect();
+    let by_id: HashMap<&str, usize> = ann.models.iter().enumerate().map(|(i, m)| (m.id.as_str(), i)).collect();
     let without_exons: HashSet<&str> = ann.without_exons.iter().map(String::as_str).collect();
     let rule = ann.stop_rule();
     let mut built: Vec<Option<Transcript>> = ann.models.iter().map(|_| None).collect();
@@ -382,11 +356,7 @@ fn read_homology(path: &Path) -> Result<HashMap<String, String>> {
         if std::mem::take(&mut first) && text.starts_with("gene_id") {
             continue;
         }
-        let fields: Vec<&str> = text
-            .trim_end_matches(['\r', '\n'])
-            .split('\t')
-            .map(str::trim)
-            .collect();
+        let fields: Vec<&str> = text.trim_end_matches(['\r', '\n']).split('\t').map(str::trim).collect();
         let [gene, group] = fields[..] else {
             return Err(parse(format!(
                 "expected gene_id<TAB>group_id, found {} columns",
@@ -408,10 +378,7 @@ fn read_homology(path: &Path) -> Result<HashMap<String, String>> {
             }
         }
     }
-    Ok(groups
-        .into_iter()
-        .map(|(gene, (group, _))| (gene, group))
-        .collect())
+    Ok(groups.into_iter().map(|(gene, (group, _))| (gene, group)).collect())
 }
 
 #[cfg(test)]

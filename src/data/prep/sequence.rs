@@ -13,10 +13,7 @@ use crate::data::{DataError, Result};
 /// file order; `name` is the header's first word. Only the current record is held in memory: for a
 /// genome that is one chromosome at a time. Whitespace inside sequence lines is removed; any other
 /// non-letter is a [`DataError::Parse`] at the record's header line. Returns the number of records.
-pub(super) fn for_each_record(
-    path: &Path,
-    mut f: impl FnMut(&str, usize, &[u8]) -> Result<()>,
-) -> Result<usize> {
+pub(super) fn for_each_record(path: &Path, mut f: impl FnMut(&str, usize, &[u8]) -> Result<()>) -> Result<usize> {
     let mut reader = noodles::fasta::io::Reader::new(input::open(path)?);
     let mut definition = Definition::default();
     let mut letters = Vec::new();
@@ -32,9 +29,7 @@ pub(super) fn for_each_record(
             Ok(0) => break,
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Err(parse(format!(
-                    "expected a FASTA header line \">name\": {e}"
-                )));
+                return Err(parse(format!("expected a FASTA header line \">name\": {e}")));
             }
             Err(e) => {
                 return Err(DataError::Io {
@@ -44,12 +39,10 @@ pub(super) fn for_each_record(
             }
         }
         letters.clear();
-        reader
-            .read_sequence(&mut letters)
-            .map_err(DataError::io(path))?;
+        reader.read_sequence(&mut letters).map_err(DataError::io(path))?;
         letters.retain(|b| !b.is_ascii_whitespace());
-        let name = String::from_utf8(definition.name().to_vec())
-            .map_err(|_| parse("record name is not UTF-8".into()))?;
+        let name =
+            String::from_utf8(definition.name().to_vec()).map_err(|_| parse("record name is not UTF-8".into()))?;
         if let Some(pos) = letters.iter().position(|b| !b.is_ascii_alphabetic()) {
             let c = char::from(letters[pos]);
             return Err(parse(format!(
@@ -93,14 +86,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.fa");
         std::fs::write(&path, "ACGT\n").unwrap();
-        let err = for_each_record(&path, |_, _, _| Ok(()))
-            .unwrap_err()
-            .to_string();
+        let err = for_each_record(&path, |_, _, _| Ok(())).unwrap_err().to_string();
         assert!(err.contains("x.fa:1:"), "{err}");
         std::fs::write(&path, ">a\nAC\n>b\nA-C\n").unwrap();
-        let err = for_each_record(&path, |_, _, _| Ok(()))
-            .unwrap_err()
-            .to_string();
+        let err = for_each_record(&path, |_, _, _| Ok(())).unwrap_err().to_string();
         assert!(err.contains("x.fa:3:") && err.contains("'-'"), "{err}");
     }
 }

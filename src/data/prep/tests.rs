@@ -54,7 +54,8 @@ chr2\tt\texon\t1\t5\t.\t-\t.\tParent=tx3\n\
 chr2\tt\tgene\t1\t5\t.\t-\t.\tID=g3\n\
 ##FASTA\n>chr1\nACGT\n";
 
-const TRANSCRIPTS: &str = ">tx1 a description\nGGATGAAACC\nCTAAGG\n>tx2|g2|extra\nAATGCCCTGAAT\n>tx3\nCCCCC\n>orphan\nACGT\n";
+const TRANSCRIPTS: &str =
+    ">tx1 a description\nGGATGAAACC\nCTAAGG\n>tx2|g2|extra\nAATGCCCTGAAT\n>tx3\nCCCCC\n>orphan\nACGT\n";
 
 struct Files {
     dir: tempfile::TempDir,
@@ -152,12 +153,7 @@ fn genome_mode_builds_plus_minus_and_non_coding_transcripts() {
     let (m, d) = f.run(&f.genome_opts("a.gtf", "out"));
     assert_eq!(summary(&d), expected());
     assert_eq!(
-        (
-            m.transcripts,
-            m.groups,
-            m.groups_with_multiple,
-            m.coding_transcripts
-        ),
+        (m.transcripts, m.groups, m.groups_with_multiple, m.coding_transcripts),
         (4, 3, 1, 2)
     );
     assert!(m.dropped.is_empty());
@@ -166,10 +162,7 @@ fn genome_mode_builds_plus_minus_and_non_coding_transcripts() {
         .iter()
         .map(|g| (g.id.as_str(), g.transcripts.as_slice()))
         .collect();
-    assert_eq!(
-        ids,
-        vec![("g1", &[0, 1][..]), ("g2", &[2][..]), ("g3", &[3][..])]
-    );
+    assert_eq!(ids, vec![("g1", &[0, 1][..]), ("g2", &[2][..]), ("g3", &[3][..])]);
     assert_eq!(
         d.transcripts.iter().map(|t| t.group).collect::<Vec<_>>(),
         vec![0, 0, 1, 2]
@@ -316,10 +309,7 @@ fn over_length_transcripts_are_dropped_and_counted() {
     opts.max_len = 12;
     let (m, d) = f.run(&opts);
     assert_eq!(
-        d.transcripts
-            .iter()
-            .map(|t| t.id.as_str())
-            .collect::<Vec<_>>(),
+        d.transcripts.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
         vec!["tx1b", "tx2", "tx3"]
     );
     assert_eq!(
@@ -343,12 +333,7 @@ fn output_is_byte_identical_when_run_twice() {
     opts.out = f.path("out2");
     let (m2, _) = f.run(&opts);
     assert_eq!(m1, m2);
-    for entry in m1
-        .files
-        .iter()
-        .map(|e| e.name.as_str())
-        .chain(["manifest.json"])
-    {
+    for entry in m1.files.iter().map(|e| e.name.as_str()).chain(["manifest.json"]) {
         let a = std::fs::read(f.path("out1").join(entry)).unwrap();
         let b = std::fs::read(f.path("out2").join(entry)).unwrap();
         assert_eq!(a, b, "{entry}");
@@ -357,9 +342,7 @@ fn output_is_byte_identical_when_run_twice() {
 
 /// Writes `line2` after one good exon line of tx1 and returns the genome-mode error.
 fn error_with_line2(f: &Files, line2: &str) -> (PathBuf, String) {
-    let text = format!(
-        "chr1\tt\texon\t11\t18\t.\t+\t.\tgene_id \"g1\"; transcript_id \"tx1\";\n{line2}\n"
-    );
+    let text = format!("chr1\tt\texon\t11\t18\t.\t+\t.\tgene_id \"g1\"; transcript_id \"tx1\";\n{line2}\n");
     let path = f.write("bad.gtf", &text);
     (path, f.error(&f.genome_opts("bad.gtf", "out")))
 }
@@ -389,14 +372,8 @@ fn malformed_records_name_file_and_line() {
             format!("chr1\tt\texon\t36\t29\t.\t+\t.\t{attrs}"),
             "start 36 is greater than end 29",
         ),
-        (
-            format!("chr1\tt\texon\t29\t36\t.\t*\t.\t{attrs}"),
-            "invalid strand",
-        ),
-        (
-            format!("chr1\tt\tCDS\t29\t36\t.\t+\t5\t{attrs}"),
-            "invalid phase",
-        ),
+        (format!("chr1\tt\texon\t29\t36\t.\t*\t.\t{attrs}"), "invalid strand"),
+        (format!("chr1\tt\tCDS\t29\t36\t.\t+\t5\t{attrs}"), "invalid phase"),
         (
             "chr1\tt\texon\t29\t36\t.\t+\t.\tgene_id \"g1\";".to_owned(),
             "missing transcript_id",
@@ -477,21 +454,11 @@ fn transcript_fasta_length_mismatch_names_both_files() {
     opts.genome = None;
     opts.transcripts = Some(fasta.clone());
     let err = f.error(&opts);
-    assert_parse_error(
-        &err,
-        &f.path("a.gtf"),
-        4,
-        "has 15 nt but its exons sum to 16 nt",
-    );
+    assert_parse_error(&err, &f.path("a.gtf"), 4, "has 15 nt but its exons sum to 16 nt");
     assert!(err.contains(&format!("{}:3", fasta.display())), "{err}");
     let fasta = f.write("dup.fa", ">tx3\nCCCCC\n>tx3\nCCCCC\n");
     opts.transcripts = Some(fasta.clone());
-    assert_parse_error(
-        &f.error(&opts),
-        &fasta,
-        3,
-        "second sequence for transcript tx3",
-    );
+    assert_parse_error(&f.error(&opts), &fasta, 3, "second sequence for transcript tx3");
 }
 
 #[test]
@@ -503,10 +470,7 @@ fn empty_inputs_are_errors_naming_the_file() {
         err.contains(&empty.display().to_string()) && err.contains("empty annotation"),
         "{err}"
     );
-    let genes_only = f.write(
-        "genes.gtf",
-        "#c\nchr1\tt\tgene\t11\t36\t.\t+\t.\tgene_id \"g1\";\n",
-    );
+    let genes_only = f.write("genes.gtf", "#c\nchr1\tt\tgene\t11\t36\t.\t+\t.\tgene_id \"g1\";\n");
     let err = f.error(&f.genome_opts("genes.gtf", "out"));
     assert!(
         err.contains(&genes_only.display().to_string()) && err.contains("no transcripts"),

@@ -150,9 +150,10 @@ fn main() -> Result<()> {
                 length_scale,
             })?;
             println!(
-                "wrote {} genes, {} transcripts ({} paralog families) to {}",
+                "wrote {} genes, {} transcripts ({} over the length limit, {} paralog families) to {}",
                 s.genes,
                 s.transcripts,
+                s.over_length,
                 s.families,
                 out.display()
             );

@@ -61,7 +61,7 @@ fn tiny_config_trains_and_learns() {
     // The resolved configuration is written and reads back as the same settings.
     let resolved = std::fs::read_to_string(out.path().join("config.toml")).unwrap();
     let config: isoclr::config::Config = toml::from_str(&resolved).unwrap();
-    assert_eq!(config.train.steps, 60);
+    assert_eq!(config.train.steps, 120);
     assert_eq!(config.model.preset, isoclr::config::Preset::Tiny);
 
     // The weights load into a model of the same shape, by name.

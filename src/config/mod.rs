@@ -339,7 +339,8 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         let env = Env::prefixed(ENV_PREFIX).filter_map(|key| {
-            let key = key.as_str();
+            // Keys arrive as written (upper case); figment lower-cases them only when emitting.
+            let key = key.as_str().to_ascii_lowercase();
             SECTIONS
                 .iter()
                 .find(|s| key.strip_prefix(**s).is_some_and(|rest| rest.starts_with('_')))

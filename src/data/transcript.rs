@@ -106,7 +106,9 @@ impl Transcript {
         if let Some((start, end)) = cds
             && (start >= end || end > len)
         {
-            return Err(invalid(format!("CDS [{start}, {end}) outside transcript of length {len}")));
+            return Err(invalid(format!(
+                "CDS [{start}, {end}) outside transcript of length {len}"
+            )));
         }
         Ok(Self {
             id,

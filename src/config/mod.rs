@@ -41,6 +41,52 @@ pub struct Config {
     pub model: ModelConfig,
     /// Optimisation and the training loop.
     pub train: TrainConfig,
+    /// Coordinator, workers and collectives.
+    pub dist: DistConfig,
+}
+
+/// `[dist]`: the coordinator, its workers and their collectives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistConfig {
+    /// Address the coordinator binds (loopback by default; `0.0.0.0:PORT` to serve other hosts; port 0 picks one).
+    pub bind: String,
+    /// Shards a worker's batch stream may hold ahead of the step it is training.
+    pub prefetch: usize,
+    /// Seconds between a worker's heartbeats.
+    pub heartbeat_interval_s: f64,
+    /// A worker silent for this long (or whose stream breaks) aborts the job; also bounds how long any
+    /// process lingers after a failure.
+    pub heartbeat_timeout_s: f64,
+    /// Seconds the coordinator waits for every worker to register.
+    pub rendezvous_timeout_s: f64,
+    /// Timeout of one collective operation after the first step (the first gets `rendezvous_timeout_s`).
+    pub collective_timeout_s: f64,
+    /// Timeout of one RPC.
+    pub rpc_timeout_s: f64,
+    /// PEM certificate chain for TLS; TLS is on when this and `tls_key` are set.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate workers use to verify the coordinator (defaults to `tls_cert`).
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl Default for DistConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:0".into(),
+            prefetch: 4,
+            heartbeat_interval_s: 2.0,
+            heartbeat_timeout_s: 60.0,
+            rendezvous_timeout_s: 120.0,
+            collective_timeout_s: 60.0,
+            rpc_timeout_s: 30.0,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+        }
+    }
 }
 
 /// `[data]`: the dataset.
@@ -304,7 +350,7 @@ impl Default for TrainConfig {
 
 /// Environment variables with this prefix set keys: `ISOCLR_TRAIN_LR=0.001` sets `train.lr`.
 pub const ENV_PREFIX: &str = "ISOCLR_";
-const SECTIONS: [&str; 3] = ["data", "model", "train"];
+const SECTIONS: [&str; 4] = ["data", "model", "train", "dist"];
 
 /// Parses one `--set key=value`; the value is read as a TOML value (number, bool, array) or else a string.
 fn override_provider(assignment: &str) -> Result<Serialized<toml::Value>> {
@@ -419,6 +465,32 @@ impl Config {
         }
         if m.head_hidden < 1 || m.projection_dim < 1 {
             return invalid("model.head_hidden", "head widths must be ≥ 1");
+        }
+        let d = &self.dist;
+        if d.prefetch == 0 {
+            return invalid("dist.prefetch", "must be at least 1");
+        }
+        let timeouts = [
+            d.heartbeat_interval_s,
+            d.heartbeat_timeout_s,
+            d.rendezvous_timeout_s,
+            d.collective_timeout_s,
+            d.rpc_timeout_s,
+        ];
+        if timeouts.iter().any(|t| !(t.is_finite() && *t > 0.0)) {
+            return invalid(
+                "dist.heartbeat_timeout_s",
+                "every dist timeout and interval must be a positive number of seconds",
+            );
+        }
+        if d.heartbeat_interval_s >= d.heartbeat_timeout_s {
+            return invalid(
+                "dist.heartbeat_interval_s",
+                "must be shorter than dist.heartbeat_timeout_s",
+            );
+        }
+        if d.tls_cert.is_some() != d.tls_key.is_some() {
+            return invalid("dist.tls_cert", "set both dist.tls_cert and dist.tls_key, or neither");
         }
         if self.data.max_len < 32 {
             return invalid("data.max_len", "must be at least 32");

@@ -29,12 +29,16 @@ pub struct MicroBatch {
     pub tracks: Vec<f32>,
 }
 
-/// Everything one training step needs: the pairs and their encoded, micro-batched views.
+/// Everything one training step needs on one process: its pairs and their encoded, micro-batched views.
 #[derive(Debug, Clone)]
 pub struct StepBatch {
     /// Global step counted from 0.
     pub step: u64,
-    /// The step's pairs in batch order.
+    /// Index in the global batch of this batch's first pair (0 in one process).
+    pub offset: usize,
+    /// Pairs in the global batch (N); equals `pairs.len()` in one process.
+    pub global_pairs: usize,
+    /// This process's pairs in batch order.
     pub pairs: Vec<Pair>,
     /// Micro-batches covering rows `0..2N` exactly once, shortest first.
     pub micro: Vec<MicroBatch>,
@@ -83,16 +87,110 @@ pub fn plan_micro_batches(lengths: &[u32], position_budget: usize) -> Vec<Vec<us
     plan
 }
 
-/// Encodes `sequences` (each with its shift and masked positions) into one micro-batch.
-fn encode_micro_batch(rows: Vec<usize>, sequences: &[(&Transcript, u32, Vec<u32>)]) -> MicroBatch {
-    let lengths: Vec<u32> = rows.iter().map(|&r| sequences[r].0.len + sequences[r].1).collect();
+/// One view to encode: a transcript with its augmentation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewSpec {
+    /// The transcript (owned, so a shard travels without the dataset).
+    pub transcript: Transcript,
+    /// Zero positions prepended (the step's random shift).
+    pub shift: u32,
+    /// Masked positions in the shifted sequence's coordinates, ascending, all below `len + shift`.
+    pub masked: Vec<u32>,
+}
+
+impl ViewSpec {
+    /// Real length including the shift.
+    pub fn len(&self) -> u32 {
+        self.transcript.len + self.shift
+    }
+
+    /// Always false: a view holds at least one nucleotide.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One process's share of a global step, self-contained: what a coordinator ships to a worker.
+///
+/// The global batch's N pairs are cut into `world_size` contiguous ranges of `N / world_size` pairs; this
+/// shard holds range `rank`. Masks are drawn per global row, so a view is augmented identically whatever
+/// the world size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shard {
+    /// Global step counted from 0.
+    pub step: u64,
+    /// Index of the shard's first pair in the global batch.
+    pub offset: usize,
+    /// Pairs in the global batch (N).
+    pub global_pairs: usize,
+    /// This shard's pairs, in batch order.
+    pub pairs: Vec<Pair>,
+    /// `2 · pairs.len()` views, view-major: view 1 of every local pair, then view 2.
+    pub views: Vec<ViewSpec>,
+}
+
+/// Plans shard `rank` of `world_size` of global step `global_step`: draws the pairs and augmentations.
+///
+/// Errors when the global batch does not split evenly or the group index refers to a missing transcript.
+pub fn plan_shard(
+    dataset: &Dataset,
+    sampler: &Sampler,
+    augment: &Augment,
+    seed: u64,
+    global_step: u64,
+    rank: usize,
+    world_size: usize,
+) -> Result<Shard> {
+    let all = sampler.pairs(&dataset.groups, global_step);
+    let global_pairs = all.len();
+    if world_size == 0 || rank >= world_size || !global_pairs.is_multiple_of(world_size) {
+        return Err(DataError::Invalid {
+            what: "train.batch_size".into(),
+            why: format!("{global_pairs} groups per batch do not split into {world_size} equal shards (rank {rank})"),
+        });
+    }
+    let n = global_pairs / world_size;
+    let offset = rank * n;
+    let pairs = all[offset..offset + n].to_vec();
+    let shift = augment.shift(seed, global_step);
+    let mut views = Vec::with_capacity(2 * n);
+    for view in 0..2 {
+        for (i, pair) in pairs.iter().enumerate() {
+            let transcript = dataset
+                .transcripts
+                .get(pair.views[view] as usize)
+                .ok_or_else(|| DataError::Invalid {
+                    what: dataset.dir.display().to_string(),
+                    why: format!("group index refers to missing transcript {}", pair.views[view]),
+                })?;
+            let row = (view * global_pairs + offset + i) as u64;
+            let masked = augment.masked_positions(seed, global_step, row, transcript.len + shift);
+            views.push(ViewSpec {
+                transcript: transcript.clone(),
+                shift,
+                masked,
+            });
+        }
+    }
+    Ok(Shard {
+        step: global_step,
+        offset,
+        global_pairs,
+        pairs,
+        views,
+    })
+}
+
+/// Encodes `views` into one micro-batch holding the listed rows.
+fn encode_micro_batch(rows: Vec<usize>, views: &[ViewSpec]) -> MicroBatch {
+    let lengths: Vec<u32> = rows.iter().map(|&r| views[r].len()).collect();
     let padded_len = padded_length(lengths.iter().copied().max().unwrap_or(1) as usize);
     let mut tracks = vec![0.0f32; rows.len() * TRACKS * padded_len];
     for (i, &r) in rows.iter().enumerate() {
-        let (transcript, shift, masked) = &sequences[r];
+        let view = &views[r];
         let sample = &mut tracks[i * TRACKS * padded_len..(i + 1) * TRACKS * padded_len];
-        transcript.write_tracks(sample, padded_len, *shift as usize);
-        for &p in masked {
+        view.transcript.write_tracks(sample, padded_len, view.shift as usize);
+        for &p in &view.masked {
             for t in 0..TRACKS {
                 sample[t * padded_len + p as usize] = UNKNOWN_VALUE;
             }
@@ -106,10 +204,30 @@ fn encode_micro_batch(rows: Vec<usize>, sequences: &[(&Transcript, u32, Vec<u32>
     }
 }
 
-/// Builds global step `global_step`: draws the pairs, augments both views, and cuts the 2N rows into
-/// length-sorted micro-batches within `position_budget` positions each.
-///
-/// Errors when the sampler's groups do not match the dataset's.
+/// Encodes views into length-sorted micro-batches within `position_budget` positions each; rows are
+/// numbered in the order given.
+pub fn encode_views(views: &[ViewSpec], position_budget: usize) -> Vec<MicroBatch> {
+    let lengths: Vec<u32> = views.iter().map(ViewSpec::len).collect();
+    plan_micro_batches(&lengths, position_budget)
+        .into_iter()
+        .map(|rows| encode_micro_batch(rows, views))
+        .collect()
+}
+
+impl Shard {
+    /// Encodes the shard's views into a [`StepBatch`] of length-sorted micro-batches.
+    pub fn encode(&self, position_budget: usize) -> StepBatch {
+        StepBatch {
+            step: self.step,
+            offset: self.offset,
+            global_pairs: self.global_pairs,
+            pairs: self.pairs.clone(),
+            micro: encode_views(&self.views, position_budget),
+        }
+    }
+}
+
+/// Builds the whole of global step `global_step` for one process: [`plan_shard`] with one shard, encoded.
 pub fn build_step(
     dataset: &Dataset,
     sampler: &Sampler,
@@ -118,45 +236,21 @@ pub fn build_step(
     global_step: u64,
     position_budget: usize,
 ) -> Result<StepBatch> {
-    let pairs = sampler.pairs(&dataset.groups, global_step);
-    let n = pairs.len();
-    let shift = augment.shift(seed, global_step);
-    let mut sequences = Vec::with_capacity(2 * n);
-    for view in 0..2 {
-        for (i, pair) in pairs.iter().enumerate() {
-            let transcript = dataset
-                .transcripts
-                .get(pair.views[view] as usize)
-                .ok_or_else(|| DataError::Invalid {
-                    what: dataset.dir.display().to_string(),
-                    why: format!("group index refers to missing transcript {}", pair.views[view]),
-                })?;
-            let row = view * n + i;
-            let masked = augment.masked_positions(seed, global_step, row as u64, transcript.len + shift);
-            sequences.push((transcript, shift, masked));
-        }
-    }
-    let lengths: Vec<u32> = sequences.iter().map(|(t, s, _)| t.len + s).collect();
-    let micro = plan_micro_batches(&lengths, position_budget)
-        .into_iter()
-        .map(|rows| encode_micro_batch(rows, &sequences))
-        .collect();
-    Ok(StepBatch {
-        step: global_step,
-        pairs,
-        micro,
-    })
+    Ok(plan_shard(dataset, sampler, augment, seed, global_step, 0, 1)?.encode(position_budget))
 }
 
 /// Encodes transcripts without augmentation, for embedding: micro-batches in the same length-sorted
 /// layout, rows numbered in the order given.
 pub fn encode_for_embedding(transcripts: &[&Transcript], position_budget: usize) -> Vec<MicroBatch> {
-    let sequences: Vec<(&Transcript, u32, Vec<u32>)> = transcripts.iter().map(|&t| (t, 0, Vec::new())).collect();
-    let lengths: Vec<u32> = transcripts.iter().map(|t| t.len).collect();
-    plan_micro_batches(&lengths, position_budget)
-        .into_iter()
-        .map(|rows| encode_micro_batch(rows, &sequences))
-        .collect()
+    let views: Vec<ViewSpec> = transcripts
+        .iter()
+        .map(|&t| ViewSpec {
+            transcript: t.clone(),
+            shift: 0,
+            masked: Vec::new(),
+        })
+        .collect();
+    encode_views(&views, position_budget)
 }
 
 #[cfg(test)]
@@ -246,5 +340,56 @@ mod tests {
         assert!(step.pad_fraction() >= 0.0 && step.pad_fraction() < 1.0);
         let again = build_step(&ds, &sampler, &augment, 5, 4, 64).unwrap();
         assert_eq!(again.micro, step.micro, "a step is a pure function of (seed, step)");
+    }
+
+    #[test]
+    fn shards_partition_the_global_step_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let transcripts: Vec<Transcript> = (0..12)
+            .map(|i| {
+                let seq: Vec<u8> = (0..20 + 7 * i).map(|p| b"ACGT"[(p * (i + 1)) % 4]).collect();
+                Transcript::new(
+                    format!("t{i}"),
+                    format!("g{}", i / 2),
+                    (i / 2) as u32,
+                    &seq,
+                    vec![seq.len() as u32 - 1],
+                    None,
+                )
+                .unwrap()
+            })
+            .collect();
+        let groups: Vec<Group> = (0..6)
+            .map(|g| Group {
+                id: format!("g{g}"),
+                transcripts: vec![2 * g, 2 * g + 1],
+            })
+            .collect();
+        Dataset::write(dir.path(), &groups, &transcripts, Provenance::default()).unwrap();
+        let ds = Dataset::open(dir.path()).unwrap();
+        let sampler = Sampler::new(9, 6, 6).unwrap();
+        let augment = Augment {
+            mask_fraction: 0.15,
+            max_shift: 3,
+            max_len: 128,
+        };
+        let whole = plan_shard(&ds, &sampler, &augment, 9, 3, 0, 1).unwrap();
+        for world in [2, 3] {
+            let n = 6 / world;
+            for rank in 0..world {
+                let shard = plan_shard(&ds, &sampler, &augment, 9, 3, rank, world).unwrap();
+                assert_eq!(shard.offset, rank * n);
+                assert_eq!(shard.pairs, whole.pairs[rank * n..(rank + 1) * n]);
+                for view in 0..2 {
+                    for i in 0..n {
+                        assert_eq!(shard.views[view * n + i], whole.views[view * 6 + rank * n + i]);
+                    }
+                }
+            }
+        }
+        assert!(
+            plan_shard(&ds, &sampler, &augment, 9, 3, 0, 4).is_err(),
+            "6 pairs do not split in 4"
+        );
     }
 }

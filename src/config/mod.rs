@@ -454,8 +454,11 @@ impl Config {
                 "at most 4 stages: the stem and every stage halve the length, and padded lengths are multiples of 32",
             );
         }
-        if m.norm == Norm::Group && s.filters.iter().any(|f| f % m.norm_groups != 0) {
-            return invalid("model.norm_groups", "must divide every stage's filter count");
+        if m.norm == Norm::Group && s.filters.iter().chain([&m.head_hidden]).any(|f| f % m.norm_groups != 0) {
+            return invalid(
+                "model.norm_groups",
+                "must divide every stage's filter count and model.head_hidden",
+            );
         }
         if m.tracks != 6 && m.tracks != 4 {
             return invalid("model.tracks", "must be 6 or 4");

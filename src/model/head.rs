@@ -1,12 +1,13 @@
 //! The projection head used only in training: Linear-BN-ReLU-Linear-BN-ReLU-Linear (no bias).
 //!
-//! Input `[n, D]` embeddings, output `[n, P]` projections (not yet normalised). Its batch norms see the whole
-//! local batch at once, since the head runs once per step after the micro-batched encoder.
+//! Input `[n, D]` embeddings, output `[n, P]` projections (not yet normalised). Its norms are of the
+//! encoder's kind: batch norms see the whole local batch at once (the head runs once per step, after the
+//! micro-batched encoder); group and layer norms are per row, so a distributed run equals one process.
 
 use tch::{Kind, Tensor, nn};
 
 use super::norm::MaskedNorm;
-use crate::config::{ModelConfig, Norm};
+use crate::config::ModelConfig;
 
 /// The projection head.
 #[derive(Debug)]
@@ -28,9 +29,9 @@ impl ProjectionHead {
         };
         Self {
             fc1: nn::linear(path / "fc1", in_dim, hidden, Default::default()),
-            norm1: MaskedNorm::new(&(path / "norm1"), hidden, Norm::Batch, 1),
+            norm1: MaskedNorm::new(&(path / "norm1"), hidden, config.norm, config.norm_groups),
             fc2: nn::linear(path / "fc2", hidden, hidden, Default::default()),
-            norm2: MaskedNorm::new(&(path / "norm2"), hidden, Norm::Batch, 1),
+            norm2: MaskedNorm::new(&(path / "norm2"), hidden, config.norm, config.norm_groups),
             fc3: nn::linear(path / "fc3", hidden, config.projection_dim, no_bias),
         }
     }

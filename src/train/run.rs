@@ -18,6 +18,7 @@ use crate::data::batch::build_step;
 use crate::data::prep::{PrepOptions, prep};
 use crate::data::synth::{SynthOptions, synth};
 use crate::data::{Augment, Dataset, Sampler};
+use crate::dist::SingleProcess;
 
 /// Batches prepared ahead of the step that uses them.
 const PREFETCH: usize = 2;
@@ -168,7 +169,9 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
             let batch = receiver
                 .recv()
                 .map_err(|_| TrainError::Setup("the batch builder stopped unexpectedly".into()))??;
-            let report = trainer.train_step(&batch);
+            let report = trainer
+                .train_step(&batch, &mut SingleProcess)
+                .map_err(|e| TrainError::Setup(e.to_string()))?;
             if !report.loss.is_finite() {
                 return Err(TrainError::Diverged {
                     step,

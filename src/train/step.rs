@@ -1,5 +1,5 @@
-//! One optimiser step of contrastive training on one device: encode the micro-batches, project, loss,
-//! backward, clip, AdamW.
+//! One optimiser step of contrastive training on one device: encode the micro-batches, project, gather the
+//! global batch's projections, loss, backward, sum gradients across ranks, clip, AdamW.
 
 use tch::{Device, Kind, Tensor};
 
@@ -7,7 +7,10 @@ use super::optim::{AdamW, AdamWConfig};
 use super::schedule::Schedule;
 use crate::config::Config;
 use crate::data::StepBatch;
+use crate::data::sampler::rng_for;
+use crate::dist::{Collective, DistError, ReduceOp};
 use crate::model::{Model, Views, contrastive_accuracy, contrastive_loss, group_size_weight};
+use rand::RngCore;
 
 /// What one step measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,39 +54,133 @@ impl Trainer {
         self.schedule.lr(step)
     }
 
-    /// Runs one training step on `batch`, in bf16 autocast on CUDA and full precision on CPU.
-    pub fn train_step(&mut self, batch: &StepBatch) -> StepReport {
+    /// Makes every rank start from rank 0's weights and normalisation statistics.
+    pub fn broadcast_parameters(&mut self, comm: &mut dyn Collective) -> Result<(), DistError> {
+        let tensors: Vec<Tensor> = self.model.named_tensors().into_iter().map(|(_, t)| t).collect();
+        let mut flat = flatten(&tensors);
+        comm.broadcast(&mut flat, 0)?;
+        unflatten_into(&flat, &tensors);
+        Ok(())
+    }
+
+    /// Runs one training step on this process's share `batch` of the global batch, in bf16 autocast on CUDA
+    /// and full precision on CPU.
+    ///
+    /// Global negatives: every rank gathers the projections of all ranks, computes the loss of its own
+    /// anchors against all columns, and the gradients with respect to the gathered projections are summed
+    /// across ranks before the local slice is back-propagated; parameter gradients are then summed. This is
+    /// the single-process mathematics exactly (docs/DISTRIBUTED.md explains why the gradient sum matters).
+    /// With one process `comm` is [`SingleProcess`] and every collective is the identity.
+    pub fn train_step(&mut self, batch: &StepBatch, comm: &mut dyn Collective) -> Result<StepReport, DistError> {
         let t = &self.config.train;
-        // Dropout draws from libtorch's generator: seed it per step so a run repeats exactly.
-        tch::manual_seed((t.seed ^ batch.step.wrapping_mul(0x9e37_79b9)) as i64);
+        // Dropout draws from libtorch's generator: seed it per (rank, step) so a run repeats exactly.
+        let rank = comm.rank() as u64;
+        tch::manual_seed(rng_for(&[t.seed, rank, batch.step]).next_u64() as i64 >> 1);
         let n = batch.pairs.len() as i64;
+        let total = batch.global_pairs as i64;
         let device = self.model.vars.device();
         self.optimizer.zero_grad();
-        let (loss, views) = crate::device::autocast_bf16(device.is_cuda(), || {
+        let local = crate::device::autocast_bf16(device.is_cuda(), || {
             let embeddings = self.model.embed_micro_batches(&batch.micro, true);
             let projections = self.model.head.forward(&embeddings, true);
-            let views = Views::normalised(&projections.narrow(0, 0, n), &projections.narrow(0, n, n));
-            let weights = t.weight_by_group_size.then(|| {
-                let w: Vec<f32> = batch
-                    .pairs
-                    .iter()
-                    .map(|p| group_size_weight(p.group_size) as f32)
-                    .collect();
-                Tensor::from_slice(&w).to_device(device)
-            });
-            let loss = contrastive_loss(t.loss, &views, 0, n, t.temperature, weights.as_ref());
-            (loss, views)
+            Views::normalised(&projections.narrow(0, 0, n), &projections.narrow(0, n, n))
         });
-        loss.backward();
+        // The whole batch's projections, as leaves whose gradient is this rank's share of dL/dZ.
+        let gather = |comm: &mut dyn Collective, z: &Tensor| -> Result<Tensor, DistError> {
+            let mut all = vec![0f32; (total * z.size()[1]) as usize];
+            comm.all_gather(&flatten(&[z.detach()]), &mut all)?;
+            Ok(Tensor::from_slice(&all)
+                .view([total, -1])
+                .to_device(device)
+                .set_requires_grad(true))
+        };
+        let global = Views {
+            z1: gather(comm, &local.z1)?,
+            z2: gather(comm, &local.z2)?,
+        };
+        let weights = t.weight_by_group_size.then(|| {
+            let w: Vec<f32> = batch
+                .pairs
+                .iter()
+                .map(|p| group_size_weight(p.group_size) as f32)
+                .collect();
+            Tensor::from_slice(&w).to_device(device)
+        });
+        let share = contrastive_loss(t.loss, &global, batch.offset as i64, n, t.temperature, weights.as_ref());
+        share.backward();
+        let mut grads = flatten(&[global.z1.grad(), global.z2.grad()]);
+        comm.all_reduce(&mut grads, ReduceOp::Sum)?;
+        let summed = Tensor::from_slice(&grads).view([2, total, -1]).to_device(device);
+        let own = |view: i64| summed.get(view).narrow(0, batch.offset as i64, n);
+        Tensor::run_backward(&[&local.z1, &local.z2], &[own(0), own(1)], false, false);
+        self.all_reduce_gradients(comm)?;
+        let mut loss = [share.to_kind(Kind::Float).double_value(&[]) as f32];
+        comm.all_reduce(&mut loss, ReduceOp::Sum)?;
         let grad_norm = self.optimizer.clip_gradients(t.clip, t.clip_norm);
         let lr = self.lr(batch.step);
         self.optimizer.step(lr);
-        let accuracy = contrastive_accuracy(&views);
-        StepReport {
-            loss: loss.to_kind(Kind::Double).double_value(&[]),
-            accuracy,
+        Ok(StepReport {
+            loss: f64::from(loss[0]),
+            accuracy: contrastive_accuracy(&global),
             lr,
             grad_norm,
-        }
+        })
     }
+
+    /// Sums every parameter's gradient across ranks, in buckets of at most [`BUCKET_VALUES`] values.
+    fn all_reduce_gradients(&self, comm: &mut dyn Collective) -> Result<(), DistError> {
+        if comm.world_size() == 1 {
+            return Ok(());
+        }
+        let grads: Vec<Tensor> = self
+            .model
+            .named_parameters()
+            .into_iter()
+            .map(|(_, p)| p.grad())
+            .filter(Tensor::defined)
+            .collect();
+        let mut bucket: Vec<Tensor> = Vec::new();
+        let mut values = 0;
+        for (i, g) in grads.iter().enumerate() {
+            bucket.push(g.shallow_clone());
+            values += g.numel();
+            if values >= BUCKET_VALUES || i + 1 == grads.len() {
+                let mut flat = flatten(&bucket);
+                comm.all_reduce(&mut flat, ReduceOp::Sum)?;
+                unflatten_into(&flat, &bucket);
+                bucket.clear();
+                values = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Gradient values per all-reduce call: large enough to amortise latency, small enough to bound the copy.
+pub const BUCKET_VALUES: usize = 4 << 20;
+
+/// Copies tensors into one flat host `f32` buffer, in order.
+fn flatten(tensors: &[Tensor]) -> Vec<f32> {
+    if tensors.is_empty() {
+        return Vec::new();
+    }
+    let parts: Vec<Tensor> = tensors
+        .iter()
+        .map(|t| t.detach().to_kind(Kind::Float).reshape([-1]))
+        .collect();
+    let flat = Tensor::cat(&parts, 0).to_device(Device::Cpu);
+    Vec::<f32>::try_from(&flat).unwrap_or_default()
+}
+
+/// Copies a flat host buffer back into `tensors` (same order and sizes as [`flatten`] produced).
+fn unflatten_into(flat: &[f32], tensors: &[Tensor]) {
+    tch::no_grad(|| {
+        let mut start = 0;
+        for t in tensors {
+            let len = t.numel();
+            let source = Tensor::from_slice(&flat[start..start + len]).view(t.size().as_slice());
+            t.shallow_clone().copy_(&source.to_device(t.device()).to_kind(t.kind()));
+            start += len;
+        }
+    });
 }

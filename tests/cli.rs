@@ -1,3 +1,4 @@
+#![cfg(feature = "torch")]
 //! The `isoclr` command line: configuration layering and errors, `inspect`.
 
 use std::path::PathBuf;

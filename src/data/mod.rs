@@ -59,3 +59,35 @@ impl DataError {
         move |source| DataError::Io { path, source }
     }
 }
+
+/// The dataset of a run: `data.path`, or else the synthetic default, synthesised and prepared once under
+/// `out/data/` (reused when already there).
+pub fn resolve_dataset(config: &crate::config::DataConfig, out: &std::path::Path) -> Result<Dataset> {
+    if let Some(path) = &config.path {
+        return Dataset::open(path);
+    }
+    let raw = out.join("data").join("synthetic");
+    let prepared = out.join("data").join("prepared");
+    if Dataset::read_manifest(&prepared).is_err() {
+        tracing::info!(
+            genes = config.synth_genes,
+            seed = config.synth_seed,
+            "synthesising the default dataset"
+        );
+        let summary = synth::synth(&synth::SynthOptions {
+            out: raw,
+            genes: config.synth_genes,
+            seed: config.synth_seed,
+            length_scale: config.synth_length_scale,
+        })?;
+        prep::prep(&prep::PrepOptions {
+            gtf: summary.gtf,
+            genome: Some(summary.genome),
+            transcripts: None,
+            homology: Some(summary.homology),
+            out: prepared.clone(),
+            max_len: config.max_len,
+        })?;
+    }
+    Dataset::open(&prepared)
+}

@@ -6,6 +6,14 @@
 
 use std::time::Duration;
 
+#[cfg(feature = "nccl")]
+pub mod nccl;
+pub mod tcp;
+
+#[cfg(feature = "nccl")]
+pub use nccl::NcclComm;
+pub use tcp::{RingConfig, RingListener, TcpRing};
+
 /// How an all-reduce combines the ranks' buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReduceOp {

@@ -15,9 +15,7 @@ use super::step::{StepReport, Trainer};
 use super::{Result, TrainError};
 use crate::config::{Config, DeviceChoice};
 use crate::data::batch::build_step;
-use crate::data::prep::{PrepOptions, prep};
-use crate::data::synth::{SynthOptions, synth};
-use crate::data::{Augment, Dataset, Sampler};
+use crate::data::{Augment, Sampler};
 use crate::dist::SingleProcess;
 
 /// Batches prepared ahead of the step that uses them.
@@ -72,38 +70,6 @@ pub fn select_device(choice: DeviceChoice) -> Result<Device> {
     }
 }
 
-/// The dataset of a run: `data.path`, or the synthetic default made (once) under `out/data`.
-pub fn resolve_dataset(config: &Config, out: &Path) -> Result<Dataset> {
-    if let Some(path) = &config.data.path {
-        return Ok(Dataset::open(path)?);
-    }
-    let raw = out.join("data").join("synthetic");
-    let prepared = out.join("data").join("prepared");
-    let d = &config.data;
-    if Dataset::read_manifest(&prepared).is_err() {
-        info!(
-            genes = d.synth_genes,
-            seed = d.synth_seed,
-            "synthesising the default dataset"
-        );
-        let summary = synth(&SynthOptions {
-            out: raw.clone(),
-            genes: d.synth_genes,
-            seed: d.synth_seed,
-            length_scale: d.synth_length_scale,
-        })?;
-        prep(&PrepOptions {
-            gtf: summary.gtf,
-            genome: Some(summary.genome),
-            transcripts: None,
-            homology: Some(summary.homology),
-            out: prepared.clone(),
-            max_len: d.max_len,
-        })?;
-    }
-    Ok(Dataset::open(&prepared)?)
-}
-
 fn progress_bar(steps: u64) -> Option<ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
@@ -127,7 +93,7 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
         tch::set_num_threads(config.train.threads);
     }
     let device = select_device(config.train.device)?;
-    let dataset = resolve_dataset(config, out)?;
+    let dataset = crate::data::resolve_dataset(&config.data, out)?;
     let t = &config.train;
     let sampler = Sampler::new(t.seed, t.batch_size, dataset.groups.len())?;
     let augment = Augment {

@@ -112,7 +112,9 @@ impl Trainer {
         comm.all_reduce(&mut grads, ReduceOp::Sum)?;
         let summed = Tensor::from_slice(&grads).view([2, total, -1]).to_device(device);
         let own = |view: i64| summed.get(view).narrow(0, batch.offset as i64, n);
-        Tensor::run_backward(&[&local.z1, &local.z2], &[own(0), own(1)], false, false);
+        // Back-propagate the summed gradient of the local rows: ⟨z, g⟩ has exactly g as its gradient in z.
+        let surrogate = (&local.z1 * own(0)).sum(Kind::Float) + (&local.z2 * own(1)).sum(Kind::Float);
+        surrogate.backward();
         self.all_reduce_gradients(comm)?;
         let mut loss = [share.to_kind(Kind::Float).double_value(&[]) as f32];
         comm.all_reduce(&mut loss, ReduceOp::Sum)?;
@@ -183,4 +185,130 @@ fn unflatten_into(flat: &[f32], tensors: &[Tensor]) {
             start += len;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Norm, Preset};
+    use crate::data::batch::plan_shard;
+    use crate::data::dataset::Provenance;
+    use crate::data::{Augment, Dataset, Group, Sampler, Transcript};
+    use crate::dist::{RingConfig, SingleProcess, TcpRing};
+    use rand::{Rng, SeedableRng};
+    use std::time::Duration;
+
+    fn dataset(dir: &std::path::Path) -> Dataset {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut transcripts = Vec::new();
+        let mut groups = Vec::new();
+        for g in 0..12u32 {
+            let base: Vec<u8> = (0..rng.random_range(80..400))
+                .map(|_| b"ACGT"[rng.random_range(0..4)])
+                .collect();
+            let mut members = Vec::new();
+            for k in 0..2 {
+                let seq = &base[k * 10..];
+                members.push(transcripts.len() as u32);
+                let id = format!("t{g}.{k}");
+                transcripts
+                    .push(Transcript::new(id, format!("g{g}"), g, seq, vec![seq.len() as u32 - 1], None).unwrap());
+            }
+            groups.push(Group {
+                id: format!("g{g}"),
+                transcripts: members,
+            });
+        }
+        Dataset::write(dir, &groups, &transcripts, Provenance::default()).unwrap();
+        Dataset::open(dir).unwrap()
+    }
+
+    fn config() -> Config {
+        let mut c = Config::default();
+        c.model.preset = Preset::Tiny;
+        c.model.norm = Norm::Layer;
+        c.model.dropout = 0.0;
+        c.model.head_hidden = 32;
+        c.model.projection_dim = 16;
+        c.train.batch_size = 6;
+        c.train.lr = 1e-3;
+        // Adam divides by √v + ε: for gradient elements near zero it turns summation-order noise (which
+        // differs between 1 and p processes) into steps up to lr. ε = 1e-6 bounds that amplification.
+        c.train.eps = 1e-6;
+        c.train.weight_by_group_size = true;
+        c
+    }
+
+    /// Trains `steps` steps as rank `rank` of `world`; returns per-step losses and the final tensors.
+    fn train(
+        ds: &Dataset,
+        rank: usize,
+        world: usize,
+        comm: &mut dyn Collective,
+        steps: u64,
+    ) -> (Vec<f64>, Vec<Tensor>) {
+        let c = config();
+        let sampler = Sampler::new(c.train.seed, c.train.batch_size, ds.groups.len()).unwrap();
+        let augment = Augment {
+            mask_fraction: 0.15,
+            max_shift: 3,
+            max_len: 512,
+        };
+        let mut trainer = Trainer::new(&c, Device::Cpu, sampler.steps_per_epoch());
+        trainer.broadcast_parameters(comm).unwrap();
+        let losses = (0..steps)
+            .map(|step| {
+                let shard = plan_shard(ds, &sampler, &augment, c.train.seed, step, rank, world).unwrap();
+                trainer.train_step(&shard.encode(1 << 14), comm).unwrap().loss
+            })
+            .collect();
+        (
+            losses,
+            trainer.model.named_tensors().into_iter().map(|(_, t)| t).collect(),
+        )
+    }
+
+    #[test]
+    fn two_and_three_ranks_compute_what_one_process_computes() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = dataset(dir.path());
+        let (losses, params) = train(&ds, 0, 1, &mut SingleProcess, 4);
+        for world in [2usize, 3] {
+            let listeners: Vec<_> = (0..world)
+                .map(|_| TcpRing::bind("127.0.0.1:0".parse().unwrap()).unwrap())
+                .collect();
+            let peers: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+            let results: Vec<(Vec<f64>, Vec<Tensor>)> = std::thread::scope(|s| {
+                let handles: Vec<_> = listeners
+                    .into_iter()
+                    .enumerate()
+                    .map(|(rank, listener)| {
+                        let (peers, ds) = (peers.clone(), &ds);
+                        s.spawn(move || {
+                            let timeouts = RingConfig {
+                                connect_timeout: Duration::from_secs(20),
+                                op_timeout: Duration::from_secs(20),
+                            };
+                            let mut ring = TcpRing::connect(listener, rank, peers, b"test-token", timeouts).unwrap();
+                            train(ds, rank, world, &mut ring, 4)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for (rank, (l, p)) in results.iter().enumerate() {
+                for (a, b) in l.iter().zip(&losses) {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                        "world {world} rank {rank}: loss {l:?} vs {losses:?}"
+                    );
+                }
+                for (a, b) in p.iter().zip(&params) {
+                    let diff = (a - b).abs().max().double_value(&[]);
+                    assert!(diff <= 1e-5, "world {world} rank {rank}: parameter differs by {diff}");
+                }
+            }
+        }
+        assert!(losses[3] < losses[0], "the run learns: {losses:?}");
+    }
 }

@@ -4,19 +4,27 @@
 //! - [`config`]: the layered run configuration (defaults < TOML < `ISOCLR_*` < `--set`), validated.
 //! - [`data`]: annotation and sequence readers, `prep`, `synth`, the seeded sampler, batch payloads as plain
 //!   buffers. Knows nothing of tensors.
+//! - [`coord`]: the coordinator: rendezvous, per-rank batch streams over gRPC, heartbeats, step-boundary
+//!   decisions, the job's metrics and progress. No tch.
+//! - [`worker`]: the coordinator's client for worker processes: ready batches off the training thread,
+//!   reports, heartbeats. No tch.
 //! - [`dist`]: collective communication (all-reduce, all-gather, broadcast, barrier) on flat buffers.
 //! - `model` (feature `torch`): the dilated ResNet encoder, projection head and contrastive losses, for one
 //!   device.
 //! - `train` (feature `torch`): AdamW with plain named state, learning-rate schedules, the training loop and
 //!   its outputs.
+//! - [`launch`]: single-node distributed mode: a coordinator here plus N `isoclr worker` processes.
 //! - `device` (feature `torch`): libtorch start-up (CUDA library loading, quiet warnings).
 
 pub mod config;
+pub mod coord;
 pub mod data;
 #[cfg(feature = "torch")]
 pub mod device;
 pub mod dist;
+pub mod launch;
 #[cfg(feature = "torch")]
 pub mod model;
 #[cfg(feature = "torch")]
 pub mod train;
+pub mod worker;

@@ -5,11 +5,17 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use isoclr::config::Config;
+use isoclr::coord::{CoordinatorOptions, run_coordinator};
 use isoclr::data::Dataset;
 use isoclr::data::dataset::DEFAULT_MAX_LEN;
 use isoclr::data::prep::{PrepOptions, prep};
 use isoclr::data::synth::{SynthOptions, synth};
+use isoclr::train::worker_loop::{WorkerOptions, run_worker};
+use isoclr::worker::{ClientTls, Token};
 
 /// Contrastive pre-training of mature-RNA encoders (IsoCLR).
 #[derive(Debug, Parser)]
@@ -68,7 +74,8 @@ enum Command {
         #[arg(long, requires = "transcript")]
         tracks: bool,
     },
-    /// Train an encoder in this process (CPU or one GPU).
+    /// Train an encoder: in this process, or with `--workers N` as a coordinator plus N worker processes
+    /// on this machine (the default when there are several GPUs: one worker per GPU).
     Train {
         /// TOML configuration file.
         #[arg(long)]
@@ -79,6 +86,53 @@ enum Command {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
+        /// Worker processes; the global batch (train.batch_size) is split evenly among them.
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Run the coordinator of a multi-process job: owns the dataset and sampler, streams each worker its
+    /// shard of every global batch, decides at step boundaries, writes metrics.jsonl.
+    Coordinator {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a configuration key (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Output directory (metrics; rank 0 writes the weights here).
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of workers that will register.
+        #[arg(long)]
+        workers: usize,
+        /// File holding the job's secret token; without it, the ISOCLR_TOKEN environment variable.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Write the bound address (host:port) here once listening.
+        #[arg(long)]
+        addr_file: Option<PathBuf>,
+    },
+    /// Run one worker: register with the coordinator, train on the shards it streams.
+    Worker {
+        /// The coordinator's host:port.
+        #[arg(long)]
+        coordinator: String,
+        /// This worker's index on its host (its GPU).
+        #[arg(long, default_value_t = 0)]
+        local_rank: u32,
+        /// Ask for this rank (e.g. from SLURM_PROCID); otherwise the coordinator assigns one.
+        #[arg(long)]
+        rank: Option<u32>,
+        /// File holding the job's secret token; without it, the ISOCLR_TOKEN environment variable.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Configuration file, read only for TLS settings (dist.tls_ca / dist.tls_cert).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address for this worker's collective-ring listener (default: this host's address towards the
+        /// coordinator, any port).
+        #[arg(long)]
+        ring_bind: Option<std::net::SocketAddr>,
     },
 }
 
@@ -129,6 +183,20 @@ fn inspect(dataset: PathBuf, transcript: Option<String>, tracks: bool) -> Result
         }
     }
     Ok(())
+}
+
+/// The local address this host uses to reach `coordinator` (host:port), so ring peers can reach us too.
+fn local_ip_towards(coordinator: &str) -> Result<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    let target = coordinator
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve coordinator address {coordinator}"))?
+        .next()
+        .with_context(|| format!("coordinator address {coordinator} resolves to nothing"))?;
+    // A UDP "connection" sends nothing; it only asks the kernel which source address it would route from.
+    let probe = std::net::UdpSocket::bind((if target.is_ipv4() { "0.0.0.0" } else { "::" }, 0))?;
+    probe.connect(target)?;
+    Ok(probe.local_addr()?.ip())
 }
 
 fn main() -> Result<()> {
@@ -189,22 +257,92 @@ fn main() -> Result<()> {
             transcript,
             tracks,
         } => inspect(dataset, transcript, tracks)?,
-        Command::Train { config, overrides, out } => {
+        Command::Train {
+            config,
+            overrides,
+            out,
+            workers,
+        } => {
             let config = Config::load(config.as_deref(), &overrides)?;
-            let s = isoclr::train::train(&config, &out)?;
-            println!(
-                "trained {} steps: loss {:.4} → {:.4}, contrastive accuracy {:.3} (chance {:.3}), {:.0} sequences/s",
-                s.steps,
-                s.first_loss,
-                s.last_loss,
-                s.last_accuracy,
-                1.0 / config.train.batch_size as f64,
-                s.seq_per_s
-            );
-            println!("encoder and head: {}", s.model_path.display());
-            println!("metrics:          {}", s.metrics_path.display());
+            let gpus = tch::Cuda::device_count().max(0) as usize;
+            match workers.or((gpus > 1).then_some(gpus)) {
+                Some(n) => {
+                    let me = std::env::current_exe().context("cannot locate the isoclr binary")?;
+                    let outcome = isoclr::launch::run_local_job(&config, &out, n, me)?;
+                    println!(
+                        "trained {} steps on {n} workers in {:.1} s, {:.0} sequences/s",
+                        outcome.steps,
+                        outcome.elapsed.as_secs_f64(),
+                        outcome.seq_per_s
+                    );
+                    println!("encoder and head: {}", out.join("model.safetensors").display());
+                    println!("metrics:          {}", outcome.metrics_path.display());
+                }
+                None => {
+                    let s = isoclr::train::train(&config, &out)?;
+                    println!(
+                        "trained {} steps: loss {:.4} → {:.4}, contrastive accuracy {:.3} (chance {:.3}), {:.0} sequences/s",
+                        s.steps,
+                        s.first_loss,
+                        s.last_loss,
+                        s.last_accuracy,
+                        1.0 / config.train.batch_size as f64,
+                        s.seq_per_s
+                    );
+                    println!("encoder and head: {}", s.model_path.display());
+                    println!("metrics:          {}", s.metrics_path.display());
+                    println!("dataset:          {}", s.dataset_dir.display());
+                }
+            }
             println!("configuration:    {}", out.join("config.toml").display());
-            println!("dataset:          {}", s.dataset_dir.display());
+        }
+        Command::Coordinator {
+            config,
+            overrides,
+            out,
+            workers,
+            token_file,
+            addr_file,
+        } => {
+            let config = Config::load(config.as_deref(), &overrides)?;
+            let token = Token::load(token_file.as_deref())?;
+            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            std::fs::write(out.join("config.toml"), config.to_toml())?;
+            let dataset = Arc::new(isoclr::data::resolve_dataset(&config.data, &out)?);
+            let mut options = CoordinatorOptions::new(config, dataset, workers, token, out);
+            options.addr_file = addr_file;
+            let outcome = run_coordinator(options)?;
+            println!(
+                "job finished: {} steps, {:.0} sequences/s",
+                outcome.steps, outcome.seq_per_s
+            );
+        }
+        Command::Worker {
+            coordinator,
+            local_rank,
+            rank,
+            token_file,
+            config,
+            ring_bind,
+        } => {
+            let token = Token::load(token_file.as_deref())?;
+            let dist = Config::load(config.as_deref(), &[])?.dist;
+            let tls = ClientTls::from_config(&dist, &coordinator)?;
+            let ring_bind = match ring_bind {
+                Some(addr) => addr,
+                None => std::net::SocketAddr::new(local_ip_towards(&coordinator)?, 0),
+            };
+            let options = WorkerOptions {
+                coordinator,
+                token,
+                tls,
+                local_rank,
+                requested_rank: rank,
+                ring_bind,
+                rpc_timeout: Duration::from_secs_f64(dist.rpc_timeout_s),
+                rendezvous_timeout: Duration::from_secs_f64(dist.rendezvous_timeout_s),
+            };
+            run_worker(options)?;
         }
     }
     Ok(())

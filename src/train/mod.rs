@@ -7,6 +7,7 @@ pub mod optim;
 pub mod run;
 pub mod schedule;
 pub mod step;
+pub mod worker_loop;
 
 use std::path::PathBuf;
 

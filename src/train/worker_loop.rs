@@ -1,0 +1,196 @@
+//! The training loop of one worker process: register with the coordinator, join the collective ring,
+//! train on the shards it streams, report each step and obey its step-boundary decisions.
+//!
+//! The coordinator owns the dataset and the sampler; this loop owns the model. Batches arrive decoded and
+//! encoded by the worker client's background thread, so the training thread never waits on the network in
+//! steady state.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::run::select_device;
+use super::step::Trainer;
+use super::{Result, TrainError};
+use crate::dist::tcp::{RingConfig, TcpRing};
+use crate::worker::{Action, ClientTls, Registration, StepMetrics, Token, WorkerClient};
+
+/// How a worker finds its coordinator and identifies itself.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// The coordinator's `host:port`.
+    pub coordinator: String,
+    /// The job's secret.
+    pub token: Token,
+    /// TLS settings when the coordinator serves TLS.
+    pub tls: Option<ClientTls>,
+    /// Index of this worker on its host (the GPU it uses).
+    pub local_rank: u32,
+    /// A rank to ask for (e.g. Slurm's SLURM_PROCID); the coordinator assigns one otherwise.
+    pub requested_rank: Option<u32>,
+    /// Address to bind the collective ring listener (`IP:0` picks a port).
+    pub ring_bind: SocketAddr,
+    /// RPC timeout before the configuration is known.
+    pub rpc_timeout: Duration,
+    /// How long to wait for every worker to register.
+    pub rendezvous_timeout: Duration,
+}
+
+fn setup(what: &str) -> impl FnOnce(String) -> TrainError + '_ {
+    move |why| TrainError::Setup(format!("{what}: {why}"))
+}
+
+/// Runs one worker until the coordinator says stop (Ok) or something fails (Err, after telling the
+/// coordinator): a lost peer, an abort, a collective timeout.
+pub fn run_worker(opts: WorkerOptions) -> Result<PathBuf> {
+    let listener = TcpRing::bind(opts.ring_bind).map_err(|e| setup("ring listener")(e.to_string()))?;
+    let ring_address = listener
+        .local_addr()
+        .map_err(|e| setup("ring listener")(e.to_string()))?
+        .to_string();
+    let client = WorkerClient::connect(&opts.coordinator, &opts.token, opts.tls.clone(), opts.rpc_timeout)
+        .map_err(|e| setup("coordinator")(e.to_string()))?;
+    let device_name = format!("local-rank-{}", opts.local_rank);
+    let mut registration = Registration::this_process(opts.local_rank, &device_name, &ring_address);
+    registration.requested_rank = opts.requested_rank;
+    let rendezvous = client
+        .register(&registration, opts.rendezvous_timeout)
+        .map_err(|e| setup("rendezvous")(e.to_string()))?;
+    let rank = rendezvous.rank;
+    let config = rendezvous.config.clone();
+    // Heart-beat from here on: joining the ring and the first broadcast can take longer than the timeout.
+    let d = &config.dist;
+    let heartbeat = client.start_heartbeat(
+        rank,
+        Duration::from_secs_f64(d.heartbeat_interval_s),
+        Duration::from_secs_f64(d.heartbeat_timeout_s),
+    );
+    let result = train_as_rank(
+        &client,
+        &heartbeat,
+        &rendezvous,
+        &config,
+        listener,
+        opts.token.expose().as_bytes(),
+    );
+    let (status, reason) = match &result {
+        Ok(_) => (0, "finished".to_owned()),
+        Err(e) => (1, e.to_string()),
+    };
+    if let Err(e) = client.shutdown(rank, &reason, status) {
+        warn!(rank, error = %e, "could not tell the coordinator this worker is leaving");
+    }
+    result
+}
+
+fn train_as_rank(
+    client: &WorkerClient,
+    heartbeat: &crate::worker::Heartbeat,
+    rendezvous: &crate::worker::Rendezvous,
+    config: &crate::config::Config,
+    listener: crate::dist::tcp::RingListener,
+    token: &[u8],
+) -> Result<PathBuf> {
+    let rank = rendezvous.rank;
+    let d = &config.dist;
+    let t = &config.train;
+    let secs = Duration::from_secs_f64;
+    let peers: Vec<SocketAddr> = rendezvous
+        .ring_addresses
+        .iter()
+        .map(|a| a.parse().map_err(|e| setup("ring address")(format!("{a}: {e}"))))
+        .collect::<Result<_>>()?;
+    // Generous while every rank starts up; tightened after the first step.
+    let start_up = RingConfig {
+        connect_timeout: secs(d.rendezvous_timeout_s),
+        op_timeout: secs(d.rendezvous_timeout_s),
+    };
+    let mut ring =
+        TcpRing::connect(listener, rank, peers, token, start_up).map_err(|e| setup("ring")(e.to_string()))?;
+    if config.train.threads > 0 {
+        tch::set_num_threads(config.train.threads);
+    }
+    let device = select_device(t.device)?;
+    let mut trainer = Trainer::new(config, device, rendezvous.steps_per_epoch);
+    trainer
+        .broadcast_parameters(&mut ring)
+        .map_err(|e| setup("broadcast")(e.to_string()))?;
+    let batches = client
+        .batches(rank, rendezvous.start_step, t.positions_per_pass, d.prefetch)
+        .map_err(|e| setup("batch stream")(e.to_string()))?;
+    info!(
+        rank,
+        world_size = rendezvous.world_size,
+        parameters = trainer.model.parameter_count(),
+        "worker training"
+    );
+    let mut step = rendezvous.start_step;
+    loop {
+        heartbeat.check().map_err(|e| TrainError::Setup(e.to_string()))?;
+        heartbeat.set_step(step);
+        let waited = Instant::now();
+        let batch = match batches.recv_timeout(secs(d.heartbeat_timeout_s)) {
+            Ok(batch) => batch.map_err(|e| setup("batch")(e.to_string()))?,
+            Err(RecvTimeoutError::Timeout) => {
+                return Err(TrainError::Setup(format!(
+                    "no batch for step {step} within {}s",
+                    d.heartbeat_timeout_s
+                )));
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(TrainError::Setup(format!("the batch stream ended before step {step}")));
+            }
+        };
+        let data_wait_s = waited.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let report = trainer
+            .train_step(&batch, &mut ring)
+            .map_err(|e| TrainError::Setup(e.to_string()))?;
+        if !report.loss.is_finite() {
+            return Err(TrainError::Diverged {
+                step,
+                loss: report.loss,
+            });
+        }
+        if step == rendezvous.start_step {
+            ring.set_op_timeout(secs(d.collective_timeout_s));
+        }
+        let step_time_s = started.elapsed().as_secs_f64();
+        let metrics = StepMetrics {
+            step,
+            loss: report.loss,
+            accuracy: report.accuracy,
+            seq_per_s: 2.0 * batch.pairs.len() as f64 / (step_time_s + data_wait_s).max(1e-9),
+            lr: report.lr,
+            grad_norm: report.grad_norm,
+            pad_fraction: batch.pad_fraction(),
+            step_time_s,
+            data_wait_s,
+        };
+        // After an abort the coordinator may already be gone: the heartbeat knows the real reason.
+        let control = match client.report(rank, &metrics) {
+            Ok(control) => control,
+            Err(e) => {
+                heartbeat
+                    .check()
+                    .map_err(|abort| TrainError::Setup(abort.to_string()))?;
+                return Err(setup("report")(e.to_string()));
+            }
+        };
+        match control.action {
+            Action::Continue | Action::Checkpoint => step += 1,
+            Action::Stop => break,
+            Action::Abort => return Err(TrainError::Setup(format!("job aborted: {}", control.reason))),
+        }
+    }
+    let model_path = rendezvous.out_dir.join("model.safetensors");
+    if rank == 0 {
+        let tmp = rendezvous.out_dir.join("model.safetensors.tmp");
+        trainer.model.save(&tmp)?;
+        std::fs::rename(&tmp, &model_path).map_err(TrainError::io(&model_path))?;
+    }
+    Ok(model_path)
+}

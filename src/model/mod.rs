@@ -58,13 +58,50 @@ pub struct Model {
 
 impl Model {
     /// Builds the model on `device`, initialised from `seed`.
+    ///
+    /// Initial values come from the project's own seeded generator, per tensor name, not from libtorch's
+    /// global one: the same seed gives the same model on any device and whatever else the process (or
+    /// another thread) draws.
     pub fn new(config: &ModelConfig, device: Device, seed: u64) -> Self {
-        tch::manual_seed(seed as i64);
         let vars = nn::VarStore::new(device);
         let root = vars.root();
         let encoder = Encoder::new(&(&root / "encoder"), config);
         let head = ProjectionHead::new(&(&root / "head"), encoder.out_dim(), config);
-        Self { vars, encoder, head }
+        let model = Self { vars, encoder, head };
+        model.initialise(seed);
+        model
+    }
+
+    /// PyTorch's default for convolutions and linear layers, U(−1/√fan_in, 1/√fan_in) for weights and
+    /// their biases, drawn per tensor from (seed, name); normalisation layers keep weight 1, bias 0.
+    fn initialise(&self, seed: u64) {
+        use rand::Rng;
+        let tensors: std::collections::HashMap<String, Tensor> = self.vars.variables();
+        let fan_in = |weight: &Tensor| weight.size().iter().skip(1).product::<i64>().max(1);
+        tch::no_grad(|| {
+            for (name, tensor) in self.named_parameters() {
+                if name.contains(".norm") {
+                    continue;
+                }
+                let weight = match name.strip_suffix(".bias") {
+                    Some(layer) => tensors.get(&format!("{layer}.weight")),
+                    None => Some(&tensor),
+                };
+                let Some(weight) = weight else { continue };
+                let bound = 1.0 / (fan_in(weight) as f64).sqrt();
+                let name_hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+                });
+                let mut rng = crate::data::sampler::rng_for(&[seed, name_hash]);
+                let values: Vec<f32> = (0..tensor.numel())
+                    .map(|_| rng.random_range(-bound..bound) as f32)
+                    .collect();
+                let source = Tensor::from_slice(&values)
+                    .view(tensor.size().as_slice())
+                    .to_device(tensor.device());
+                tensor.shallow_clone().copy_(&source);
+            }
+        });
     }
 
     /// Number of trainable scalars.

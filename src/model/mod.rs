@@ -147,24 +147,35 @@ impl Model {
             context: format!("reading {}", path.display()),
             source,
         })?;
-        let file: std::collections::HashMap<String, Tensor> = file.into_iter().collect();
+        self.load_tensors(file).map_err(|e| match e {
+            ModelError::Incompatible { why, .. } => ModelError::Incompatible {
+                path: path.display().to_string(),
+                why,
+            },
+            other => other,
+        })
+    }
+
+    /// Copies named tensors into this model; every tensor of the model must be present with its shape.
+    pub fn load_tensors(&mut self, tensors: Vec<(String, Tensor)>) -> Result<()> {
+        let source: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
         let incompatible = |why: String| ModelError::Incompatible {
-            path: path.display().to_string(),
+            path: "<tensors>".into(),
             why,
         };
         tch::no_grad(|| {
             for (name, mut tensor) in self.named_tensors() {
-                let source = file
+                let value = source
                     .get(&name)
                     .ok_or_else(|| incompatible(format!("no tensor {name}")))?;
-                if source.size() != tensor.size() {
+                if value.size() != tensor.size() {
                     return Err(incompatible(format!(
                         "{name} has shape {:?}, the model needs {:?}",
-                        source.size(),
+                        value.size(),
                         tensor.size()
                     )));
                 }
-                tensor.copy_(source);
+                tensor.copy_(value);
             }
             Ok(())
         })

@@ -6,6 +6,7 @@
 pub mod optim;
 pub mod run;
 pub mod schedule;
+pub mod snapshot;
 pub mod step;
 pub mod worker_loop;
 

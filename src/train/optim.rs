@@ -130,6 +130,30 @@ impl AdamW {
         });
     }
 
+    /// Restores the state written by [`AdamW::state`]; errors name a missing or mis-shaped entry.
+    pub fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<(), String> {
+        let state: std::collections::HashMap<String, Tensor> = state.into_iter().collect();
+        let step = state.get("step").ok_or("optimizer state has no step")?;
+        let get = |name: String, like: &Tensor| -> Result<&Tensor, String> {
+            let t = state
+                .get(&name)
+                .ok_or_else(|| format!("optimizer state has no {name}"))?;
+            if t.size() != like.size() {
+                return Err(format!("{name} has shape {:?}, expected {:?}", t.size(), like.size()));
+            }
+            Ok(t)
+        };
+        tch::no_grad(|| {
+            for (((name, p), m), v) in self.params.iter().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq) {
+                m.copy_(get(format!("{name}.exp_avg"), p)?);
+                v.copy_(get(format!("{name}.exp_avg_sq"), p)?);
+            }
+            Ok::<(), String>(())
+        })?;
+        self.step = step.int64_value(&[]);
+        Ok(())
+    }
+
     /// The whole state as named tensors: `NAME.exp_avg`, `NAME.exp_avg_sq` per parameter and `step`.
     pub fn state(&self) -> Vec<(String, Tensor)> {
         let mut state = vec![("step".to_owned(), Tensor::from(self.step))];

@@ -1,6 +1,7 @@
 //! isoclr: contrastive pre-training of mature-RNA encoders (IsoCLR, see `../shared/METHOD.md`).
 //!
 //! The map of the crate:
+//! - [`ckpt`]: checkpoints in object storage: manifest last, `LATEST`, retention, verified loading. No tch.
 //! - [`config`]: the layered run configuration (defaults < TOML < `ISOCLR_*` < `--set`), validated.
 //! - [`data`]: annotation and sequence readers, `prep`, `synth`, the seeded sampler, batch payloads as plain
 //!   buffers. Knows nothing of tensors.
@@ -16,6 +17,7 @@
 //! - [`launch`]: single-node distributed mode: a coordinator here plus N `isoclr worker` processes.
 //! - `device` (feature `torch`): libtorch start-up (CUDA library loading, quiet warnings).
 
+pub mod ckpt;
 pub mod config;
 pub mod coord;
 pub mod data;

@@ -185,6 +185,9 @@ fn inspect(dataset: PathBuf, transcript: Option<String>, tracks: bool) -> Result
     Ok(())
 }
 
+/// Exit status of a run stopped by SIGTERM/SIGUSR2 after checkpointing (EX_TEMPFAIL): start it again to resume.
+const EXIT_RESUMABLE: i32 = 75;
+
 /// The local address this host uses to reach `coordinator` (host:port), so ring peers can reach us too.
 fn local_ip_towards(coordinator: &str) -> Result<std::net::IpAddr> {
     use std::net::ToSocketAddrs;
@@ -279,7 +282,13 @@ fn main() -> Result<()> {
                     println!("metrics:          {}", outcome.metrics_path.display());
                 }
                 None => {
-                    let s = isoclr::train::train(&config, &out)?;
+                    let s = match isoclr::train::train(&config, &out) {
+                        Err(e @ isoclr::train::TrainError::Interrupted { .. }) => {
+                            eprintln!("{e}");
+                            std::process::exit(EXIT_RESUMABLE);
+                        }
+                        other => other?,
+                    };
                     println!(
                         "trained {} steps: loss {:.4} → {:.4}, contrastive accuracy {:.3} (chance {:.3}), {:.0} sequences/s",
                         s.steps,

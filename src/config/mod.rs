@@ -43,6 +43,8 @@ pub struct Config {
     pub train: TrainConfig,
     /// Coordinator, workers and collectives.
     pub dist: DistConfig,
+    /// Checkpoints in object storage.
+    pub checkpoint: crate::ckpt::CheckpointConfig,
 }
 
 /// `[dist]`: the coordinator, its workers and their collectives.
@@ -350,7 +352,7 @@ impl Default for TrainConfig {
 
 /// Environment variables with this prefix set keys: `ISOCLR_TRAIN_LR=0.001` sets `train.lr`.
 pub const ENV_PREFIX: &str = "ISOCLR_";
-const SECTIONS: [&str; 4] = ["data", "model", "train", "dist"];
+const SECTIONS: [&str; 5] = ["data", "model", "train", "dist", "checkpoint"];
 
 /// Parses one `--set key=value`; the value is read as a TOML value (number, bool, array) or else a string.
 fn override_provider(assignment: &str) -> Result<Serialized<toml::Value>> {
@@ -495,6 +497,10 @@ impl Config {
         if d.tls_cert.is_some() != d.tls_key.is_some() {
             return invalid("dist.tls_cert", "set both dist.tls_cert and dist.tls_key, or neither");
         }
+        self.checkpoint.validate().map_err(|e| ConfigError::Invalid {
+            key: "checkpoint",
+            why: e.to_string(),
+        })?;
         if self.data.max_len < 32 {
             return invalid("data.max_len", "must be at least 32");
         }

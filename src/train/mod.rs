@@ -3,6 +3,7 @@
 //!
 //! Must not depend on the coordinator or gRPC: distributed training reuses [`step::Trainer`] per worker.
 
+pub mod checkpointing;
 pub mod optim;
 pub mod run;
 pub mod schedule;
@@ -35,6 +36,12 @@ pub enum TrainError {
     /// The requested device is not available, or the run is misconfigured.
     #[error("{0}")]
     Setup(String),
+    /// A stop signal (SIGTERM, SIGUSR2) ended the run at a step boundary after checkpointing: resumable.
+    #[error("stopped by a signal after step {step}; the run resumes from its checkpoint when started again")]
+    Interrupted {
+        /// Steps completed.
+        step: u64,
+    },
     /// The loss became NaN or infinite.
     #[error("step {step}: loss is {loss}; lower train.lr or check the data")]
     Diverged {

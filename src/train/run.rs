@@ -11,12 +11,15 @@ use serde::Serialize;
 use tch::Device;
 use tracing::info;
 
+use super::checkpointing::{Checkpointing, train_state};
 use super::step::{StepReport, Trainer};
 use super::{Result, TrainError};
 use crate::config::{Config, DeviceChoice};
 use crate::data::batch::build_step;
 use crate::data::{Augment, Sampler};
 use crate::dist::SingleProcess;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Batches prepared ahead of the step that uses them.
 const PREFETCH: usize = 2;
@@ -110,9 +113,37 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
         steps_per_epoch = sampler.steps_per_epoch(),
         "training"
     );
+    let checkpoints = Checkpointing::open(config)?;
+    let fingerprint = dataset.manifest.fingerprint.clone();
+    let first_step = match &checkpoints {
+        Some(c) => c.resume(&mut trainer, &fingerprint)?.unwrap_or(0),
+        None => 0,
+    };
+    if first_step >= t.steps {
+        return Err(TrainError::Setup(format!(
+            "nothing to do: the checkpoint is at step {first_step} and train.steps is {}",
+            t.steps
+        )));
+    }
+    // SIGTERM (pre-emption) and SIGUSR2 (Slurm's warning before a time limit) end the run at the next step
+    // boundary with a checkpoint. Not SIGUSR1: NCCL may use it.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR2] {
+        signal_hook::flag::register(signal, stop.clone()).map_err(|e| TrainError::Setup(format!("signals: {e}")))?;
+    }
     let metrics_path = out.join("metrics.jsonl");
-    let mut metrics = std::fs::File::create(&metrics_path).map_err(TrainError::io(&metrics_path))?;
+    // A resumed run continues the metrics of the run it resumes.
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(first_step > 0)
+        .truncate(first_step == 0)
+        .open(&metrics_path)
+        .map_err(TrainError::io(&metrics_path))?;
     let bar = progress_bar(t.steps);
+    if let Some(bar) = &bar {
+        bar.set_position(first_step);
+    }
     let sequences_per_step = 2 * t.batch_size as u64;
 
     let (first, last, seq_per_s) = std::thread::scope(|scope| -> Result<(StepReport, StepReport, f64)> {
@@ -120,7 +151,7 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
         let (sender, receiver) = mpsc::sync_channel(PREFETCH);
         let (dataset, sampler, augment) = (&dataset, &sampler, &augment);
         scope.spawn(move || {
-            for step in 0..t.steps {
+            for step in first_step..t.steps {
                 let batch = build_step(dataset, sampler, augment, t.seed, step, t.positions_per_pass);
                 if sender.send(batch).is_err() {
                     return; // the loop stopped early
@@ -131,7 +162,7 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
         let mut after_first = start;
         let (mut first, mut last) = (None, None);
         let mut since_log = (Instant::now(), 0u64);
-        for step in 0..t.steps {
+        for step in first_step..t.steps {
             let batch = receiver
                 .recv()
                 .map_err(|_| TrainError::Setup("the batch builder stopped unexpectedly".into()))??;
@@ -144,7 +175,7 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
                     loss: report.loss,
                 });
             }
-            if step == 0 {
+            if step == first_step {
                 after_first = Instant::now();
             }
             since_log.1 += sequences_per_step;
@@ -184,8 +215,30 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
             if let Some(bar) = &bar {
                 bar.inc(1);
             }
+            let completed = step + 1;
+            let interrupted = stop.load(Ordering::Relaxed);
+            if let Some(c) = &checkpoints
+                && (c.due(completed) || interrupted || completed == t.steps)
+            {
+                let epoch = sampler.position(completed).0;
+                let final_save = interrupted || completed == t.steps;
+                c.save(
+                    &trainer,
+                    train_state(config, completed, epoch, report.lr, 1, &fingerprint),
+                    final_save,
+                )?;
+            }
+            if interrupted {
+                if let Some(c) = &checkpoints {
+                    c.finish()?;
+                }
+                return Err(TrainError::Interrupted { step: completed });
+            }
         }
-        let timed_steps = t.steps.saturating_sub(1).max(1);
+        if let Some(c) = &checkpoints {
+            c.finish()?;
+        }
+        let timed_steps = (t.steps - first_step).saturating_sub(1).max(1);
         let seq_per_s = (timed_steps * sequences_per_step) as f64 / after_first.elapsed().as_secs_f64().max(1e-9);
         match (first, last) {
             (Some(first), Some(last)) => Ok((first, last, seq_per_s)),

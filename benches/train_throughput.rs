@@ -1,0 +1,520 @@
+//! Training throughput of isoclr against PyTorch eager (`benches/reference.py`) on the same batch.
+//!
+//! One invocation builds a fixed contrastive batch of random transcripts, trains isoclr's
+//! `Trainer::train_step` on it and the Python reference (kept running as `reference.py bench --serve`) on
+//! exactly the same tensors (the batch's two encoder passes are exported as they are) from the same starting
+//! weights, with the same number of threads, and prints a table.
+//!
+//! By default the two sides take turns, one step each, so load from other work on a shared machine falls
+//! on both alike, and the figures are medians (robust to the odd disturbed step); the ratio of each
+//! isoclr step to the PyTorch step next to it is reported too. Each side then also starts its step right
+//! after the other's, whose libgomp worker threads still spin for a few milliseconds: a small cost both
+//! sides pay equally. `ISOCLR_BENCH_ALTERNATE=0` runs all isoclr steps first, then starts PyTorch (best on
+//! a quiet machine). Settings (environment):
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `ISOCLR_BENCH_PRESET` | `tiny`, `small`, `medium` or `large` | `small` |
+//! | `ISOCLR_BENCH_NORM` | `batch`, `group` or `layer` | `batch` |
+//! | `ISOCLR_BENCH_BATCH` | groups per step N (the step encodes 2N sequences) | 16 |
+//! | `ISOCLR_BENCH_LEN` | every transcript this long, or `mix` / `mix:MAX` for a realistic spread (below) | 2048 |
+//! | `ISOCLR_BENCH_STEPS` | timed steps per side | 10 |
+//! | `ISOCLR_BENCH_WARMUP` | untimed steps first | 1 |
+//! | `ISOCLR_BENCH_THREADS` | CPU threads of both libtorch and torch | available cores |
+//! | `ISOCLR_BENCH_PROFILE` | `1`: also time both sides' forward, backward and optimiser phases | off |
+//! | `ISOCLR_BENCH_ALTERNATE` | `0`: all isoclr steps first, then PyTorch, instead of taking turns | `1` |
+//! | `ISOCLR_PYTHON` | the interpreter with torch | `.venv/bin/python` |
+//!
+//! `mix:MAX` draws lengths log-normally like human mRNAs (median 2,926 nt, σ = 0.6 in log space, for
+//! MAX = 12,288; scaled with MAX), clipped to [64, MAX]. Each view is one encoder pass padded to its longest
+//! member, as isoclr pads a micro-batch; the reference gets those same padded tensors.
+//!
+//! Run: `cargo bench --bench train_throughput` (see docs/PERFORMANCE.md).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Instant;
+
+use isoclr::config::{Config, ModelConfig, Norm, Preset, ScheduleKind, TrainConfig};
+use isoclr::data::batch::encode_for_embedding;
+use isoclr::data::{MicroBatch, Pair, StepBatch, TRACKS, Transcript};
+use isoclr::dist::SingleProcess;
+use isoclr::model::{Views, contrastive_loss};
+use isoclr::train::step::Trainer;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Tensor};
+
+/// Benchmark settings read from the environment.
+struct Settings {
+    preset: Preset,
+    norm: Norm,
+    batch: usize,
+    lengths: LengthSpec,
+    steps: usize,
+    warmup: usize,
+    threads: i32,
+    profile: bool,
+    alternate: bool,
+}
+
+#[derive(Clone, Copy)]
+enum LengthSpec {
+    Fixed(usize),
+    Mix(usize),
+}
+
+impl std::fmt::Display for LengthSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LengthSpec::Fixed(l) => write!(f, "{l}"),
+            LengthSpec::Mix(max) => write!(f, "mix≤{max}"),
+        }
+    }
+}
+
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    match std::env::var(key) {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{key}={v:?} is not valid")),
+        Err(_) => default,
+    }
+}
+
+/// Parses a lower-case enum value with serde, as the config files spell it.
+fn env_enum<T: serde::de::DeserializeOwned>(key: &str, default: &str) -> T {
+    let raw = std::env::var(key).unwrap_or_else(|_| default.to_owned());
+    serde_json::from_value(serde_json::Value::String(raw.clone()))
+        .unwrap_or_else(|_| panic!("{key}={raw:?} is not valid"))
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
+        let lengths = match std::env::var("ISOCLR_BENCH_LEN").as_deref() {
+            Ok("mix") => LengthSpec::Mix(12_288),
+            Ok(v) if v.starts_with("mix:") => LengthSpec::Mix(v[4..].parse().expect("ISOCLR_BENCH_LEN=mix:MAX")),
+            _ => LengthSpec::Fixed(env_or("ISOCLR_BENCH_LEN", 2048)),
+        };
+        Self {
+            preset: env_enum("ISOCLR_BENCH_PRESET", "small"),
+            norm: env_enum("ISOCLR_BENCH_NORM", "batch"),
+            batch: env_or("ISOCLR_BENCH_BATCH", 16),
+            lengths,
+            steps: env_or("ISOCLR_BENCH_STEPS", 10).max(1),
+            warmup: env_or("ISOCLR_BENCH_WARMUP", 1),
+            threads: env_or("ISOCLR_BENCH_THREADS", cores),
+            profile: env_or("ISOCLR_BENCH_PROFILE", 0) != 0,
+            alternate: env_or("ISOCLR_BENCH_ALTERNATE", 1) != 0,
+        }
+    }
+}
+
+/// A random transcript: uniform bases, 1-8 exons, a CDS over most of it.
+fn transcript(rng: &mut ChaCha8Rng, len: usize) -> Transcript {
+    let seq: Vec<u8> = (0..len).map(|_| b"ACGT"[rng.random_range(0..4)]).collect();
+    let mut ends: Vec<u32> = (0..rng.random_range(0..8))
+        .map(|_| rng.random_range(0..len as u32 - 1))
+        .collect();
+    ends.push(len as u32 - 1);
+    ends.sort_unstable();
+    ends.dedup();
+    let start = rng.random_range(0..len as u32 / 4);
+    Transcript::new(
+        "t",
+        "g",
+        0,
+        &seq,
+        ends,
+        Some((start, start + (len as u32 - start) / 3 * 3)),
+    )
+    .unwrap()
+}
+
+fn draw_length(rng: &mut ChaCha8Rng, spec: LengthSpec) -> usize {
+    match spec {
+        LengthSpec::Fixed(l) => l.max(64),
+        LengthSpec::Mix(max) => {
+            // Box-Muller: one standard normal from two uniforms.
+            let (u, v): (f64, f64) = (rng.random_range(f64::EPSILON..1.0), rng.random());
+            let normal = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+            let median = 2926.0 * max as f64 / 12_288.0;
+            ((median * (0.6 * normal).exp()) as usize).clamp(64, max)
+        }
+    }
+}
+
+/// The step's batch: pair i's views are rows i and N + i; each view is one pass, sorted and padded to its
+/// longest member as isoclr does it.
+fn make_batch(settings: &Settings) -> StepBatch {
+    let mut rng = ChaCha8Rng::seed_from_u64(2024);
+    let n = settings.batch;
+    let mut view = |first: usize| -> MicroBatch {
+        let transcripts: Vec<Transcript> = (0..n)
+            .map(|_| {
+                let len = draw_length(&mut rng, settings.lengths);
+                transcript(&mut rng, len)
+            })
+            .collect();
+        let refs: Vec<&Transcript> = transcripts.iter().collect();
+        let mut pass = encode_for_embedding(&refs, usize::MAX).remove(0);
+        pass.rows.iter_mut().for_each(|r| *r += first);
+        pass
+    };
+    let micro = vec![view(0), view(n)];
+    let pairs = (0..n as u32)
+        .map(|i| Pair {
+            group: i,
+            views: [2 * i, 2 * i + 1],
+            group_size: 2,
+        })
+        .collect();
+    StepBatch {
+        step: 0,
+        offset: 0,
+        global_pairs: n,
+        pairs,
+        micro,
+    }
+}
+
+/// The reference's JSON config (see the header of benches/reference.py).
+fn reference_config(model: &ModelConfig, train: &TrainConfig) -> String {
+    let shape = model.shape();
+    serde_json::json!({
+        "filters": shape.filters, "blocks": shape.blocks, "dilations": shape.dilations, "kernel": shape.kernel,
+        "norm": model.norm, "norm_groups": model.norm_groups, "dropout": model.dropout,
+        "head_hidden": model.head_hidden, "projection_dim": model.projection_dim, "tracks": model.tracks,
+        "lr": train.lr, "weight_decay": train.weight_decay, "beta1": train.beta1, "beta2": train.beta2,
+        "eps": train.eps, "clip_norm": train.clip_norm, "temperature": train.temperature,
+    })
+    .to_string()
+}
+
+fn export_batch(batch: &StepBatch, path: &std::path::Path) {
+    let mut tensors = Vec::new();
+    for (k, m) in batch.micro.iter().enumerate() {
+        let x = Tensor::from_slice(&m.tracks).view([m.rows.len() as i64, TRACKS as i64, m.padded_len as i64]);
+        let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
+        let rows = Tensor::from_slice(&m.rows.iter().map(|&r| r as i64).collect::<Vec<_>>());
+        tensors.extend([
+            (format!("x{}", k + 1), x),
+            (format!("len{}", k + 1), lengths),
+            (format!("rows{}", k + 1), rows),
+        ]);
+    }
+    Tensor::write_safetensors(&tensors, path).expect("writing the batch");
+}
+
+/// Step times of one side, in milliseconds, and its losses.
+#[derive(Default)]
+struct Side {
+    step_ms: Vec<f64>,
+    losses: Vec<f64>,
+    /// Summed per phase: encoder forward, head + loss, backward, clip + AdamW.
+    phases_ms: [f64; 4],
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[mid],
+        _ => (sorted[mid - 1] + sorted[mid]) / 2.0,
+    }
+}
+
+impl Side {
+    fn median_ms(&self) -> f64 {
+        median(&self.step_ms)
+    }
+
+    fn min_ms(&self) -> f64 {
+        self.step_ms.iter().copied().fold(f64::INFINITY, f64::min)
+    }
+
+    fn mean_ms(&self) -> f64 {
+        self.step_ms.iter().sum::<f64>() / self.step_ms.len().max(1) as f64
+    }
+}
+
+const PHASES: [&str; 4] = ["encoder forward", "head + loss", "backward", "clip + AdamW"];
+
+/// isoclr's step cut into phases with the crate's public pieces: encoder, head and loss, one backward, clip
+/// and AdamW. `train_step` does the same computation but back-propagates in two stages (loss → gathered
+/// projections, then projections → parameters, so ranks can sum dL/dZ in between) and copies the
+/// projections for the gather (the identity in one process); that overhead is the difference between its
+/// step time and the sum of these phases.
+fn isoclr_step_in_phases(trainer: &mut Trainer, batch: &StepBatch, config: &Config, phases: &mut [f64; 4]) -> f64 {
+    let n = batch.pairs.len() as i64;
+    let mut clock = Instant::now();
+    let mut lap = |i: usize| {
+        phases[i] += clock.elapsed().as_secs_f64() * 1e3;
+        clock = Instant::now();
+    };
+    trainer.optimizer.zero_grad();
+    let embeddings = trainer.model.embed_micro_batches(&batch.micro, true);
+    lap(0);
+    let projections = trainer.model.head.forward(&embeddings, true);
+    let views = Views::normalised(&projections.narrow(0, 0, n), &projections.narrow(0, n, n));
+    let loss = contrastive_loss(config.train.loss, &views, 0, n, config.train.temperature, None);
+    lap(1);
+    loss.backward();
+    lap(2);
+    trainer
+        .optimizer
+        .clip_gradients(config.train.clip, config.train.clip_norm);
+    trainer.optimizer.step(config.train.lr);
+    lap(3);
+    loss.double_value(&[])
+}
+
+/// One timed isoclr step (`Trainer::train_step` in one process, as `isoclr train` runs it; it reads the loss
+/// back, so all work is done when it returns); warm-up steps count for the loss only.
+fn time_isoclr(trainer: &mut Trainer, batch: &StepBatch, step: usize, settings: &Settings, side: &mut Side) {
+    let step_batch = StepBatch {
+        step: step as u64,
+        ..batch.clone()
+    };
+    let started = Instant::now();
+    let report = trainer
+        .train_step(&step_batch, &mut SingleProcess)
+        .expect("one-process step");
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    side.losses.push(report.loss);
+    if step >= settings.warmup {
+        side.step_ms.push(ms);
+    }
+}
+
+/// One timed PyTorch step (timed inside the reference, so the pipe is not counted).
+fn time_pytorch(reference: &mut Reference, step: usize, settings: &Settings, side: &mut Side) {
+    let (ms, loss, _) = reference.step();
+    side.losses.push(loss);
+    if step >= settings.warmup {
+        side.step_ms.push(ms);
+    }
+}
+
+fn pytorch_phases(reference: &mut Reference, side: &mut Side) {
+    let (_, _, phases) = reference.step();
+    side.phases_ms.iter_mut().zip(phases).for_each(|(sum, p)| *sum += p);
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("ISOCLR_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
+}
+
+/// `reference.py bench --serve`: the PyTorch side, kept alive so its steps can alternate with isoclr's.
+struct Reference {
+    child: Child,
+    requests: ChildStdin,
+    answers: BufReader<ChildStdout>,
+    torch_version: String,
+}
+
+impl Reference {
+    fn start(dir: &std::path::Path, config_json: &str, threads: i32) -> Self {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/reference.py");
+        let python = python();
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .arg("bench")
+            .arg("--serve")
+            .args(["--inputs", dir.join("batch.safetensors").to_str().unwrap()])
+            .args(["--weights", dir.join("weights.safetensors").to_str().unwrap()])
+            .args(["--config-json", config_json])
+            .args(["--threads", &threads.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {} ({e}): run scripts/setup.sh or set ISOCLR_PYTHON",
+                    python.display()
+                )
+            });
+        let requests = child.stdin.take().expect("piped stdin");
+        let answers = BufReader::new(child.stdout.take().expect("piped stdout"));
+        Self {
+            child,
+            requests,
+            answers,
+            torch_version: String::new(),
+        }
+    }
+
+    /// One PyTorch training step; returns (step ms, loss, phase ms).
+    fn step(&mut self) -> (f64, f64, [f64; 4]) {
+        writeln!(self.requests, "step")
+            .and_then(|_| self.requests.flush())
+            .expect("reference.py stopped (see its error above)");
+        let mut line = String::new();
+        self.answers.read_line(&mut line).expect("reading reference.py");
+        let answer: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|_| panic!("reference.py did not answer with JSON (see its error above): {line:?}"));
+        let number = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+        self.torch_version = answer["torch"].as_str().unwrap_or("?").to_owned();
+        let p = &answer["phases_ms"];
+        let phases = [
+            number(&p["forward"]),
+            number(&p["head_loss"]),
+            number(&p["backward"]),
+            number(&p["optimizer"]),
+        ];
+        (number(&answer["step_ms"]), number(&answer["loss"]), phases)
+    }
+
+    fn finish(self) -> String {
+        let Reference {
+            mut child,
+            requests,
+            torch_version,
+            ..
+        } = self;
+        drop(requests); // end of input: the server returns
+        let status = child.wait().expect("waiting for reference.py");
+        assert!(status.success(), "reference.py exited with {status}");
+        torch_version
+    }
+}
+
+fn main() {
+    let settings = Settings::from_env();
+    tch::set_num_threads(settings.threads);
+    let model = ModelConfig {
+        preset: settings.preset,
+        norm: settings.norm,
+        ..Default::default()
+    };
+    // Constant learning rate so both sides take identical steps (the schedule is not what is measured).
+    let train = TrainConfig {
+        schedule: ScheduleKind::Constant,
+        ..Default::default()
+    };
+    let config = Config {
+        model,
+        train,
+        ..Default::default()
+    };
+    let batch = make_batch(&settings);
+    let sequences = 2 * settings.batch;
+    let padded: Vec<String> = batch.micro.iter().map(|m| m.padded_len.to_string()).collect();
+    eprintln!(
+        "batch: {} pairs, passes padded to {} ({:.0} % padding), {} threads",
+        settings.batch,
+        padded.join(" and "),
+        100.0 * batch.pad_fraction(),
+        settings.threads
+    );
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut trainer = Trainer::new(&config, Device::Cpu, 1);
+    trainer
+        .model
+        .save(&dir.path().join("weights.safetensors"))
+        .expect("saving the starting weights");
+    export_batch(&batch, &dir.path().join("batch.safetensors"));
+    let config_json = reference_config(&config.model, &config.train);
+
+    let (mut rust, mut torch) = (Side::default(), Side::default());
+    let total = settings.warmup + settings.steps;
+    let torch_version = if settings.alternate {
+        // The sides take turns, so a changing background load hits both alike.
+        let mut reference = Reference::start(dir.path(), &config_json, settings.threads);
+        for step in 0..total {
+            time_isoclr(&mut trainer, &batch, step, &settings, &mut rust);
+            time_pytorch(&mut reference, step, &settings, &mut torch);
+        }
+        if settings.profile {
+            for _ in 0..settings.steps {
+                isoclr_step_in_phases(&mut trainer, &batch, &config, &mut rust.phases_ms);
+                pytorch_phases(&mut reference, &mut torch);
+            }
+        }
+        reference.finish()
+    } else {
+        for step in 0..total {
+            time_isoclr(&mut trainer, &batch, step, &settings, &mut rust);
+        }
+        for _ in 0..if settings.profile { settings.steps } else { 0 } {
+            isoclr_step_in_phases(&mut trainer, &batch, &config, &mut rust.phases_ms);
+        }
+        // Started only now: libgomp worker threads of an idle process spin for a while and would take
+        // CPU from the side being timed.
+        let mut reference = Reference::start(dir.path(), &config_json, settings.threads);
+        for step in 0..total {
+            time_pytorch(&mut reference, step, &settings, &mut torch);
+        }
+        for _ in 0..if settings.profile { settings.steps } else { 0 } {
+            pytorch_phases(&mut reference, &mut torch);
+        }
+        reference.finish()
+    };
+
+    let seq_per_s = |side: &Side| sequences as f64 / (side.median_ms() / 1e3);
+    let name = |v: serde_json::Value| v.as_str().unwrap_or("?").to_owned();
+    println!();
+    println!(
+        "| preset | norm | batch (pairs) | length | threads | isoclr step ms | PyTorch step ms | isoclr seq/s | PyTorch seq/s | ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.3} |",
+        name(serde_json::to_value(settings.preset).unwrap()),
+        name(serde_json::to_value(settings.norm).unwrap()),
+        settings.batch,
+        settings.lengths,
+        settings.threads,
+        rust.median_ms(),
+        torch.median_ms(),
+        seq_per_s(&rust),
+        seq_per_s(&torch),
+        seq_per_s(&rust) / seq_per_s(&torch)
+    );
+    println!();
+    println!(
+        "step ms median / min / mean over {} steps{}: isoclr {:.1} / {:.1} / {:.1}, PyTorch {:.1} / {:.1} / {:.1}",
+        settings.steps,
+        if settings.alternate { " (sides alternating)" } else { "" },
+        rust.median_ms(),
+        rust.min_ms(),
+        rust.mean_ms(),
+        torch.median_ms(),
+        torch.min_ms(),
+        torch.mean_ms()
+    );
+    if settings.alternate {
+        // Neighbouring steps saw nearly the same machine: their ratios are the least disturbed estimate.
+        let paired: Vec<f64> = rust.step_ms.iter().zip(&torch.step_ms).map(|(r, t)| t / r).collect();
+        println!(
+            "ratio of neighbouring steps (PyTorch ms ÷ isoclr ms): median {:.3}",
+            median(&paired)
+        );
+    }
+    let last = |side: &Side| side.losses.last().copied().unwrap_or(f64::NAN);
+    println!(
+        "loss first / last step: isoclr {:.4} / {:.4}, PyTorch {:.4} / {:.4} (same start weights and batch; dropout draws differ)",
+        rust.losses[0],
+        last(&rust),
+        torch.losses[0],
+        last(&torch)
+    );
+    println!("torch {torch_version}; seq/s = 2 × pairs / median step time");
+    if settings.profile {
+        println!();
+        println!("| phase (ms per step) | isoclr | PyTorch | PyTorch ÷ isoclr |");
+        println!("|---|---|---|---|");
+        for (i, phase) in PHASES.iter().enumerate() {
+            let (r, t) = (
+                rust.phases_ms[i] / settings.steps as f64,
+                torch.phases_ms[i] / settings.steps as f64,
+            );
+            println!("| {phase} | {r:.1} | {t:.1} | {:.2} |", t / r);
+        }
+    }
+}

@@ -25,6 +25,24 @@ struct Cli {
     command: Command,
 }
 
+/// The configuration file and `--set` overrides shared by the commands that read a run configuration.
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override a configuration key, e.g. `--set train.lr=0.001` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+impl ConfigArgs {
+    /// Loads the layered configuration.
+    fn load(&self) -> Result<Config> {
+        Ok(Config::load(self.config.as_deref(), &self.overrides)?)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Write the synthetic default transcriptome (genome FASTA, GTF, transcript FASTA, homology table, labels).
@@ -77,12 +95,8 @@ enum Command {
     /// Train an encoder: in this process, or with `--workers N` as a coordinator plus N worker processes
     /// on this machine (the default when there are several GPUs: one worker per GPU).
     Train {
-        /// TOML configuration file.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Override a configuration key, e.g. `--set train.lr=0.001` (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
+        #[command(flatten)]
+        layers: ConfigArgs,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
@@ -93,12 +107,8 @@ enum Command {
     /// Run the coordinator of a multi-process job: owns the dataset and sampler, streams each worker its
     /// shard of every global batch, decides at step boundaries, writes metrics.jsonl.
     Coordinator {
-        /// TOML configuration file.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Override a configuration key (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
+        #[command(flatten)]
+        layers: ConfigArgs,
         /// Output directory (metrics; rank 0 writes the weights here).
         #[arg(long)]
         out: PathBuf,
@@ -260,13 +270,8 @@ fn main() -> Result<()> {
             transcript,
             tracks,
         } => inspect(dataset, transcript, tracks)?,
-        Command::Train {
-            config,
-            overrides,
-            out,
-            workers,
-        } => {
-            let config = Config::load(config.as_deref(), &overrides)?;
+        Command::Train { layers, out, workers } => {
+            let config = layers.load()?;
             let gpus = tch::Cuda::device_count().max(0) as usize;
             match workers.or((gpus > 1).then_some(gpus)) {
                 Some(n) => {
@@ -306,14 +311,13 @@ fn main() -> Result<()> {
             println!("configuration:    {}", out.join("config.toml").display());
         }
         Command::Coordinator {
-            config,
-            overrides,
+            layers,
             out,
             workers,
             token_file,
             addr_file,
         } => {
-            let config = Config::load(config.as_deref(), &overrides)?;
+            let config = layers.load()?;
             let token = Token::load(token_file.as_deref())?;
             std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
             std::fs::write(out.join("config.toml"), config.to_toml())?;

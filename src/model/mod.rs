@@ -8,10 +8,11 @@ pub mod encoder;
 pub mod head;
 pub mod loss;
 pub mod norm;
+pub mod weights;
 
 use std::path::Path;
 
-use tch::{Device, Kind, Tensor, nn};
+use tch::{Device, Tensor, nn};
 
 pub use encoder::Encoder;
 pub use head::ProjectionHead;
@@ -130,14 +131,10 @@ impl Model {
 
     /// Writes all tensors to a safetensors file (f32, on CPU).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tensors: Vec<(String, Tensor)> = self
-            .named_tensors()
-            .into_iter()
-            .map(|(n, t)| (n, t.to_device(Device::Cpu).to_kind(Kind::Float)))
-            .collect();
-        Tensor::write_safetensors(&tensors, path).map_err(|source| ModelError::Torch {
-            context: format!("writing {}", path.display()),
-            source,
+        let bytes = weights::encode(&self.named_tensors())?;
+        std::fs::write(path, bytes).map_err(|e| ModelError::Incompatible {
+            path: path.display().to_string(),
+            why: format!("cannot write: {e}"),
         })
     }
 

@@ -101,7 +101,7 @@ fn serve_over_grpc(
     let coordinator = runtime.block_on(Coordinator::bind(opts))?;
     let addr = coordinator.local_addr().to_string();
     let handle = coordinator.handle();
-    let served = runtime.spawn(coordinator.serve(std::future::pending()));
+    let served = runtime.spawn(coordinator.serve());
     let barrier = Arc::new(Barrier::new(setup.world + 1));
     let drain = Arc::new(drain);
     let clients: Vec<_> = (0..setup.world)

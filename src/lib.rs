@@ -14,7 +14,9 @@
 //!   device.
 //! - `train` (feature `torch`): AdamW with plain named state, learning-rate schedules, the training loop and
 //!   its outputs.
-//! - [`launch`]: single-node distributed mode: a coordinator here plus N `isoclr worker` processes.
+//! - [`launch`]: single-node distributed mode: a coordinator here plus N `isoclr worker` processes, restarted
+//!   from the latest checkpoint when one dies.
+//! - [`metrics`]: the one `metrics.jsonl` line format, and continuing the file on resume.
 //! - `device` (feature `torch`): libtorch start-up (CUDA library loading, quiet warnings).
 
 pub mod ckpt;
@@ -25,6 +27,7 @@ pub mod data;
 pub mod device;
 pub mod dist;
 pub mod launch;
+pub mod metrics;
 #[cfg(feature = "torch")]
 pub mod model;
 #[cfg(feature = "torch")]

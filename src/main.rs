@@ -195,8 +195,30 @@ fn inspect(dataset: PathBuf, transcript: Option<String>, tracks: bool) -> Result
     Ok(())
 }
 
-/// Exit status of a run stopped by SIGTERM/SIGUSR2 after checkpointing (EX_TEMPFAIL): start it again to resume.
-const EXIT_RESUMABLE: i32 = 75;
+use isoclr::launch::EXIT_RESUMABLE;
+
+/// Ends the process with the resumable status after a stop signal, saying so.
+fn exit_resumable(message: &str) -> ! {
+    eprintln!("{message}");
+    std::process::exit(EXIT_RESUMABLE);
+}
+
+/// Ends a job that a signal suspended with the resumable status; returns for one that finished.
+fn exit_if_suspended(outcome: &isoclr::coord::CoordinatorOutcome) {
+    if let Some(step) = outcome.suspended_after {
+        exit_resumable(&format!(
+            "job suspended by a signal after step {step}; it resumes from that checkpoint when started again"
+        ));
+    }
+}
+
+/// Ends the process with the resumable status when a coordinator error is a signal before any step.
+fn exit_if_interrupted<T>(result: Result<T, isoclr::coord::CoordError>) -> Result<T> {
+    match result {
+        Err(e @ isoclr::coord::CoordError::Interrupted) => exit_resumable(&e.to_string()),
+        other => Ok(other?),
+    }
+}
 
 /// The local address this host uses to reach `coordinator` (host:port), so ring peers can reach us too.
 fn local_ip_towards(coordinator: &str) -> Result<std::net::IpAddr> {
@@ -276,7 +298,11 @@ fn main() -> Result<()> {
             match workers.or((gpus > 1).then_some(gpus)) {
                 Some(n) => {
                     let me = std::env::current_exe().context("cannot locate the isoclr binary")?;
-                    let outcome = isoclr::launch::run_local_job(&config, &out, n, me)?;
+                    let outcome = match isoclr::launch::run_local_job(&config, &out, n, me) {
+                        Err(isoclr::launch::LaunchError::Coordinator(e)) => exit_if_interrupted(Err(e))?,
+                        other => other?,
+                    };
+                    exit_if_suspended(&outcome);
                     println!(
                         "trained {} steps on {n} workers in {:.1} s, {:.0} sequences/s",
                         outcome.steps,
@@ -288,10 +314,7 @@ fn main() -> Result<()> {
                 }
                 None => {
                     let s = match isoclr::train::train(&config, &out) {
-                        Err(e @ isoclr::train::TrainError::Interrupted { .. }) => {
-                            eprintln!("{e}");
-                            std::process::exit(EXIT_RESUMABLE);
-                        }
+                        Err(e @ isoclr::train::TrainError::Interrupted { .. }) => exit_resumable(&e.to_string()),
                         other => other?,
                     };
                     println!(
@@ -322,9 +345,12 @@ fn main() -> Result<()> {
             std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
             std::fs::write(out.join("config.toml"), config.to_toml())?;
             let dataset = Arc::new(isoclr::data::resolve_dataset(&config.data, &out)?);
+            let start_step = isoclr::launch::resume_step(&config, &dataset)?;
             let mut options = CoordinatorOptions::new(config, dataset, workers, token, out);
             options.addr_file = addr_file;
-            let outcome = run_coordinator(options)?;
+            options.start_step = start_step;
+            let outcome = exit_if_interrupted(run_coordinator(options))?;
+            exit_if_suspended(&outcome);
             println!(
                 "job finished: {} steps, {:.0} sequences/s",
                 outcome.steps, outcome.seq_per_s
@@ -355,7 +381,10 @@ fn main() -> Result<()> {
                 rpc_timeout: Duration::from_secs_f64(dist.rpc_timeout_s),
                 rendezvous_timeout: Duration::from_secs_f64(dist.rendezvous_timeout_s),
             };
-            run_worker(options)?;
+            match run_worker(options) {
+                Err(e @ isoclr::train::TrainError::Interrupted { .. }) => exit_resumable(&e.to_string()),
+                other => other?,
+            };
         }
     }
     Ok(())

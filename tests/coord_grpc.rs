@@ -89,7 +89,7 @@ fn start(config: Config, data: Arc<Dataset>, world: usize, out: &Path) -> Runnin
         runtime.block_on(async move {
             let coordinator = Coordinator::bind(opts).await.unwrap();
             ready_tx.send((coordinator.local_addr(), coordinator.handle())).unwrap();
-            let _ = done_tx.send(coordinator.serve(std::future::pending()).await);
+            let _ = done_tx.send(coordinator.serve().await);
         });
     });
     let (addr, handle) = ready_rx.recv_timeout(Duration::from_secs(30)).unwrap();

@@ -141,6 +141,8 @@ fn a_killed_worker_ends_the_job_within_the_bound() {
             "dist.collective_timeout_s=8",
         ])
         .args(["--set", "dist.heartbeat_interval_s=0.5", "--set", "data.synth_genes=60"])
+        // This test is about failing within the bound; restarting is tests/resume.rs's.
+        .args(["--set", "train.max_restarts=0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -1,14 +1,18 @@
 #![cfg(feature = "torch")]
-//! Exact resumption: a run stopped by SIGTERM and started again ends with bit-for-bit the weights and
-//! optimiser state of a run that was never stopped.
+//! Exact resumption through the real binary: a run stopped by SIGTERM and started again, and a 2-worker job
+//! whose worker is SIGKILLed and which restarts itself, end with bit-for-bit the weights and optimiser state
+//! of a run that was never disturbed.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const STEPS: u64 = 12;
 
-fn command(out: &Path, ckpt: &Path) -> Command {
+/// `isoclr train` on the tiny configuration, checkpointing every 4 steps into `ckpt`.
+fn command(out: &Path, ckpt: &Path, workers: Option<usize>) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_isoclr"));
     c.arg("train")
         .arg("--config")
@@ -22,6 +26,8 @@ fn command(out: &Path, ckpt: &Path) -> Command {
             "train.log_every=1",
             "--set",
             "data.synth_genes=80",
+            "--set",
+            "train.batch_size=16",
         ])
         .args([
             "--set",
@@ -29,58 +35,72 @@ fn command(out: &Path, ckpt: &Path) -> Command {
             "--set",
             "checkpoint.every_steps=4",
         ]);
+    if let Some(n) = workers {
+        c.args(["--workers", &n.to_string(), "--set", "dist.heartbeat_interval_s=0.5"]);
+    }
     c
 }
 
+/// The final `model.safetensors` and the last checkpoint's `optimizer.safetensors`.
 fn final_state(out: &Path, ckpt: &Path) -> (Vec<u8>, Vec<u8>) {
     let model = std::fs::read(out.join("model.safetensors")).unwrap();
     let optimizer = std::fs::read(ckpt.join(format!("step-{STEPS:08}")).join("optimizer.safetensors")).unwrap();
     (model, optimizer)
 }
 
-#[test]
-fn sigterm_then_resume_equals_an_uninterrupted_run() {
-    let straight = tempfile::tempdir().unwrap();
-    let (out_a, ckpt_a) = (straight.path().join("out"), straight.path().join("ckpt"));
-    let run = command(&out_a, &ckpt_a).output().unwrap();
+/// Runs to the end without interruption and returns the final state.
+fn straight(workers: Option<usize>) -> (Vec<u8>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, ckpt) = (dir.path().join("out"), dir.path().join("ckpt"));
+    let run = command(&out, &ckpt, workers).output().unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    final_state(&out, &ckpt)
+}
 
-    let stopped = tempfile::tempdir().unwrap();
-    let (out_b, ckpt_b) = (stopped.path().join("out"), stopped.path().join("ckpt"));
-    let mut child = command(&out_b, &ckpt_b)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+/// The uninterrupted 2-worker run, shared by the tests that compare against it.
+fn straight_two_workers() -> &'static (Vec<u8>, Vec<u8>) {
+    static STATE: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+    STATE.get_or_init(|| straight(Some(2)))
+}
+
+fn metrics_lines(out: &Path) -> usize {
+    std::fs::read_to_string(out.join("metrics.jsonl")).map_or(0, |m| m.lines().count())
+}
+
+/// Waits (at most 2 minutes) until `ready` holds, failing if `child` ends first.
+fn wait_until(child: &mut Child, what: &str, ready: impl Fn() -> bool) {
     let start = Instant::now();
-    while std::fs::read_to_string(out_b.join("metrics.jsonl")).map_or(0, |m| m.lines().count()) < 5 {
-        assert!(start.elapsed() < Duration::from_secs(120), "training never started");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it could be stopped"
-        );
+    while !ready() {
+        assert!(start.elapsed() < Duration::from_secs(120), "timed out waiting: {what}");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before: {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: sending a signal to our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(75), "a stopped run exits with the resumable status");
-    let latest = std::fs::read_to_string(ckpt_b.join("LATEST")).unwrap();
-    assert!(
-        !latest.contains(&format!("{STEPS:08}")),
-        "stopped before the end: {latest}"
-    );
+}
 
-    let run = command(&out_b, &ckpt_b).output().unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    assert!(
-        String::from_utf8_lossy(&run.stderr).contains("resumed"),
-        "the second start resumed"
-    );
-    let (a, b) = (final_state(&out_a, &ckpt_a), final_state(&out_b, &ckpt_b));
-    assert!(a.0 == b.0, "model.safetensors differs");
-    assert!(a.1 == b.1, "optimizer.safetensors differs");
-    let steps: Vec<u64> = std::fs::read_to_string(out_b.join("metrics.jsonl"))
+/// Waits (at most 3 minutes) for `child` to end and returns its exit code and stderr.
+fn finish(mut child: Child) -> (Option<i32>, String) {
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(180) {
+            let _ = child.kill();
+            panic!("the run did not end within 3 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        use std::io::Read;
+        pipe.read_to_string(&mut stderr).unwrap();
+    }
+    (status.code(), stderr)
+}
+
+/// The steps of `metrics.jsonl`, in file order.
+fn logged_steps(out: &Path) -> Vec<u64> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
         .unwrap()
         .lines()
         .map(|l| {
@@ -88,6 +108,106 @@ fn sigterm_then_resume_equals_an_uninterrupted_run() {
                 .as_u64()
                 .unwrap()
         })
-        .collect();
-    assert_eq!(*steps.last().unwrap(), STEPS - 1);
+        .collect()
+}
+
+/// Stops a run with SIGTERM once it has logged 5 steps (sent to its whole process group, as a scheduler
+/// does), checks it exits with the resumable status before the end, starts it again, and compares the
+/// result with `reference`.
+fn stop_and_resume(workers: Option<usize>, reference: &(Vec<u8>, Vec<u8>)) {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, ckpt) = (dir.path().join("out"), dir.path().join("ckpt"));
+    let mut child = command(&out, &ckpt, workers)
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(&mut child, "5 steps logged", || metrics_lines(&out) >= 5);
+    // SAFETY: signals the process group of our own child (its pid, as we made it a group leader).
+    assert_eq!(unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) }, 0);
+    let (code, stderr) = finish(child);
+    assert_eq!(
+        code,
+        Some(75),
+        "a stopped run exits with the resumable status:\n{stderr}"
+    );
+    let latest = std::fs::read_to_string(ckpt.join("LATEST")).unwrap();
+    assert!(
+        !latest.contains(&format!("{STEPS:08}")),
+        "stopped before the end: {latest}"
+    );
+
+    let run = command(&out, &ckpt, workers).output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("resum"), "the second start resumed:\n{stderr}");
+    let got = final_state(&out, &ckpt);
+    assert!(got.0 == reference.0, "model.safetensors differs");
+    assert!(got.1 == reference.1, "optimizer.safetensors differs");
+    assert_eq!(
+        logged_steps(&out),
+        (0..STEPS).collect::<Vec<_>>(),
+        "every step logged once, in order"
+    );
+}
+
+#[test]
+fn sigterm_then_resume_equals_an_uninterrupted_run() {
+    stop_and_resume(None, &straight(None));
+}
+
+#[test]
+fn two_workers_sigterm_then_resume_equals_an_uninterrupted_run() {
+    stop_and_resume(Some(2), straight_two_workers());
+}
+
+/// Child processes of `parent`, from /proc.
+fn children(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised command name: state, ppid, ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        if rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_sigkilled_worker_restarts_the_job_which_ends_as_if_undisturbed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, ckpt) = (dir.path().join("out"), dir.path().join("ckpt"));
+    let mut child = command(&out, &ckpt, Some(2))
+        .args(["--set", "train.max_restarts=1", "--set", "dist.heartbeat_timeout_s=10"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill after the first checkpoint, part-way to the next, so the restart must resume and redo steps.
+    wait_until(&mut child, "a checkpoint and 6 steps", || {
+        ckpt.join("LATEST").exists() && metrics_lines(&out) >= 6
+    });
+    let workers = children(child.id());
+    assert_eq!(workers.len(), 2, "two worker processes");
+    // SAFETY: sends a signal to a process id just read from /proc; no memory is involved.
+    assert_eq!(unsafe { libc::kill(workers[1] as i32, libc::SIGKILL) }, 0);
+    let (code, stderr) = finish(child);
+    assert_eq!(code, Some(0), "the job restarted itself and finished:\n{stderr}");
+    assert!(stderr.contains("starting it again"), "{stderr}");
+    assert!(stderr.contains("resuming the job from its checkpoint"), "{stderr}");
+    let reference = straight_two_workers();
+    let got = final_state(&out, &ckpt);
+    assert!(got.0 == reference.0, "model.safetensors differs");
+    assert!(got.1 == reference.1, "optimizer.safetensors differs");
+    assert_eq!(logged_steps(&out), (0..STEPS).collect::<Vec<_>>());
 }

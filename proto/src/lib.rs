@@ -23,7 +23,7 @@ pub use v1::coordinator_client::CoordinatorClient;
 pub use v1::coordinator_server::{Coordinator, CoordinatorServer};
 
 impl v1::Action {
-    /// Lower-case name for logs and messages (`continue`, `checkpoint`, `stop`, `abort`).
+    /// Lower-case name for logs and messages (`continue`, `checkpoint`, `stop`, `abort`, `suspend`).
     pub fn name(self) -> &'static str {
         match self {
             v1::Action::Unspecified => "unspecified",
@@ -31,6 +31,7 @@ impl v1::Action {
             v1::Action::Checkpoint => "checkpoint",
             v1::Action::Stop => "stop",
             v1::Action::Abort => "abort",
+            v1::Action::Suspend => "suspend",
         }
     }
 }

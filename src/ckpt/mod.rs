@@ -40,6 +40,7 @@
 mod config;
 mod layout;
 mod saver;
+mod state;
 mod storage;
 mod store;
 #[doc(hidden)]
@@ -52,6 +53,7 @@ use std::time::Duration;
 pub use config::{CheckpointConfig, MIN_PART_SIZE, S3Options, StoreOptions};
 pub use layout::{MANIFEST_FORMAT, MANIFEST_VERSION, Manifest, ManifestFile, step_dir};
 pub use saver::{AsyncSaver, SaveFailure};
+pub use state::{STATE_FILE, STATE_VERSION, TrainState};
 pub use store::{CheckpointStore, CompleteCheckpoint, LoadedCheckpoint, SavedCheckpoint};
 
 /// Errors of the checkpoint module. Each variant is a kind a caller can match on; messages name the
@@ -118,6 +120,14 @@ pub enum CheckpointError {
         /// The file's URL.
         file: String,
         /// What is wrong.
+        why: String,
+    },
+    /// The checkpoint belongs to another run: another dataset.
+    #[error("cannot resume from {url}: {why}")]
+    Incompatible {
+        /// The checkpoint URL.
+        url: String,
+        /// What differs.
         why: String,
     },
     /// Complete checkpoints exist but every one of them is damaged.

@@ -318,6 +318,9 @@ pub struct TrainConfig {
     pub device: DeviceChoice,
     /// CPU threads for libtorch (0 = libtorch's default).
     pub threads: i32,
+    /// Single-node mode (`train --workers N`): how many times a job whose worker died is started again
+    /// from its latest checkpoint (from step 0 without one) before the failure is final.
+    pub max_restarts: u32,
 }
 
 impl Default for TrainConfig {
@@ -346,6 +349,7 @@ impl Default for TrainConfig {
             log_every: 10,
             device: DeviceChoice::Auto,
             threads: 0,
+            max_restarts: 2,
         }
     }
 }

@@ -3,39 +3,20 @@
 //!
 //! Must not import tch, the model or train modules.
 
-use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
+use std::path::Path;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 use tracing::info;
 
 use super::state::StepLine;
 use super::{CoordError, Progress, Result};
-
-/// One line of `metrics.jsonl`; the fields of the one-process trainer's lines, plus the world size and the
-/// slowest rank's step and data-wait times.
-#[derive(Debug, Serialize)]
-struct Line {
-    step: u64,
-    epoch: u64,
-    loss: f64,
-    accuracy: f64,
-    lr: f64,
-    grad_norm: f64,
-    seq_per_s: f64,
-    pad_fraction: f64,
-    elapsed_s: f64,
-    world_size: usize,
-    step_time_s: f64,
-    data_wait_s: f64,
-}
+use crate::metrics::{MetricsFile, MetricsLine};
 
 /// Writes metrics lines and shows progress.
 pub(super) struct Metrics {
-    path: PathBuf,
-    file: std::fs::File,
+    file: MetricsFile,
     bar: Option<ProgressBar>,
     log: bool,
     log_every: u64,
@@ -62,21 +43,15 @@ pub(super) struct MetricsSettings<'a> {
 }
 
 impl Metrics {
-    /// Opens `out_dir/metrics.jsonl`: truncated for a new job, appended to when resuming.
+    /// Opens `out_dir/metrics.jsonl` for a job starting at `start_step` ([`MetricsFile::open`]).
     pub(super) fn create(s: MetricsSettings<'_>) -> Result<Self> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| CoordError::Io { path, source }
         };
         std::fs::create_dir_all(s.out_dir).map_err(io(s.out_dir))?;
-        let path = s.out_dir.join("metrics.jsonl");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(s.start_step > 0)
-            .truncate(s.start_step == 0)
-            .open(&path)
-            .map_err(io(&path))?;
+        let file =
+            MetricsFile::open(s.out_dir, s.start_step).map_err(io(&s.out_dir.join(crate::metrics::METRICS_FILE)))?;
         let terminal = std::io::stderr().is_terminal();
         let bar = (s.progress == Progress::Auto && terminal).then(|| {
             let bar = ProgressBar::new(s.end_step.saturating_sub(s.start_step));
@@ -87,7 +62,6 @@ impl Metrics {
             bar
         });
         Ok(Self {
-            path,
             file,
             log: s.progress == Progress::Log || (s.progress == Progress::Auto && !terminal),
             bar,
@@ -105,7 +79,7 @@ impl Metrics {
 
     /// The metrics file.
     pub(super) fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// Appends one step's line and advances the display.
@@ -114,7 +88,7 @@ impl Metrics {
         self.first_at.get_or_insert(now);
         self.last_at = Some(now);
         self.lines += 1;
-        let json = Line {
+        let json = MetricsLine {
             step: line.step,
             epoch: line.step / self.steps_per_epoch,
             loss: line.loss,
@@ -124,13 +98,12 @@ impl Metrics {
             seq_per_s: line.seq_per_s,
             pad_fraction: line.pad_fraction,
             elapsed_s: now.duration_since(self.started).as_secs_f64(),
-            world_size: self.world_size,
-            step_time_s: line.step_time_s,
-            data_wait_s: line.data_wait_s,
+            world_size: Some(self.world_size),
+            step_time_s: Some(line.step_time_s),
+            data_wait_s: Some(line.data_wait_s),
         };
-        let text = serde_json::to_string(&json).unwrap_or_default();
-        writeln!(self.file, "{text}").map_err(|source| CoordError::Io {
-            path: self.path.clone(),
+        self.file.write(&json).map_err(|source| CoordError::Io {
+            path: self.file.path().to_owned(),
             source,
         })?;
         if let Some(bar) = &self.bar {

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 pub use isoclr_proto::{ErrorKind, Token};
 pub use plan::Planner;
-pub use server::{Coordinator, CoordinatorHandle, run_coordinator};
+pub use server::{Coordinator, CoordinatorHandle, run_coordinator, stop_grace, watch_signals};
 
 use crate::config::Config;
 use crate::data::{DataError, Dataset};
@@ -74,9 +74,16 @@ pub enum CoordError {
         /// Why.
         reason: String,
     },
-    /// The coordinator was asked to shut down (a signal) before the job ended.
-    #[error("coordinator interrupted before the job ended")]
+    /// A stop signal arrived before the rendezvous completed: nothing was trained, the job can be started
+    /// again as it was.
+    #[error("stopped by a signal before every worker had registered; start the job again to resume")]
     Interrupted,
+    /// An operator cancelled the job (SIGINT): it ends without a checkpoint and is not restarted.
+    #[error("job cancelled by {signal}")]
+    Cancelled {
+        /// The signal.
+        signal: String,
+    },
     /// A request that does not fit the job (a rank outside the world, a step past the end).
     #[error("{0}")]
     InvalidRequest(String),
@@ -123,7 +130,7 @@ impl CoordError {
                 ErrorKind::Aborted
             }
             CoordError::RendezvousTimeout { .. } => ErrorKind::Timeout,
-            CoordError::Interrupted => ErrorKind::Unavailable,
+            CoordError::Interrupted | CoordError::Cancelled { .. } => ErrorKind::Unavailable,
             CoordError::InvalidRequest(_) => ErrorKind::InvalidArgument,
             CoordError::OutOfOrder(_) => ErrorKind::FailedPrecondition,
             CoordError::Duplicate(_) => ErrorKind::AlreadyExists,
@@ -218,4 +225,7 @@ pub struct CoordinatorOutcome {
     pub metrics_path: PathBuf,
     /// Sequences per second over the job after its first step (all ranks together).
     pub seq_per_s: f64,
+    /// Set when the job was suspended (a stop signal) rather than finished: the steps completed, whose
+    /// checkpoint the job resumes from.
+    pub suspended_after: Option<u64>,
 }

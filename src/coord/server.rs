@@ -6,7 +6,6 @@
 //!
 //! Must not import tch, the model or train modules.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -39,6 +38,8 @@ pub struct Coordinator {
     token: isoclr_proto::Token,
     heartbeat_interval: Duration,
     heartbeat_timeout: Duration,
+    /// How long ranks told STOP or SUSPEND may take to shut down: rank 0 first completes its checkpoint.
+    stop_grace: Duration,
 }
 
 /// Controls a running coordinator from outside the gRPC API. Cheap to clone.
@@ -53,6 +54,26 @@ impl CoordinatorHandle {
         self.shared.with_job(|job| job.request_checkpoint());
     }
 
+    /// Asks to suspend the job: the next step boundary not yet decided answers SUSPEND to every rank, which
+    /// checkpoint and shut down, and `serve` returns an outcome with `suspended_after` set. Before the
+    /// rendezvous there is nothing to save: the job ends at once with [`CoordError::Interrupted`].
+    pub fn request_suspend(&self) {
+        self.shared.with_job(|job| {
+            if job.rendezvous_complete() {
+                job.request_suspend();
+            } else {
+                job.abort(CoordError::Interrupted);
+            }
+        });
+    }
+
+    /// Cancels the job for `signal` (an operator's SIGINT): every worker hears ABORT, no checkpoint is
+    /// taken, and `serve` returns [`CoordError::Cancelled`].
+    pub fn cancel(&self, signal: &str) {
+        let signal = signal.to_owned();
+        self.shared.with_job(|job| job.abort(CoordError::Cancelled { signal }));
+    }
+
     /// Aborts the job: every worker's next heartbeat or report answers ABORT with `reason`.
     pub fn abort(&self, reason: &str) {
         let reason = reason.to_owned();
@@ -62,6 +83,17 @@ impl CoordinatorHandle {
 
 fn seconds(value: f64) -> Duration {
     Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX)
+}
+
+/// How long ranks told STOP or SUSPEND may take to shut down: a heartbeat timeout, plus the wait for the
+/// final checkpoint when checkpoints are on.
+pub fn stop_grace(config: &crate::config::Config) -> Duration {
+    let checkpoint = if config.checkpoint.enabled() {
+        config.checkpoint.wait_timeout()
+    } else {
+        Duration::ZERO
+    };
+    seconds(config.dist.heartbeat_timeout_s) + checkpoint
 }
 
 /// Reads the TLS identity named by the configuration.
@@ -128,6 +160,11 @@ impl Coordinator {
             end_step: train.steps,
             rendezvous_timeout: seconds(dist.rendezvous_timeout_s),
             heartbeat_timeout: seconds(dist.heartbeat_timeout_s),
+            checkpoint_every: opts
+                .config
+                .checkpoint
+                .enabled()
+                .then_some(opts.config.checkpoint.every_steps),
         };
         let job = Job::new(limits, opts.nccl_unique_id.clone(), Instant::now());
         let (line_sender, lines) = mpsc::unbounded_channel();
@@ -140,6 +177,7 @@ impl Coordinator {
             end_step: train.steps,
             prefetch: dist.prefetch,
             steps_per_epoch: planner.sampler().steps_per_epoch(),
+            dataset_fingerprint: opts.dataset.manifest.fingerprint.clone(),
         };
         let shared = Arc::new(Shared::new(job, line_sender, planner, facts));
         if let Some(path) = &opts.addr_file {
@@ -163,6 +201,7 @@ impl Coordinator {
             token: opts.token,
             heartbeat_interval: seconds(dist.heartbeat_interval_s),
             heartbeat_timeout: seconds(dist.heartbeat_timeout_s),
+            stop_grace: stop_grace(&opts.config),
         })
     }
 
@@ -171,22 +210,23 @@ impl Coordinator {
         self.addr
     }
 
-    /// A handle to request checkpoints or abort the job.
+    /// A handle to request checkpoints, suspend or abort the job.
     pub fn handle(&self) -> CoordinatorHandle {
         CoordinatorHandle {
             shared: self.shared.clone(),
         }
     }
 
-    /// Serves the job until every worker has shut down after the last step (`Ok`), or the job fails.
+    /// Serves the job until every worker has shut down after the last step or a suspension (`Ok`), or the
+    /// job fails. [`CoordinatorHandle`] (and [`watch_signals`]) suspend or abort it from outside.
     ///
-    /// When `shutdown` resolves first the job is aborted. After a failure every remaining worker is told
+    /// After a failure every remaining worker is told
     /// ABORT (at most about two heartbeat intervals) before this returns the failure:
     /// [`CoordError::WorkerLost`] or [`CoordError::WorkerFailed`] naming the worker's rank, host and pid,
     /// [`CoordError::RendezvousTimeout`], [`CoordError::Aborted`], [`CoordError::Interrupted`]; also
     /// [`CoordError::Io`] when `metrics.jsonl` cannot be written and [`CoordError::Transport`] when the
     /// server fails.
-    pub async fn serve(mut self, shutdown: impl Future<Output = ()> + Send) -> Result<CoordinatorOutcome> {
+    pub async fn serve(mut self) -> Result<CoordinatorOutcome> {
         let started = Instant::now();
         let service = CoordinatorServer::new(Service {
             shared: self.shared.clone(),
@@ -212,8 +252,6 @@ impl Coordinator {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut changes = self.shared.changed.subscribe();
-        tokio::pin!(shutdown);
-        let mut interrupted = false;
         let mut failed_at: Option<Instant> = None;
         let mut stopped_at: Option<Instant> = None;
         let abort_grace = (2 * self.heartbeat_interval + Duration::from_secs(1)).min(self.heartbeat_timeout);
@@ -230,11 +268,6 @@ impl Coordinator {
                         let reason = self.shared.read_job(|job| job.failure_reason().map(str::to_owned));
                         warn!(reason = reason.as_deref().unwrap_or(""), "job failed");
                     }
-                }
-                _ = &mut shutdown, if !interrupted => {
-                    interrupted = true;
-                    warn!("coordinator interrupted: aborting the job");
-                    self.shared.with_job(|job| job.abort(CoordError::Interrupted));
                 }
                 _ = changes.changed() => {}
                 result = &mut server, if server_result.is_none() => {
@@ -266,7 +299,7 @@ impl Coordinator {
                 }
             } else if all_stopped {
                 let since = *stopped_at.get_or_insert(now);
-                if now.duration_since(since) >= self.heartbeat_timeout {
+                if now.duration_since(since) >= self.stop_grace {
                     let running = self.shared.read_job(|job| job.ranks_still_running());
                     warn!(?running, "the job is done but these ranks never shut down");
                     break;
@@ -283,7 +316,9 @@ impl Coordinator {
         if server_result.is_none() && tokio::time::timeout(SERVER_CLOSE_TIMEOUT, &mut server).await.is_err() {
             server.abort();
         }
-        let (failure, steps) = self.shared.with_job(|job| (job.take_failure(), job.completed_steps()));
+        let (failure, steps, suspended_after) = self
+            .shared
+            .with_job(|job| (job.take_failure(), job.completed_steps(), job.suspended_after()));
         if let Some(error) = failure {
             warn!(%error, "job failed");
             return Err(error);
@@ -294,37 +329,53 @@ impl Coordinator {
             elapsed: started.elapsed(),
             metrics_path: self.metrics.path().to_owned(),
             seq_per_s: self.metrics.seq_per_s(),
+            suspended_after,
         };
-        info!(steps, seq_per_s = outcome.seq_per_s, "job finished");
+        match suspended_after {
+            Some(step) => info!(step, "job suspended; it resumes from the checkpoint of this step"),
+            None => info!(steps, seq_per_s = outcome.seq_per_s, "job finished"),
+        }
         Ok(outcome)
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn termination_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+/// Turns this process's signals into decisions for the job, for as long as the runtime runs: SIGTERM and
+/// SIGUSR2 (what Slurm sends before a time limit or pre-emption; not SIGUSR1, which NCCL may take) suspend
+/// it at the next step boundary with a checkpoint; SIGINT aborts it. Must be called within a tokio runtime.
+///
+/// Errors when the signal handlers cannot be installed.
+pub fn watch_signals(handle: CoordinatorHandle) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let install =
+        |kind: SignalKind| signal(kind).map_err(|e| CoordError::Transport(format!("cannot watch signals: {e}")));
+    let mut term = install(SignalKind::terminate())?;
+    let mut usr2 = install(SignalKind::user_defined2())?;
+    let mut int = install(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                Some(()) = term.recv() => "SIGTERM",
+                Some(()) = usr2.recv() => "SIGUSR2",
+                Some(()) = int.recv() => {
+                    warn!("SIGINT: cancelling the job");
+                    handle.cancel("SIGINT");
+                    continue;
+                }
+                else => return,
+            };
+            warn!(
+                signal = name,
+                "suspending the job at the next step boundary, with a checkpoint"
+            );
+            handle.request_suspend();
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
+    });
+    Ok(())
 }
 
 /// Runs a whole job on a runtime of its own (for the `isoclr coordinator` process): binds, serves, and
-/// aborts the job on SIGINT or SIGTERM. Same errors as [`Coordinator::bind`] and [`Coordinator::serve`].
+/// suspends or aborts the job on signals ([`watch_signals`]). Same errors as [`Coordinator::bind`] and
+/// [`Coordinator::serve`].
 pub fn run_coordinator(opts: CoordinatorOptions) -> Result<CoordinatorOutcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -333,6 +384,7 @@ pub fn run_coordinator(opts: CoordinatorOptions) -> Result<CoordinatorOutcome> {
         .map_err(|e| CoordError::Transport(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
         let coordinator = Coordinator::bind(opts).await?;
-        coordinator.serve(termination_signal()).await
+        watch_signals(coordinator.handle())?;
+        coordinator.serve().await
     })
 }

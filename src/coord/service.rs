@@ -45,6 +45,7 @@ pub(super) struct JobFacts {
     pub(super) end_step: u64,
     pub(super) prefetch: usize,
     pub(super) steps_per_epoch: u64,
+    pub(super) dataset_fingerprint: String,
 }
 
 impl Shared {
@@ -164,6 +165,7 @@ impl isoclr_proto::Coordinator for Service {
             start_step: f.start_step,
             peers,
             steps_per_epoch: f.steps_per_epoch,
+            dataset_fingerprint: f.dataset_fingerprint.clone(),
         }))
     }
 

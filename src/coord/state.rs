@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use isoclr_proto::v1::{Action, StepReport};
 
+use tracing::info;
+
 use super::{CoordError, Result};
 
 /// One worker as it registered.
@@ -116,6 +118,8 @@ pub struct Limits {
     pub rendezvous_timeout: Duration,
     /// A rank silent this long is lost.
     pub heartbeat_timeout: Duration,
+    /// CHECKPOINT after every this many completed steps (`checkpoint.every_steps`); `None`: only when asked.
+    pub checkpoint_every: Option<u64>,
 }
 
 /// The job's state.
@@ -131,6 +135,8 @@ pub struct Job {
     preset_nccl_id: Option<Vec<u8>>,
     decisions: BTreeMap<u64, Decision>,
     checkpoint_requested: bool,
+    suspend_requested: bool,
+    suspended_after: Option<u64>,
     failure: Option<Failure>,
     reports: BTreeMap<u64, Vec<Option<StepReport>>>,
     next_line: u64,
@@ -150,6 +156,8 @@ impl Job {
             preset_nccl_id,
             decisions: BTreeMap::new(),
             checkpoint_requested: false,
+            suspend_requested: false,
+            suspended_after: None,
             failure: None,
             reports: BTreeMap::new(),
             next_line: limits.start_step,
@@ -212,6 +220,23 @@ impl Job {
     /// Asks for CHECKPOINT at the next step boundary not yet decided.
     pub fn request_checkpoint(&mut self) {
         self.checkpoint_requested = true;
+    }
+
+    /// Asks for SUSPEND (checkpoint, then shut down) at the next step boundary not yet decided: a stop signal
+    /// reached the coordinator or a rank. The last step's STOP takes precedence: a finished job needs no
+    /// resuming.
+    pub fn request_suspend(&mut self) {
+        self.suspend_requested = true;
+    }
+
+    /// Whether a suspension was asked for (and not yet turned into a decision, or already decided).
+    pub fn suspend_requested(&self) -> bool {
+        self.suspend_requested || self.suspended_after.is_some()
+    }
+
+    /// Steps completed when the job was suspended: the step its checkpoint resumes from.
+    pub fn suspended_after(&self) -> Option<u64> {
+        self.suspended_after
     }
 
     /// Registers a worker; returns its registration id. The rendezvous completes with the `world_size`-th.
@@ -373,21 +398,19 @@ impl Job {
         if let Some(abort) = self.abort_answer(rank) {
             return Ok((abort, Vec::new()));
         }
-        let checkpoint = &mut self.checkpoint_requested;
-        let decision = self
-            .decisions
-            .entry(step)
-            .or_insert_with(|| {
-                if step + 1 == end_step {
-                    Decision::new(Action::Stop, format!("step {step} is the last"))
-                } else if std::mem::take(checkpoint) {
-                    Decision::new(Action::Checkpoint, "checkpoint requested")
-                } else {
-                    Decision::new(Action::Continue, "")
-                }
-            })
-            .clone();
-        if decision.action == Action::Stop {
+        if report.stop_requested && !self.suspend_requested {
+            info!(rank, step, "a rank received a stop signal: suspending the job");
+            self.suspend_requested = true;
+        }
+        if !self.decisions.contains_key(&step) {
+            let decision = self.decide(step);
+            if decision.action == Action::Suspend {
+                self.suspended_after = Some(step + 1);
+            }
+            self.decisions.insert(step, decision);
+        }
+        let decision = self.decisions[&step].clone();
+        if matches!(decision.action, Action::Stop | Action::Suspend) {
             self.ranks[rank].stopped = true;
         }
         if step >= self.next_line {
@@ -412,6 +435,27 @@ impl Job {
         // Every rank has reported the steps before `next_line`; their decisions are no longer asked for.
         self.decisions = self.decisions.split_off(&self.next_line.saturating_sub(1));
         Ok((decision, lines))
+    }
+
+    /// The decision of a step boundary not decided before, consuming the requests it answers.
+    fn decide(&mut self, step: u64) -> Decision {
+        let completed = step + 1;
+        if completed == self.limits.end_step {
+            Decision::new(Action::Stop, format!("step {step} is the last"))
+        } else if std::mem::take(&mut self.suspend_requested) {
+            Decision::new(
+                Action::Suspend,
+                format!("stop signal: suspended after {completed} steps"),
+            )
+        } else if std::mem::take(&mut self.checkpoint_requested) {
+            Decision::new(Action::Checkpoint, "checkpoint requested")
+        } else if let Some(every) = self.limits.checkpoint_every
+            && completed.is_multiple_of(every)
+        {
+            Decision::new(Action::Checkpoint, format!("checkpoint.every_steps = {every}"))
+        } else {
+            Decision::new(Action::Continue, "")
+        }
     }
 
     /// A rank leaves with `status`. Leaving before it was told STOP, or with a non-zero status, fails the
@@ -533,7 +577,7 @@ impl Job {
         self.failure.is_none() && self.rendezvous_complete() && self.ranks.iter().all(|r| r.shutdown == Some(0))
     }
 
-    /// Every rank has been answered STOP for the last step.
+    /// Every rank has been answered STOP for the last step, or SUSPEND.
     pub fn all_stopped(&self) -> bool {
         self.rendezvous_complete() && self.ranks.iter().all(|r| r.stopped)
     }
@@ -584,6 +628,7 @@ mod tests {
             end_step: 3,
             rendezvous_timeout: Duration::from_secs(10),
             heartbeat_timeout: Duration::from_secs(2),
+            checkpoint_every: None,
         }
     }
 
@@ -698,6 +743,53 @@ mod tests {
         assert!(job.finished());
         assert_eq!(job.completed_steps(), 3);
         assert!(job.report(report(0, 3, 1.0), now).is_err(), "step past the end");
+    }
+
+    #[test]
+    fn periodic_checkpoints_and_a_stop_signal_from_any_rank_suspend_every_rank_at_one_boundary() {
+        let now = Instant::now();
+        let mut job = Job::new(
+            Limits {
+                end_step: 10,
+                checkpoint_every: Some(2),
+                ..limits(2)
+            },
+            None,
+            now,
+        );
+        for i in 0..2 {
+            job.register(member("h", 100 + i, i, None), now).unwrap();
+        }
+        let decide = |job: &mut Job, rank: u32, step: u64, stop: bool| {
+            let r = StepReport {
+                stop_requested: stop,
+                ..report(rank, step, 1.0)
+            };
+            job.report(r, now).unwrap().0.action
+        };
+        assert_eq!(decide(&mut job, 0, 0, false), Action::Continue);
+        assert_eq!(decide(&mut job, 1, 0, false), Action::Continue);
+        assert_eq!(decide(&mut job, 1, 1, false), Action::Checkpoint, "2 steps completed");
+        assert_eq!(decide(&mut job, 0, 1, false), Action::Checkpoint);
+        assert_eq!(decide(&mut job, 0, 2, false), Action::Continue);
+        // Rank 1's signal arrives with a step rank 0 already decided: it applies to the next boundary.
+        assert_eq!(decide(&mut job, 1, 2, true), Action::Continue);
+        assert!(job.suspend_requested() && job.suspended_after().is_none());
+        assert_eq!(decide(&mut job, 0, 3, false), Action::Suspend);
+        assert_eq!(decide(&mut job, 1, 3, false), Action::Suspend);
+        assert_eq!(job.suspended_after(), Some(4));
+        assert!(job.all_stopped());
+        job.shutdown(0, 0, "suspended", now).unwrap();
+        job.shutdown(1, 0, "suspended", now).unwrap();
+        assert!(job.finished(), "a suspended job ends without failure");
+
+        // The last step stops the job even when a suspension was asked for at the same boundary.
+        let mut job = running(1, now);
+        job.report(report(0, 0, 1.0), now).unwrap();
+        job.report(report(0, 1, 1.0), now).unwrap();
+        job.request_suspend();
+        assert_eq!(job.report(report(0, 2, 1.0), now).unwrap().0.action, Action::Stop);
+        assert_eq!(job.suspended_after(), None);
     }
 
     #[test]

@@ -7,43 +7,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::snapshot::TrainerSnapshot;
 use super::step::Trainer;
 use super::{Result, TrainError};
-use crate::ckpt::{AsyncSaver, CheckpointStore};
+pub use crate::ckpt::TrainState;
+use crate::ckpt::{AsyncSaver, CheckpointStore, LoadedCheckpoint, STATE_FILE, STATE_VERSION};
 use crate::config::Config;
-
-/// Version of `state.json`.
-const STATE_VERSION: u32 = 1;
-
-/// `state.json`: where the run stands. The sampler, augmentations and dropout are pure functions of
-/// (seed, step), so the step is the whole random state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainState {
-    /// Layout version.
-    pub format_version: u32,
-    /// Steps completed: the next step to run.
-    pub step: u64,
-    /// Epoch of the next step.
-    pub epoch: u64,
-    /// The sampler's seed.
-    pub seed: u64,
-    /// Groups per global batch.
-    pub batch_size: usize,
-    /// Learning rate of the last step taken.
-    pub lr: f64,
-    /// Processes that trained (the global batch is the coordinator's, so this may change on resume).
-    pub world_size: usize,
-    /// Fingerprint of the dataset trained on.
-    pub dataset_fingerprint: String,
-    /// The resolved configuration, as TOML.
-    pub config: String,
-    /// isoclr version that wrote it.
-    pub code_version: String,
-}
 
 /// Checkpoints of one run: an asynchronous saver on the configured store.
 #[derive(Debug)]
@@ -76,45 +47,52 @@ impl Checkpointing {
     /// Restores the newest valid checkpoint into `trainer` and returns the next step, or `None` when the
     /// store holds none. Refuses a checkpoint of another dataset or model shape, naming the difference.
     pub fn resume(&self, trainer: &mut Trainer, dataset_fingerprint: &str) -> Result<Option<u64>> {
-        let Some(loaded) = self
+        let point = self
             .store
-            .load_latest(self.config.checkpoint.verify)
-            .map_err(ckpt_error)?
-        else {
+            .resume_point(self.config.checkpoint.verify, dataset_fingerprint)
+            .map_err(ckpt_error)?;
+        let Some((loaded, state)) = point else {
             return Ok(None);
         };
+        self.restore(trainer, &loaded)?;
+        info!(step = state.step, url = self.store.url(), "resumed from checkpoint");
+        Ok(Some(state.step))
+    }
+
+    /// Restores the checkpoint of exactly `step` (the one a coordinator chose for the whole job), checking
+    /// it as [`Checkpointing::resume`] does.
+    pub fn resume_at(&self, trainer: &mut Trainer, step: u64, dataset_fingerprint: &str) -> Result<()> {
+        let loaded = self
+            .store
+            .load(step, self.config.checkpoint.verify)
+            .map_err(ckpt_error)?;
+        TrainState::from_checkpoint(&loaded, self.store.url())
+            .and_then(|state| state.check_dataset(self.store.url(), dataset_fingerprint))
+            .map_err(ckpt_error)?;
+        self.restore(trainer, &loaded)?;
+        info!(step, url = self.store.url(), "resumed from checkpoint");
+        Ok(())
+    }
+
+    fn restore(&self, trainer: &mut Trainer, loaded: &LoadedCheckpoint) -> Result<()> {
         let file = |name: &str| {
-            loaded.file(name).ok_or_else(|| {
+            loaded.file(name).map(|b| b.to_vec()).ok_or_else(|| {
                 TrainError::Setup(format!(
                     "checkpoint {} has no {name}",
                     crate::ckpt::step_dir(loaded.step)
                 ))
             })
         };
-        let state: TrainState = serde_json::from_slice(file("state.json")?)
-            .map_err(|e| TrainError::Setup(format!("checkpoint step {}: state.json: {e}", loaded.step)))?;
-        if state.dataset_fingerprint != dataset_fingerprint {
-            return Err(TrainError::Setup(format!(
-                "the checkpoint at {} (step {}) was trained on dataset {} but this run's dataset is {}; \
-                 use another checkpoint.url or the original data",
-                self.store.url(),
-                state.step,
-                &state.dataset_fingerprint[..16.min(state.dataset_fingerprint.len())],
-                &dataset_fingerprint[..16.min(dataset_fingerprint.len())]
-            )));
-        }
         let snapshot = TrainerSnapshot {
-            model: file("model.safetensors")?.to_vec(),
-            optimizer: file("optimizer.safetensors")?.to_vec(),
+            model: file("model.safetensors")?,
+            optimizer: file("optimizer.safetensors")?,
         };
         trainer.restore(&snapshot).map_err(|e| {
             TrainError::Setup(format!(
                 "the checkpoint at {} does not fit this model: {e}",
                 self.store.url()
             ))
-        })?;
-        info!(step = state.step, url = self.store.url(), "resumed from checkpoint");
-        Ok(Some(state.step))
+        })
     }
 
     /// Whether a checkpoint is due after `completed` steps.
@@ -139,11 +117,10 @@ impl Checkpointing {
             self.finish()?;
         }
         let snapshot = trainer.snapshot()?;
-        let state_json = serde_json::to_vec_pretty(&state).map_err(|e| TrainError::Setup(e.to_string()))?;
         let files = vec![
             ("model.safetensors".to_owned(), Bytes::from(snapshot.model)),
             ("optimizer.safetensors".to_owned(), Bytes::from(snapshot.optimizer)),
-            ("state.json".to_owned(), Bytes::from(state_json)),
+            (STATE_FILE.to_owned(), state.to_json()),
         ];
         self.saver.submit(state.step, files).map_err(ckpt_error)
     }

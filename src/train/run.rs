@@ -1,13 +1,12 @@
 //! The single-process training loop and its outputs in `--out`:
 //! `metrics.jsonl`, `config.toml` (the resolved configuration) and `model.safetensors`.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 use tch::Device;
 use tracing::info;
 
@@ -18,25 +17,12 @@ use crate::config::{Config, DeviceChoice};
 use crate::data::batch::build_step;
 use crate::data::{Augment, Sampler};
 use crate::dist::SingleProcess;
+use crate::metrics::{METRICS_FILE, MetricsFile, MetricsLine};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Batches prepared ahead of the step that uses them.
 const PREFETCH: usize = 2;
-
-/// One line of `metrics.jsonl`.
-#[derive(Debug, Serialize)]
-struct MetricsLine {
-    step: u64,
-    epoch: u64,
-    loss: f64,
-    accuracy: f64,
-    lr: f64,
-    grad_norm: f64,
-    seq_per_s: f64,
-    pad_fraction: f64,
-    elapsed_s: f64,
-}
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -85,6 +71,16 @@ fn progress_bar(steps: u64) -> Option<ProgressBar> {
     Some(bar)
 }
 
+/// A flag that SIGTERM (pre-emption) and SIGUSR2 (Slurm's warning before a time limit) set: the run ends at
+/// the next step boundary with a checkpoint. Not SIGUSR1: NCCL may use it.
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR2] {
+        signal_hook::flag::register(signal, stop.clone()).map_err(|e| TrainError::Setup(format!("signals: {e}")))?;
+    }
+    Ok(stop)
+}
+
 /// Trains in this process on CPU or one GPU, writing outputs into `out`.
 ///
 /// Errors on an unusable dataset or device, an unwritable output, or a loss that diverges.
@@ -125,21 +121,10 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
             t.steps
         )));
     }
-    // SIGTERM (pre-emption) and SIGUSR2 (Slurm's warning before a time limit) end the run at the next step
-    // boundary with a checkpoint. Not SIGUSR1: NCCL may use it.
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR2] {
-        signal_hook::flag::register(signal, stop.clone()).map_err(|e| TrainError::Setup(format!("signals: {e}")))?;
-    }
-    let metrics_path = out.join("metrics.jsonl");
+    let stop = stop_flag()?;
+    let metrics_path = out.join(METRICS_FILE);
     // A resumed run continues the metrics of the run it resumes.
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(first_step > 0)
-        .truncate(first_step == 0)
-        .open(&metrics_path)
-        .map_err(TrainError::io(&metrics_path))?;
+    let mut metrics = MetricsFile::open(out, first_step).map_err(TrainError::io(&metrics_path))?;
     let bar = progress_bar(t.steps);
     if let Some(bar) = &bar {
         bar.set_position(first_step);
@@ -194,9 +179,11 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
                     seq_per_s,
                     pad_fraction: batch.pad_fraction(),
                     elapsed_s: start.elapsed().as_secs_f64(),
+                    world_size: None,
+                    step_time_s: None,
+                    data_wait_s: None,
                 };
-                let json = serde_json::to_string(&line).unwrap_or_default();
-                writeln!(metrics, "{json}").map_err(TrainError::io(&metrics_path))?;
+                metrics.write(&line).map_err(TrainError::io(&metrics_path))?;
                 match &bar {
                     Some(bar) => bar.set_message(format!(
                         "loss {:.4} acc {:.3} {seq_per_s:.0} seq/s",

@@ -4,15 +4,23 @@
 //! The coordinator owns the dataset and the sampler; this loop owns the model. Batches arrive decoded and
 //! encoded by the worker client's background thread, so the training thread never waits on the network in
 //! steady state.
+//!
+//! Checkpoints: every rank holds the same model and optimiser state bit for bit (gradients are summed
+//! before every update), so rank 0 alone writes a checkpoint when the coordinator answers CHECKPOINT,
+//! SUSPEND or STOP; on resume every rank loads the step the coordinator names. A stop signal (SIGTERM,
+//! SIGUSR2) only sets a flag that the next report carries to the coordinator, which suspends the whole job
+//! at one step boundary.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::run::select_device;
+use super::checkpointing::{Checkpointing, train_state};
+use super::run::{select_device, stop_flag};
 use super::step::Trainer;
 use super::{Result, TrainError};
 use crate::dist::tcp::{RingConfig, TcpRing};
@@ -43,9 +51,11 @@ fn setup(what: &str) -> impl FnOnce(String) -> TrainError + '_ {
     move |why| TrainError::Setup(format!("{what}: {why}"))
 }
 
-/// Runs one worker until the coordinator says stop (Ok) or something fails (Err, after telling the
-/// coordinator): a lost peer, an abort, a collective timeout.
+/// Runs one worker until the coordinator says stop (Ok, the model's path), suspends the job
+/// ([`TrainError::Interrupted`] once rank 0's checkpoint is complete) or something fails (Err, after telling
+/// the coordinator): a lost peer, an abort, a collective timeout.
 pub fn run_worker(opts: WorkerOptions) -> Result<PathBuf> {
+    let stop = stop_flag()?;
     let listener = TcpRing::bind(opts.ring_bind).map_err(|e| setup("ring listener")(e.to_string()))?;
     let ring_address = listener
         .local_addr()
@@ -75,9 +85,11 @@ pub fn run_worker(opts: WorkerOptions) -> Result<PathBuf> {
         &config,
         listener,
         opts.token.expose().as_bytes(),
+        &stop,
     );
     let (status, reason) = match &result {
         Ok(_) => (0, "finished".to_owned()),
+        Err(TrainError::Interrupted { step }) => (0, format!("suspended after step {step}")),
         Err(e) => (1, e.to_string()),
     };
     if let Err(e) = client.shutdown(rank, &reason, status) {
@@ -93,6 +105,7 @@ fn train_as_rank(
     config: &crate::config::Config,
     listener: crate::dist::tcp::RingListener,
     token: &[u8],
+    stop: &AtomicBool,
 ) -> Result<PathBuf> {
     let rank = rendezvous.rank;
     let d = &config.dist;
@@ -115,9 +128,32 @@ fn train_as_rank(
     }
     let device = select_device(t.device)?;
     let mut trainer = Trainer::new(config, device, rendezvous.steps_per_epoch);
+    let fingerprint = &rendezvous.dataset_fingerprint;
+    let checkpoints = Checkpointing::open(config)?;
+    if rendezvous.start_step > 0 {
+        let c = checkpoints.as_ref().ok_or_else(|| {
+            TrainError::Setup(format!(
+                "the coordinator resumes at step {} but checkpoint.url is not set",
+                rendezvous.start_step
+            ))
+        })?;
+        c.resume_at(&mut trainer, rendezvous.start_step, fingerprint)?;
+    }
     trainer
         .broadcast_parameters(&mut ring)
         .map_err(|e| setup("broadcast")(e.to_string()))?;
+    // Rank 0 writes the job's checkpoints (see the module's documentation).
+    let saver = checkpoints.as_ref().filter(|_| rank == 0);
+    let save = |trainer: &Trainer, completed: u64, lr: f64, final_save: bool| -> Result<()> {
+        let Some(c) = saver else { return Ok(()) };
+        let epoch = completed / rendezvous.steps_per_epoch.max(1);
+        let state = train_state(config, completed, epoch, lr, rendezvous.world_size, fingerprint);
+        c.save(trainer, state, final_save)?;
+        if final_save {
+            c.finish()?;
+        }
+        Ok(())
+    };
     let batches = client
         .batches(rank, rendezvous.start_step, t.positions_per_pass, d.prefetch)
         .map_err(|e| setup("batch stream")(e.to_string()))?;
@@ -169,6 +205,7 @@ fn train_as_rank(
             pad_fraction: batch.pad_fraction(),
             step_time_s,
             data_wait_s,
+            stop_requested: stop.load(Ordering::Relaxed),
         };
         // After an abort the coordinator may already be gone: the heartbeat knows the real reason.
         let control = match client.report(rank, &metrics) {
@@ -181,10 +218,19 @@ fn train_as_rank(
             }
         };
         match control.action {
-            Action::Continue | Action::Checkpoint => step += 1,
-            Action::Stop => break,
+            Action::Continue => {}
+            Action::Checkpoint => save(&trainer, step + 1, report.lr, false)?,
+            Action::Suspend => {
+                save(&trainer, step + 1, report.lr, true)?;
+                return Err(TrainError::Interrupted { step: step + 1 });
+            }
+            Action::Stop => {
+                save(&trainer, step + 1, report.lr, true)?;
+                break;
+            }
             Action::Abort => return Err(TrainError::Setup(format!("job aborted: {}", control.reason))),
         }
+        step += 1;
     }
     let model_path = rendezvous.out_dir.join("model.safetensors");
     if rank == 0 {

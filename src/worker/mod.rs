@@ -222,6 +222,8 @@ pub struct Rendezvous {
     pub peers: Vec<Peer>,
     /// Whole global batches per epoch of the coordinator's dataset (workers have no dataset to count).
     pub steps_per_epoch: u64,
+    /// Fingerprint of the coordinator's dataset (checkpoints record it).
+    pub dataset_fingerprint: String,
 }
 
 /// A rank's metrics of one finished step.
@@ -245,6 +247,8 @@ pub struct StepMetrics {
     pub step_time_s: f64,
     /// Seconds of it spent waiting for the batch.
     pub data_wait_s: f64,
+    /// This process received a stop signal: asks the coordinator to suspend the job.
+    pub stop_requested: bool,
 }
 
 /// What to do after a step.
@@ -256,6 +260,9 @@ pub enum Action {
     Checkpoint,
     /// The job is done: save the outputs, shut down with status 0.
     Stop,
+    /// The job is suspended (a stop signal): write a checkpoint of this step, wait for it, shut down with
+    /// status 0; the job resumes from it.
+    Suspend,
     /// The job failed: stop now and exit non-zero.
     Abort,
 }
@@ -278,6 +285,7 @@ impl Control {
             Ok(Wire::Continue) => Action::Continue,
             Ok(Wire::Checkpoint) => Action::Checkpoint,
             Ok(Wire::Stop) => Action::Stop,
+            Ok(Wire::Suspend) => Action::Suspend,
             Ok(Wire::Abort) => Action::Abort,
             Ok(Wire::Unspecified) | Err(_) => {
                 return Err(WorkerError::Rpc {
@@ -414,6 +422,7 @@ impl WorkerClient {
             out_dir: PathBuf::from(r.out_dir),
             start_step: r.start_step,
             steps_per_epoch: r.steps_per_epoch,
+            dataset_fingerprint: r.dataset_fingerprint,
             peers: r
                 .peers
                 .into_iter()
@@ -468,6 +477,7 @@ impl WorkerClient {
             pad_fraction: metrics.pad_fraction,
             step_time_s: metrics.step_time_s,
             data_wait_s: metrics.data_wait_s,
+            stop_requested: metrics.stop_requested,
         };
         let timeout = self.rpc_timeout;
         let control = self.call("report", timeout, |mut client| async move {

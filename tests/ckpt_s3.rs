@@ -297,7 +297,11 @@ fn checkpoints_on_a_real_s3_server() {
     assert_eq!(store.load_latest(true).unwrap().unwrap().step, 40);
     drop(saver);
 
-    // 4. The secret key is in no object written and no log line; a damaged manifest error names no secret.
+    // 4. Training through an outage: `isoclr train` checkpointing to S3 goes on while the server is down, and
+    //    its later checkpoints land once it is back; a second start resumes from S3.
+    let trained = train_through_an_outage(&server, &access_key, &secret);
+
+    // 5. The secret key is in no object written and no log line; a damaged manifest error names no secret.
     let objects: Vec<_> = runtime
         .block_on(async {
             use futures::TryStreamExt;
@@ -321,6 +325,10 @@ fn checkpoints_on_a_real_s3_server() {
         log.len()
     );
     assert!(!contains(&log, secret.as_bytes()), "the secret key was logged");
+    assert!(
+        !contains(trained.as_bytes(), secret.as_bytes()),
+        "the secret key is in the trainer's output"
+    );
     let err =
         CheckpointStore::open(&format!("s3://{access_key}:{secret}@{BUCKET}/x"), s3_options(&endpoint)).unwrap_err();
     assert!(
@@ -332,4 +340,83 @@ fn checkpoints_on_a_real_s3_server() {
         objects.len(),
         log.len()
     );
+}
+
+/// Steps of the training run of part 4.
+const TRAIN_STEPS: u64 = 120;
+
+/// `isoclr train` on the tiny configuration with checkpoints every 2 steps under `s3://BUCKET/train`.
+fn train_command(endpoint: &str, steps: u64, out: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_isoclr"));
+    c.arg("train")
+        .arg("--config")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/tiny.toml"))
+        .arg("--out")
+        .arg(out);
+    for set in [
+        format!("train.steps={steps}"),
+        "train.batch_size=16".into(),
+        "train.log_every=1".into(),
+        "data.synth_genes=80".into(),
+        format!("checkpoint.url=s3://{BUCKET}/train"),
+        "checkpoint.every_steps=2".into(),
+        "checkpoint.attempts=2".into(),
+        "checkpoint.timeout_s=2".into(),
+        format!("checkpoint.s3_endpoint={endpoint}"),
+        "checkpoint.s3_region=us-east-1".into(),
+        "checkpoint.s3_allow_http=true".into(),
+        "checkpoint.s3_path_style=true".into(),
+    ] {
+        c.args(["--set", &set]);
+    }
+    c
+}
+
+/// Part 4 (credentials come from this process's environment); returns everything the trainer printed.
+fn train_through_an_outage(server: &Seaweed, access_key: &str, secret: &str) -> String {
+    use std::process::Stdio;
+    let endpoint = server.endpoint.clone();
+    let store = CheckpointStore::open(&format!("s3://{BUCKET}/train"), s3_options(&endpoint)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let lines = || std::fs::read_to_string(out.join("metrics.jsonl")).map_or(0, |m| m.lines().count());
+    let mut child = train_command(&endpoint, TRAIN_STEPS, &out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !matches!(store.latest_step(), Ok(Some(_))) {
+        assert!(Instant::now() < deadline, "no checkpoint reached S3");
+        assert!(child.try_wait().unwrap().is_none(), "training ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.stop();
+    let down_at = lines();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lines() < down_at + 6 {
+        assert!(Instant::now() < deadline, "training did not go on while S3 was down");
+        assert!(child.try_wait().unwrap().is_none(), "training ended while S3 was down");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.run_start(access_key, secret).expect("SeaweedFS did not restart");
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "training failed:\n{stderr}");
+    assert!(
+        stderr.contains("checkpoint") && (stderr.contains("failed") || stderr.contains("did not complete")),
+        "the failed saves were reported:\n{stderr}"
+    );
+    // The final checkpoint was written after the server came back, is complete, and retention kept 3.
+    assert_eq!(store.latest_step().unwrap(), Some(TRAIN_STEPS));
+    assert_eq!(store.load_latest(true).unwrap().unwrap().step, TRAIN_STEPS);
+    let complete: Vec<u64> = store.list_complete().unwrap().iter().map(|c| c.step).collect();
+    assert_eq!(complete.len(), 3, "checkpoint.keep = 3: {complete:?}");
+
+    let resumed = train_command(&endpoint, TRAIN_STEPS + 4, &out).output().unwrap();
+    let stderr2 = String::from_utf8_lossy(&resumed.stderr).into_owned();
+    assert!(resumed.status.success(), "{stderr2}");
+    assert!(stderr2.contains("resumed from checkpoint"), "{stderr2}");
+    assert_eq!(store.latest_step().unwrap(), Some(TRAIN_STEPS + 4));
+    stderr + &stderr2
 }

@@ -17,7 +17,7 @@
 //! - [`launch`]: single-node distributed mode: a coordinator here plus N `isoclr worker` processes, restarted
 //!   from the latest checkpoint when one dies.
 //! - [`metrics`]: the one `metrics.jsonl` line format, and continuing the file on resume.
-//! - `device` (feature `torch`): libtorch start-up (CUDA library loading, quiet warnings).
+//! - `device` (feature `torch`): libtorch start-up (CUDA library loading, quiet warnings), CUDA memory statistics.
 
 pub mod ckpt;
 pub mod config;

@@ -45,3 +45,48 @@ int isoclr_autocast_cuda_bf16_active() {
   }
 }
 }
+
+// CUDA memory statistics of libtorch's caching allocator, for benchmarks: what torch.cuda's
+// max_memory_allocated / reset_peak_memory_stats / empty_cache report and do. tch has no binding for
+// them. They go through c10's device-generic allocator interface (virtual calls, declared in libc10), so
+// the shim links no CUDA library and a CPU-only libtorch merely makes them fail (-1): the CUDA allocator
+// is then not registered, and GetAllocator throws.
+#include <c10/core/CachingDeviceAllocator.h>
+
+namespace {
+c10::DeviceAllocator* cuda_allocator() { return c10::getDeviceAllocator(c10::DeviceType::CUDA); }
+}  // namespace
+
+extern "C" {
+
+// Peak bytes allocated to tensors on CUDA device `device` since the last reset (all pools), or -1 on
+// error (no CUDA backend, or the device was never used).
+int64_t isoclr_cuda_peak_allocated_bytes(int device) {
+  try {
+    auto stats = cuda_allocator()->getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
+  } catch (...) {
+    return -1;
+  }
+}
+
+// Restarts the peak statistics of CUDA device `device` from the current usage; 0, or -1 on error.
+int isoclr_cuda_reset_peak_stats(int device) {
+  try {
+    cuda_allocator()->resetPeakStats(static_cast<c10::DeviceIndex>(device));
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
+
+// Returns cached, unused CUDA memory to the driver (torch.cuda.empty_cache); 0, or -1 on error.
+int isoclr_cuda_empty_cache() {
+  try {
+    cuda_allocator()->emptyCache();
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
+}

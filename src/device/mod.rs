@@ -1,5 +1,6 @@
 //! libtorch start-up and mixed precision: make CUDA visible to tch, and run autocast in bf16 without
-//! libtorch's deprecation-warning flood.
+//! libtorch's deprecation-warning flood; plus the CUDA caching allocator's peak-memory statistics, which tch
+//! does not expose (for benchmarks).
 //!
 //! Call [`init`] first thing in `main`, before any tch call.
 
@@ -15,6 +16,9 @@ unsafe extern "C" {
     fn isoclr_autocast_enter_cuda_bf16() -> i32;
     fn isoclr_autocast_exit_cuda(previous: i32) -> i32;
     fn isoclr_autocast_cuda_bf16_active() -> i32;
+    fn isoclr_cuda_peak_allocated_bytes(device: i32) -> i64;
+    fn isoclr_cuda_reset_peak_stats(device: i32) -> i32;
+    fn isoclr_cuda_empty_cache() -> i32;
 }
 
 /// Loads `libtorch_cuda.so` so libtorch registers its CUDA backend.
@@ -73,6 +77,33 @@ pub fn autocast_bf16_active() -> bool {
     unsafe { isoclr_autocast_cuda_bf16_active() == 1 }
 }
 
+/// Peak bytes held by tensors on CUDA device `device` since the last [`reset_cuda_peak_memory`] (or since
+/// start-up): libtorch's caching-allocator statistic that `torch.cuda.max_memory_allocated` reports, so the
+/// two are comparable. `None` without a CUDA backend or before the device allocated anything.
+pub fn cuda_peak_allocated_bytes(device: usize) -> Option<u64> {
+    let device = i32::try_from(device).ok()?;
+    // SAFETY: the shim catches every C++ exception and only reads the allocator's statistics.
+    let bytes = unsafe { isoclr_cuda_peak_allocated_bytes(device) };
+    u64::try_from(bytes).ok()
+}
+
+/// Restarts the peak statistic of CUDA device `device` from what is allocated now; returns whether it
+/// could (false without a CUDA backend or before the device allocated anything).
+pub fn reset_cuda_peak_memory(device: usize) -> bool {
+    let Ok(device) = i32::try_from(device) else {
+        return false;
+    };
+    // SAFETY: the shim catches every C++ exception; resetting statistics has no other effect.
+    unsafe { isoclr_cuda_reset_peak_stats(device) == 0 }
+}
+
+/// Gives cached but unused CUDA memory back to the driver (`torch.cuda.empty_cache`), so another process
+/// on the same GPU can use it; returns whether it could.
+pub fn cuda_empty_cache() -> bool {
+    // SAFETY: the shim catches every C++ exception; only blocks no tensor holds are released.
+    unsafe { isoclr_cuda_empty_cache() == 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +118,28 @@ mod tests {
         assert_eq!(inside, (true, true));
         assert!(!autocast_bf16_active());
         assert!(!autocast_bf16(false, autocast_bf16_active));
+    }
+
+    /// On CPU the statistics are cleanly unavailable; on a GPU they count a tensor's bytes and reset.
+    #[test]
+    fn cuda_peak_memory_counts_an_allocation_or_is_unavailable() {
+        if !load_cuda_backend() || !tch::Cuda::is_available() {
+            assert_eq!(cuda_peak_allocated_bytes(0), None);
+            assert!(!reset_cuda_peak_memory(0));
+            return;
+        }
+        let before = tch::Tensor::zeros([1], (tch::Kind::Float, tch::Device::Cuda(0)));
+        assert!(reset_cuda_peak_memory(0));
+        let base = cuda_peak_allocated_bytes(0).unwrap_or(0);
+        let big = tch::Tensor::zeros([4 << 20], (tch::Kind::Float, tch::Device::Cuda(0)));
+        let peak = cuda_peak_allocated_bytes(0).unwrap_or(0);
+        assert!(
+            peak >= base + (16 << 20),
+            "peak {peak} after a 16 MiB tensor (base {base})"
+        );
+        drop((big, before));
+        assert!(reset_cuda_peak_memory(0));
+        assert!(cuda_peak_allocated_bytes(0).unwrap_or(u64::MAX) < peak);
+        assert!(cuda_empty_cache());
     }
 }

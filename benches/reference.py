@@ -12,11 +12,17 @@ Sub-commands
   step   --weights M --inputs B --out O      one training step on batch B (see "Batch file"); writes every
                                              model tensor after the step plus `grad.NAME` (the clipped
                                              gradient of each parameter) to O; prints {"loss": ...}
-  bench  --inputs B [--weights M] --steps S --warmup W [--threads T] [--serve]
+  bench  --inputs B [--weights M] --steps S --warmup W [--threads T] [--device D] [--serve]
                                              W + S training steps on the fixed batch B; prints one JSON line
                                              {"seq_per_s", "step_ms", "loss_first", "loss_last", ...}.
                                              With --serve: one step per line read from stdin, each answered
-                                             with {"step_ms", "loss", "phases_ms"} (for interleaved timing)
+                                             with {"step_ms", "loss", "phases_ms", "peak_bytes"} (for
+                                             interleaved timing); a line "profile" also synchronises the
+                                             device between phases so they can be timed on a GPU.
+                                             --device cuda: model and batch on the GPU, encoder + head in
+                                             bf16 autocast as isoclr's Trainer::train_step does it, the step
+                                             timed between torch.cuda.synchronize() calls; peak_bytes is
+                                             torch.cuda.max_memory_allocated() over the step (null on CPU)
 
 Every sub-command takes the model shape from `--config-json TEXT` or `--config FILE` (a JSON object).
 
@@ -408,34 +414,40 @@ def clip_per_tensor(model: nn.Module, max_norm: float) -> None:
 
 
 class Batch:
-    """A step's two encoder passes, read from a batch file (see the module docstring)."""
+    """A step's two encoder passes, read from a batch file (see the module docstring), on `device`."""
 
-    def __init__(self, tensors: dict[str, Tensor]):
+    def __init__(self, tensors: dict[str, Tensor], device: torch.device | str = "cpu"):
         self.passes = []
         start = 0
         for k in (1, 2):
-            x, lengths = tensors[f"x{k}"].float(), tensors[f"len{k}"].long()
-            rows = tensors.get(f"rows{k}", torch.arange(start, start + x.shape[0])).long()
+            x, lengths = tensors[f"x{k}"].float().to(device), tensors[f"len{k}"].long().to(device)
+            rows = tensors.get(f"rows{k}", torch.arange(start, start + x.shape[0])).long().to(device)
             self.passes.append((x, lengths, rows))
             start += x.shape[0]
         self.rows = start
         self.pairs = start // 2
         self.weights = tensors.get("weights")
         if self.weights is not None:
-            self.weights = self.weights.float()
+            self.weights = self.weights.float().to(device)
 
 
 class Phases:
-    """Wall time per phase of a step, summed over steps (CPU eager is synchronous, so no device sync)."""
+    """Wall time per phase of a step, summed over steps. CPU eager is synchronous; on a GPU, `sync=True` waits
+    for the device at each lap (only when phases are being measured: each wait stalls the launch queue)."""
 
-    def __init__(self):
+    def __init__(self, sync: bool = False):
         self.seconds: dict[str, float] = {}
+        self.sync = sync
         self._last = time.perf_counter()
 
     def start(self) -> None:
+        if self.sync:
+            torch.cuda.synchronize()
         self._last = time.perf_counter()
 
     def lap(self, name: str) -> None:
+        if self.sync:
+            torch.cuda.synchronize()
         now = time.perf_counter()
         self.seconds[name] = self.seconds.get(name, 0.0) + now - self._last
         self._last = now
@@ -444,21 +456,27 @@ class Phases:
 def train_step(
     model: Model, optimizer: torch.optim.Optimizer, batch: Batch, config: dict, phases: Phases | None = None
 ) -> tuple[float, float]:
-    """One step as `isoclr::train::step::Trainer::train_step` does it; returns (loss, contrastive accuracy)."""
+    """One step as `isoclr::train::step::Trainer::train_step` does it; returns (loss, contrastive accuracy).
+
+    On CUDA the encoder, head and normalisation run in bf16 autocast and the loss in f32, as in isoclr (whose
+    loss sees the gathered f32 projections)."""
     if phases is None:
         phases = Phases()
     phases.start()
     optimizer.zero_grad(set_to_none=False)
-    pieces = [model.encoder(x, lengths) for x, lengths, _ in batch.passes]
-    # Passes hold rows in their own order (Rust sorts a pass by length): put row r of the step at r.
-    order = torch.cat([rows for _, _, rows in batch.passes])
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(len(order))
-    embeddings = torch.cat(pieces).index_select(0, inverse)
-    phases.lap("forward")
-    projections = model.head(embeddings)
+    device = batch.passes[0][0].device
     n = batch.pairs
-    z1, z2 = normalise(projections[:n]), normalise(projections[n:])
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        pieces = [model.encoder(x, lengths) for x, lengths, _ in batch.passes]
+        # Passes hold rows in their own order (Rust sorts a pass by length): put row r of the step at r.
+        order = torch.cat([rows for _, _, rows in batch.passes])
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(len(order), device=order.device)
+        embeddings = torch.cat(pieces).index_select(0, inverse)
+        phases.lap("forward")
+        projections = model.head(embeddings)
+        z1, z2 = normalise(projections[:n]), normalise(projections[n:])
+    z1, z2 = z1.float(), z2.float()
     loss = dcl_loss(z1, z2, config["temperature"], batch.weights)
     phases.lap("head_loss")
     loss.backward()
@@ -467,7 +485,7 @@ def train_step(
     optimizer.step()
     phases.lap("optimizer")
     with torch.no_grad():
-        accuracy = ((z1 @ z2.T).argmax(1) == torch.arange(n)).float().mean().item()
+        accuracy = ((z1 @ z2.T).argmax(1) == torch.arange(n, device=device)).float().mean().item()
     return loss.item(), accuracy
 
 
@@ -505,28 +523,52 @@ def cmd_step(args: argparse.Namespace, config: dict) -> None:
     print(json.dumps({"loss": loss, "accuracy": accuracy}))
 
 
+def timed_step(
+    model: Model, optimizer: torch.optim.Optimizer, batch: Batch, config: dict, phases: Phases
+) -> tuple[float, float, int | None]:
+    """One training step; returns (seconds, loss, peak bytes allocated during it on CUDA, else None).
+
+    On CUDA the clock starts and stops with the device idle (torch.cuda.synchronize), so the step's queued
+    kernels are all counted and none of an earlier step's are."""
+    cuda = batch.passes[0][0].is_cuda
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    loss, _ = train_step(model, optimizer, batch, config, phases)
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    return seconds, loss, torch.cuda.max_memory_allocated() if cuda else None
+
+
 def cmd_bench(args: argparse.Namespace, config: dict) -> None:
-    model = build_model(args, config).train()
+    device = torch.device(args.device)
+    model = build_model(args, config).to(device).train()
     optimizer = make_optimizer(model, config)
-    batch = Batch(read_safetensors(args.inputs))
+    batch = Batch(read_safetensors(args.inputs), device)
     if args.serve:
         # One step per line read from stdin, answered by one JSON line: the caller interleaves its own steps
         # with these, so on a shared machine both implementations see the same background load.
-        for _ in sys.stdin:
-            phases = Phases()
-            started = time.perf_counter()
-            loss, _ = train_step(model, optimizer, batch, config, phases)
-            step_ms = (time.perf_counter() - started) * 1e3
+        for line in sys.stdin:
+            phases = Phases(sync=device.type == "cuda" and line.strip() == "profile")
+            seconds, loss, peak = timed_step(model, optimizer, batch, config, phases)
             phases_ms = {k: v * 1e3 for k, v in phases.seconds.items()}
-            answer = {"step_ms": step_ms, "loss": loss, "phases_ms": phases_ms, "torch": torch.__version__}
+            answer = {
+                "step_ms": seconds * 1e3,
+                "loss": loss,
+                "phases_ms": phases_ms,
+                "peak_bytes": peak,
+                "torch": torch.__version__,
+            }
             print(json.dumps(answer), flush=True)
         return
-    losses, times = [], []
+    losses, times, peaks = [], [], []
     for _ in range(args.warmup + args.steps):
-        started = time.perf_counter()
-        loss, _ = train_step(model, optimizer, batch, config)  # .item() syncs, so the timing is complete
-        times.append(time.perf_counter() - started)
+        seconds, loss, peak = timed_step(model, optimizer, batch, config, Phases())
+        times.append(seconds)
         losses.append(loss)
+        peaks.append(peak)
     timed = times[args.warmup :]
     step_s = sum(timed) / len(timed)
     print(
@@ -538,6 +580,8 @@ def cmd_bench(args: argparse.Namespace, config: dict) -> None:
                 "loss_last": losses[-1],
                 "sequences_per_step": batch.rows,
                 "threads": torch.get_num_threads(),
+                "device": str(device),
+                "peak_bytes": max(peaks[args.warmup :]) if device.type == "cuda" else None,
                 "torch": torch.__version__,
             }
         )
@@ -561,6 +605,7 @@ def main() -> None:
             p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
             p.add_argument("--seed", type=int, default=0, help="seed of initialisation and dropout")
             p.add_argument("--serve", action="store_true", help="run one step per stdin line, print one JSON line each")
+            p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: GPU with bf16 autocast")
     args = parser.parse_args()
     if (args.config_json is None) == (args.config is None):
         parser.error("give exactly one of --config-json and --config")

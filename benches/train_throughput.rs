@@ -14,20 +14,32 @@
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
+//! | `ISOCLR_BENCH_DEVICE` | `cpu`, or `cuda`: both sides on GPU 0 in bf16 autocast (below) | `cpu` |
 //! | `ISOCLR_BENCH_PRESET` | `tiny`, `small`, `medium` or `large` | `small` |
 //! | `ISOCLR_BENCH_NORM` | `batch`, `group` or `layer` | `batch` |
 //! | `ISOCLR_BENCH_BATCH` | groups per step N (the step encodes 2N sequences) | 16 |
 //! | `ISOCLR_BENCH_LEN` | every transcript this long, or `mix` / `mix:MAX` for a realistic spread (below) | 2048 |
 //! | `ISOCLR_BENCH_STEPS` | timed steps per side | 10 |
-//! | `ISOCLR_BENCH_WARMUP` | untimed steps first | 1 |
+//! | `ISOCLR_BENCH_WARMUP` | untimed steps first | 1 (CPU), 3 (CUDA) |
 //! | `ISOCLR_BENCH_THREADS` | CPU threads of both libtorch and torch | available cores |
 //! | `ISOCLR_BENCH_PROFILE` | `1`: also time both sides' forward, backward and optimiser phases | off |
-//! | `ISOCLR_BENCH_ALTERNATE` | `0`: all isoclr steps first, then PyTorch, instead of taking turns | `1` |
+//! | `ISOCLR_BENCH_ALTERNATE` | `0`: all isoclr steps first, then PyTorch, instead of taking turns | `1` (CPU), `0` (CUDA) |
+//! | `ISOCLR_BENCH_JSON` | append the results as one JSON line to this file | none |
+//! | `ISOCLR_BENCH_REFERENCE` | path of `reference.py` (for a bench binary run outside its checkout) | `benches/reference.py` |
 //! | `ISOCLR_PYTHON` | the interpreter with torch | `.venv/bin/python` |
 //!
 //! `mix:MAX` draws lengths log-normally like human mRNAs (median 2,926 nt, σ = 0.6 in log space, for
 //! MAX = 12,288; scaled with MAX), clipped to [64, MAX]. Each view is one encoder pass padded to its longest
 //! member, as isoclr pads a micro-batch; the reference gets those same padded tensors.
+//!
+//! On CUDA (`ISOCLR_BENCH_DEVICE=cuda`) isoclr runs `train_step` as `isoclr train` does on a GPU (bf16
+//! autocast over encoder and head) and the reference runs `--device cuda` with the same autocast. Each timed
+//! step starts and ends with the device idle (`tch::Cuda::synchronize` / `torch.cuda.synchronize`), and each
+//! side reports the peak bytes allocated by libtorch's caching allocator during its steps (the statistic of
+//! `torch.cuda.max_memory_allocated`, reset before every step). The first CUDA steps take seconds (lazy
+//! initialisation, cuDNN heuristics), hence 3 warm-up steps. The sides run one after the other by default:
+//! a dedicated GPU has no background load to share out, and isoclr's cached memory is given back before the
+//! reference starts, so neither side's peak is limited by the other's cache.
 //!
 //! Run: `cargo bench --bench train_throughput` (see docs/PERFORMANCE.md).
 
@@ -48,6 +60,7 @@ use tch::{Device, Tensor};
 
 /// Benchmark settings read from the environment.
 struct Settings {
+    device: Device,
     preset: Preset,
     norm: Norm,
     batch: usize,
@@ -57,6 +70,7 @@ struct Settings {
     threads: i32,
     profile: bool,
     alternate: bool,
+    json: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy)]
@@ -96,16 +110,24 @@ impl Settings {
             Ok(v) if v.starts_with("mix:") => LengthSpec::Mix(v[4..].parse().expect("ISOCLR_BENCH_LEN=mix:MAX")),
             _ => LengthSpec::Fixed(env_or("ISOCLR_BENCH_LEN", 2048)),
         };
+        let device = match std::env::var("ISOCLR_BENCH_DEVICE").as_deref() {
+            Err(_) | Ok("cpu") => Device::Cpu,
+            Ok("cuda") => Device::Cuda(0),
+            Ok(other) => panic!("ISOCLR_BENCH_DEVICE={other:?} is not valid (cpu or cuda)"),
+        };
+        let cuda = device.is_cuda();
         Self {
+            device,
             preset: env_enum("ISOCLR_BENCH_PRESET", "small"),
             norm: env_enum("ISOCLR_BENCH_NORM", "batch"),
             batch: env_or("ISOCLR_BENCH_BATCH", 16),
             lengths,
             steps: env_or("ISOCLR_BENCH_STEPS", 10).max(1),
-            warmup: env_or("ISOCLR_BENCH_WARMUP", 1),
+            warmup: env_or("ISOCLR_BENCH_WARMUP", if cuda { 3 } else { 1 }),
             threads: env_or("ISOCLR_BENCH_THREADS", cores),
             profile: env_or("ISOCLR_BENCH_PROFILE", 0) != 0,
-            alternate: env_or("ISOCLR_BENCH_ALTERNATE", 1) != 0,
+            alternate: env_or("ISOCLR_BENCH_ALTERNATE", if cuda { 0 } else { 1 }) != 0,
+            json: std::env::var_os("ISOCLR_BENCH_JSON").map(PathBuf::from),
         }
     }
 }
@@ -206,11 +228,13 @@ fn export_batch(batch: &StepBatch, path: &std::path::Path) {
     Tensor::write_safetensors(&tensors, path).expect("writing the batch");
 }
 
-/// Step times of one side, in milliseconds, and its losses.
+/// Step times of one side, in milliseconds, its losses and (on CUDA) peak memory.
 #[derive(Default)]
 struct Side {
     step_ms: Vec<f64>,
     losses: Vec<f64>,
+    /// Peak bytes allocated during each timed step (CUDA only).
+    peak_bytes: Vec<u64>,
     /// Summed per phase: encoder forward, head + loss, backward, clip + AdamW.
     phases_ms: [f64; 4],
 }
@@ -238,6 +262,25 @@ impl Side {
     fn mean_ms(&self) -> f64 {
         self.step_ms.iter().sum::<f64>() / self.step_ms.len().max(1) as f64
     }
+
+    /// The largest per-step peak, `None` when none was measured (CPU).
+    fn peak_bytes(&self) -> Option<u64> {
+        self.peak_bytes.iter().copied().max()
+    }
+}
+
+fn gib(bytes: Option<u64>) -> String {
+    bytes.map_or_else(
+        || "n/a".to_owned(),
+        |b| format!("{:.2}", b as f64 / (1u64 << 30) as f64),
+    )
+}
+
+/// Waits until every kernel queued on `device` has run (a no-op on CPU), so a clock read after it counts them.
+fn synchronize(device: Device) {
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
 }
 
 const PHASES: [&str; 4] = ["encoder forward", "head + loss", "backward", "clip + AdamW"];
@@ -249,16 +292,26 @@ const PHASES: [&str; 4] = ["encoder forward", "head + loss", "backward", "clip +
 /// step time and the sum of these phases.
 fn isoclr_step_in_phases(trainer: &mut Trainer, batch: &StepBatch, config: &Config, phases: &mut [f64; 4]) -> f64 {
     let n = batch.pairs.len() as i64;
+    let device = trainer.model.vars.device();
+    synchronize(device);
     let mut clock = Instant::now();
     let mut lap = |i: usize| {
+        synchronize(device);
         phases[i] += clock.elapsed().as_secs_f64() * 1e3;
         clock = Instant::now();
     };
     trainer.optimizer.zero_grad();
-    let embeddings = trainer.model.embed_micro_batches(&batch.micro, true);
-    lap(0);
-    let projections = trainer.model.head.forward(&embeddings, true);
-    let views = Views::normalised(&projections.narrow(0, 0, n), &projections.narrow(0, n, n));
+    // As in `train_step`: encoder, head and normalisation in bf16 autocast on CUDA, the loss in f32.
+    let views = isoclr::device::autocast_bf16(device.is_cuda(), || {
+        let embeddings = trainer.model.embed_micro_batches(&batch.micro, true);
+        lap(0);
+        let projections = trainer.model.head.forward(&embeddings, true);
+        Views::normalised(&projections.narrow(0, 0, n), &projections.narrow(0, n, n))
+    });
+    let views = Views {
+        z1: views.z1.to_kind(tch::Kind::Float),
+        z2: views.z2.to_kind(tch::Kind::Float),
+    };
     let loss = contrastive_loss(config.train.loss, &views, 0, n, config.train.temperature, None);
     lap(1);
     loss.backward();
@@ -272,41 +325,69 @@ fn isoclr_step_in_phases(trainer: &mut Trainer, batch: &StepBatch, config: &Conf
 }
 
 /// One timed isoclr step (`Trainer::train_step` in one process, as `isoclr train` runs it; it reads the loss
-/// back, so all work is done when it returns); warm-up steps count for the loss only.
+/// back, so all work is done when it returns; on CUDA the device is also synchronised before and after, and
+/// the step's peak memory recorded); warm-up steps count for the loss only.
 fn time_isoclr(trainer: &mut Trainer, batch: &StepBatch, step: usize, settings: &Settings, side: &mut Side) {
     let step_batch = StepBatch {
         step: step as u64,
         ..batch.clone()
     };
+    let cuda = settings.device.is_cuda();
+    synchronize(settings.device);
+    if cuda {
+        isoclr::device::reset_cuda_peak_memory(0);
+    }
     let started = Instant::now();
     let report = trainer
         .train_step(&step_batch, &mut SingleProcess)
         .expect("one-process step");
+    synchronize(settings.device);
     let ms = started.elapsed().as_secs_f64() * 1e3;
     side.losses.push(report.loss);
     if step >= settings.warmup {
         side.step_ms.push(ms);
+        if let Some(peak) = isoclr::device::cuda_peak_allocated_bytes(0).filter(|_| cuda) {
+            side.peak_bytes.push(peak);
+        }
     }
 }
 
 /// One timed PyTorch step (timed inside the reference, so the pipe is not counted).
 fn time_pytorch(reference: &mut Reference, step: usize, settings: &Settings, side: &mut Side) {
-    let (ms, loss, _) = reference.step();
-    side.losses.push(loss);
+    let answer = reference.step(false);
+    side.losses.push(answer.loss);
     if step >= settings.warmup {
-        side.step_ms.push(ms);
+        side.step_ms.push(answer.step_ms);
+        side.peak_bytes.extend(answer.peak_bytes);
     }
 }
 
 fn pytorch_phases(reference: &mut Reference, side: &mut Side) {
-    let (_, _, phases) = reference.step();
-    side.phases_ms.iter_mut().zip(phases).for_each(|(sum, p)| *sum += p);
+    let answer = reference.step(true);
+    side.phases_ms
+        .iter_mut()
+        .zip(answer.phases_ms)
+        .for_each(|(sum, p)| *sum += p);
 }
 
 fn python() -> PathBuf {
     std::env::var_os("ISOCLR_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
+}
+
+fn reference_script() -> PathBuf {
+    std::env::var_os("ISOCLR_BENCH_REFERENCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/reference.py"))
+}
+
+/// One step's answer from the reference.
+struct Answer {
+    step_ms: f64,
+    loss: f64,
+    phases_ms: [f64; 4],
+    peak_bytes: Option<u64>,
 }
 
 /// `reference.py bench --serve`: the PyTorch side, kept alive so its steps can alternate with isoclr's.
@@ -318,8 +399,8 @@ struct Reference {
 }
 
 impl Reference {
-    fn start(dir: &std::path::Path, config_json: &str, threads: i32) -> Self {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/reference.py");
+    fn start(dir: &std::path::Path, config_json: &str, threads: i32, device: Device) -> Self {
+        let script = reference_script();
         let python = python();
         let mut child = Command::new(&python)
             .arg(&script)
@@ -329,6 +410,7 @@ impl Reference {
             .args(["--weights", dir.join("weights.safetensors").to_str().unwrap()])
             .args(["--config-json", config_json])
             .args(["--threads", &threads.to_string()])
+            .args(["--device", if device.is_cuda() { "cuda" } else { "cpu" }])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -348,9 +430,9 @@ impl Reference {
         }
     }
 
-    /// One PyTorch training step; returns (step ms, loss, phase ms).
-    fn step(&mut self) -> (f64, f64, [f64; 4]) {
-        writeln!(self.requests, "step")
+    /// One PyTorch training step; `profile` also has the reference synchronise the GPU between phases.
+    fn step(&mut self, profile: bool) -> Answer {
+        writeln!(self.requests, "{}", if profile { "profile" } else { "step" })
             .and_then(|_| self.requests.flush())
             .expect("reference.py stopped (see its error above)");
         let mut line = String::new();
@@ -366,7 +448,12 @@ impl Reference {
             number(&p["backward"]),
             number(&p["optimizer"]),
         ];
-        (number(&answer["step_ms"]), number(&answer["loss"]), phases)
+        Answer {
+            step_ms: number(&answer["step_ms"]),
+            loss: number(&answer["loss"]),
+            phases_ms: phases,
+            peak_bytes: answer["peak_bytes"].as_u64(),
+        }
     }
 
     fn finish(self) -> String {
@@ -385,6 +472,14 @@ impl Reference {
 
 fn main() {
     let settings = Settings::from_env();
+    // Only for CUDA: loading libtorch_cuda (and its CUDA libraries) would be a pointless cost on CPU runs.
+    if settings.device.is_cuda() {
+        isoclr::device::init();
+        assert!(
+            tch::Cuda::is_available(),
+            "ISOCLR_BENCH_DEVICE=cuda but libtorch sees no CUDA device (is torch's lib directory on LD_LIBRARY_PATH?)"
+        );
+    }
     tch::set_num_threads(settings.threads);
     let model = ModelConfig {
         preset: settings.preset,
@@ -405,15 +500,16 @@ fn main() {
     let sequences = 2 * settings.batch;
     let padded: Vec<String> = batch.micro.iter().map(|m| m.padded_len.to_string()).collect();
     eprintln!(
-        "batch: {} pairs, passes padded to {} ({:.0} % padding), {} threads",
+        "batch: {} pairs, passes padded to {} ({:.0} % padding), {} threads, {:?}",
         settings.batch,
         padded.join(" and "),
         100.0 * batch.pad_fraction(),
-        settings.threads
+        settings.threads,
+        settings.device
     );
 
     let dir = tempfile::tempdir().expect("temporary directory");
-    let mut trainer = Trainer::new(&config, Device::Cpu, 1);
+    let mut trainer = Trainer::new(&config, settings.device, 1);
     trainer
         .model
         .save(&dir.path().join("weights.safetensors"))
@@ -425,7 +521,7 @@ fn main() {
     let total = settings.warmup + settings.steps;
     let torch_version = if settings.alternate {
         // The sides take turns, so a changing background load hits both alike.
-        let mut reference = Reference::start(dir.path(), &config_json, settings.threads);
+        let mut reference = Reference::start(dir.path(), &config_json, settings.threads, settings.device);
         for step in 0..total {
             time_isoclr(&mut trainer, &batch, step, &settings, &mut rust);
             time_pytorch(&mut reference, step, &settings, &mut torch);
@@ -444,9 +540,14 @@ fn main() {
         for _ in 0..if settings.profile { settings.steps } else { 0 } {
             isoclr_step_in_phases(&mut trainer, &batch, &config, &mut rust.phases_ms);
         }
+        // isoclr is done: on a GPU its cached memory goes back to the driver for the reference to use.
+        drop(trainer);
+        if settings.device.is_cuda() {
+            isoclr::device::cuda_empty_cache();
+        }
         // Started only now: libgomp worker threads of an idle process spin for a while and would take
         // CPU from the side being timed.
-        let mut reference = Reference::start(dir.path(), &config_json, settings.threads);
+        let mut reference = Reference::start(dir.path(), &config_json, settings.threads, settings.device);
         for step in 0..total {
             time_pytorch(&mut reference, step, &settings, &mut torch);
         }
@@ -459,12 +560,23 @@ fn main() {
     let seq_per_s = |side: &Side| sequences as f64 / (side.median_ms() / 1e3);
     let name = |v: serde_json::Value| v.as_str().unwrap_or("?").to_owned();
     println!();
+    let cuda = settings.device.is_cuda();
+    // CPU runs print the table as before; CUDA runs add the peak memory of each side.
+    let (memory_head, memory_rule, memory_cells) = if cuda {
+        (
+            " isoclr peak GiB | PyTorch peak GiB |",
+            "---|---|",
+            format!(" {} | {} |", gib(rust.peak_bytes()), gib(torch.peak_bytes())),
+        )
+    } else {
+        Default::default()
+    };
     println!(
-        "| preset | norm | batch (pairs) | length | threads | isoclr step ms | PyTorch step ms | isoclr seq/s | PyTorch seq/s | ratio |"
+        "| preset | norm | batch (pairs) | length | threads | isoclr step ms | PyTorch step ms | isoclr seq/s | PyTorch seq/s | ratio |{memory_head}"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|{memory_rule}");
     println!(
-        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.3} |",
+        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.3} |{memory_cells}",
         name(serde_json::to_value(settings.preset).unwrap()),
         name(serde_json::to_value(settings.norm).unwrap()),
         settings.batch,
@@ -505,6 +617,43 @@ fn main() {
         last(&torch)
     );
     println!("torch {torch_version}; seq/s = 2 × pairs / median step time");
+    if cuda {
+        println!(
+            "device {:?}, bf16 autocast; peak = bytes allocated by libtorch's caching allocator, largest over the timed steps",
+            settings.device
+        );
+    }
+    if let Some(path) = &settings.json {
+        let record = serde_json::json!({
+            "device": if cuda { "cuda" } else { "cpu" },
+            "preset": settings.preset,
+            "norm": settings.norm,
+            "pairs": settings.batch,
+            "sequences": sequences,
+            "length": settings.lengths.to_string(),
+            "padded": batch.micro.iter().map(|m| m.padded_len).collect::<Vec<_>>(),
+            "pad_fraction": batch.pad_fraction(),
+            "threads": settings.threads,
+            "steps": settings.steps,
+            "warmup": settings.warmup,
+            "isoclr_ms": rust.median_ms(),
+            "torch_ms": torch.median_ms(),
+            "isoclr_seq_s": seq_per_s(&rust),
+            "torch_seq_s": seq_per_s(&torch),
+            "ratio": seq_per_s(&rust) / seq_per_s(&torch),
+            "isoclr_peak_bytes": rust.peak_bytes(),
+            "torch_peak_bytes": torch.peak_bytes(),
+            "isoclr_loss": [rust.losses[0], last(&rust)],
+            "torch_loss": [torch.losses[0], last(&torch)],
+            "torch": torch_version,
+        });
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("ISOCLR_BENCH_JSON={}: {e}", path.display()));
+        writeln!(file, "{record}").unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
     if settings.profile {
         println!();
         println!("| phase (ms per step) | isoclr | PyTorch | PyTorch ÷ isoclr |");

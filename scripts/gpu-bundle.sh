@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds what scripts/gpu-check.sh runs on a GPU machine that has torch but no cargo and no network, into
+# gpu-bundle/ (git-ignored; carry it next to a copy of the working tree):
+#   isoclr            the binary, with the NCCL backend (`--features nccl`)
+#   train_throughput  the isoclr-vs-PyTorch training benchmark (benches/train_throughput.rs)
+#   isoclr-lib-tests  the library's unit tests, with `--features nccl` (src/dist/nccl.rs runs NCCL there)
+#   BUILD             commit, toolchain and libtorch they were built against
+# All release builds, stripped of debug info (the unstripped isoclr is ~145 MB; the bundle must stay small
+# enough to travel with the tree). The binaries keep their rpath to this machine's .venv/libtorch, which
+# does not exist on the GPU machine: gpu-check.sh puts that machine's torch/lib on LD_LIBRARY_PATH instead.
+#
+#   scripts/gpu-bundle.sh          (CARGO_TARGET_DIR is honoured; default target/)
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+bundle="$repo/gpu-bundle"
+limit_mib=60
+
+[[ -e .venv/libtorch ]] || scripts/setup.sh
+
+# Prints the executable(s) of target kind $1 (bin, lib, bench) that a cargo invocation with
+# --message-format=json produced (cargo bench also reports the package's binaries, which benches may run).
+executables() {
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    if line.startswith("{"):
+        m = json.loads(line)
+        if m.get("reason") == "compiler-artifact" and m.get("executable") and sys.argv[1] in m["target"]["kind"]:
+            print(m["executable"])
+' "$1"
+}
+
+# One feature set for all three, so the library compiles once per mode. `cargo bench` always uses the
+# bench profile, which inherits the release profile.
+build=(--features nccl --message-format=json-render-diagnostics)
+echo "gpu-bundle: building (release, --features nccl)" >&2
+isoclr=$(cargo build --release "${build[@]}" --bin isoclr | executables bin)
+tests=$(cargo test --release "${build[@]}" --lib --no-run | executables lib)
+bench=$(cargo bench "${build[@]}" --bench train_throughput --no-run | executables bench)
+for f in "$isoclr" "$tests" "$bench"; do
+  [[ -n "$f" && -x "$f" && "$f" != *$'\n'* ]] || { echo "gpu-bundle: expected one executable, got '$f'" >&2; exit 1; }
+done
+
+rm -rf "$bundle"
+mkdir -p "$bundle"
+objcopy --strip-debug "$isoclr" "$bundle/isoclr"
+objcopy --strip-debug "$tests" "$bundle/isoclr-lib-tests"
+objcopy --strip-debug "$bench" "$bundle/train_throughput"
+{
+  echo "commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src benches build.rs Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
+  echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n)"
+  rustc --version
+  echo "libtorch $(readlink -f .venv/libtorch) ($(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("torch"))' 2>/dev/null || echo '?'))"
+} >"$bundle/BUILD"
+
+echo "gpu-bundle: $bundle" >&2
+total=0
+for f in isoclr isoclr-lib-tests train_throughput; do
+  bytes=$(stat -c %s "$bundle/$f")
+  total=$((total + bytes))
+  awk -v f="$f" -v b="$bytes" 'BEGIN { printf "%-18s %6.1f MiB\n", f, b / 1048576 }'
+done
+awk -v b="$total" -v l="$limit_mib" 'BEGIN { printf "%-18s %6.1f MiB (limit %d MiB)\n", "total", b / 1048576, l }' 
+if ((total > limit_mib * 1048576)); then
+  echo "gpu-bundle: the bundle exceeds $limit_mib MiB" >&2
+  exit 1
+fi

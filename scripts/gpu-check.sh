@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# One-shot check of isoclr on a GPU machine that has torch but no cargo and no network. Run from the
+# repository root with gpu-bundle/ present (made on a development machine by scripts/gpu-bundle.sh):
+#
+#   scripts/gpu-check.sh                                   # on the GPU machine: < 8 minutes
+#   ISOCLR_GPU_CHECK_DEVICE=cpu scripts/gpu-check.sh       # smoke test of this script on a CPU machine
+#
+# Prints one markdown table and writes it, with every raw log, to $OUT (if set) or ./gpu-check-out/:
+#   (a) training throughput, isoclr vs the PyTorch eager reference (benches/reference.py) on the same
+#       batch and starting weights, bf16 autocast, presets small and medium, every sequence 12,288 nt or
+#       the realistic length mix (mix:12288), with their ratio and each side's peak GPU memory;
+#   (b) the library's NCCL unit tests (src/dist/nccl.rs) at world size 1, plus the device:: tests
+#       (autocast, CUDA memory statistics);
+#   (c) `isoclr train --workers 2` (two processes sharing the GPU, TCP ring) against `--workers 1` on the
+#       tiny synthetic configuration: seq/s and the largest relative loss difference of a step.
+# Exit status 0 when every check passed. Every command runs under `timeout`, and all of them share one
+# budget (ISOCLR_GPU_CHECK_BUDGET_S, default 450 s), so the script ends well inside a 10-minute limit.
+#
+# Environment: PYTHON (default /opt/torch/.venv/bin/python3; .venv/bin/python on CPU), TORCH_DIR (the torch
+# package directory; default: found from PYTHON), ISOCLR_GPU_CHECK_QUICK=1 (tiny sizes; the default on CPU),
+# ISOCLR_GPU_BUNDLE (default gpu-bundle).
+set -uo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+started=$SECONDS
+device=${ISOCLR_GPU_CHECK_DEVICE:-cuda}
+[[ "$device" == cpu || "$device" == cuda ]] || { echo "ISOCLR_GPU_CHECK_DEVICE must be cpu or cuda" >&2; exit 2; }
+if [[ "$device" == cpu ]]; then
+  quick=${ISOCLR_GPU_CHECK_QUICK:-1}
+  PYTHON=${PYTHON:-$repo/.venv/bin/python}
+else
+  quick=${ISOCLR_GPU_CHECK_QUICK:-0}
+  PYTHON=${PYTHON:-/opt/torch/.venv/bin/python3}
+fi
+budget_s=${ISOCLR_GPU_CHECK_BUDGET_S:-450}
+bundle=${ISOCLR_GPU_BUNDLE:-$repo/gpu-bundle}
+out=${OUT:-$repo/gpu-check-out}
+logs="$out/logs"
+mkdir -p "$logs"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+for f in isoclr isoclr-lib-tests train_throughput; do
+  [[ -x "$bundle/$f" ]] || { echo "gpu-check: $bundle/$f missing: run scripts/gpu-bundle.sh on a build machine" >&2; exit 2; }
+done
+
+# The bundle's binaries carry an rpath to the build machine's libtorch; here they load this machine's torch
+# (the same version, 2.11.0) through LD_LIBRARY_PATH, with NCCL from the same wheel set. src/dist/nccl.rs
+# opens libnccl by absolute path (ISOCLR_NCCL_LIBRARY), not by cudarc's bare-name search, so no
+# `libnccl.so` symlink is needed, and it is the very file libtorch_cuda loads (two copies corrupt each other).
+torch_dir=${TORCH_DIR:-$(timeout 60 "$PYTHON" -c \
+  'import importlib.util as u; print(u.find_spec("torch").submodule_search_locations[0])')} ||
+  { echo "gpu-check: $PYTHON has no torch (set PYTHON or TORCH_DIR)" >&2; exit 2; }
+nccl_lib=$(cd "$torch_dir/../nvidia/nccl/lib" 2>/dev/null && pwd) || nccl_lib=""
+export LD_LIBRARY_PATH="$torch_dir/lib${nccl_lib:+:$nccl_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export LIBTORCH="$torch_dir"
+[[ -n "$nccl_lib" ]] && export ISOCLR_NCCL_LIBRARY="$nccl_lib/libnccl.so.2"
+export ISOCLR_PYTHON="$PYTHON" ISOCLR_BENCH_REFERENCE="$repo/benches/reference.py"
+export RUST_LOG=${RUST_LOG:-warn}
+{
+  echo "device=$device quick=$quick budget_s=$budget_s"
+  echo "PYTHON=$PYTHON"
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  echo "ISOCLR_NCCL_LIBRARY=${ISOCLR_NCCL_LIBRARY:-}"
+  cat "$bundle/BUILD" 2>/dev/null
+  [[ "$device" == cuda ]] && timeout 30 nvidia-smi
+} >"$logs/environment.txt" 2>&1
+
+# run CAP LOG COMMAND...: COMMAND under a timeout of CAP seconds, or less when the shared budget is nearly
+# spent; stdout and stderr go to LOG. timeout signals the whole process group (workers included).
+run() {
+  local cap=$1 log=$2
+  shift 2
+  local left=$((budget_s - (SECONDS - started)))
+  if ((left < 20)); then
+    echo "gpu-check: skipped, the time budget (${budget_s} s) is spent" >"$log"
+    return 124
+  fi
+  local limit=$((cap < left ? cap : left)) began=$SECONDS status
+  echo "+ timeout $limit $*" >"$log"
+  timeout -k 10 "$limit" "$@" >>"$log" 2>&1
+  status=$?
+  echo "+ exit $status after $((SECONDS - began)) s" >>"$log"
+  return "$status"
+}
+
+if [[ "$device" == cuda ]]; then
+  card=$(timeout 30 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null |
+    head -1 | awk -F', ' '{ printf "%s (%s, driver %s)", $1, $2, $3 }')
+  card=${card:-"GPU (nvidia-smi gave no name)"}
+else
+  card="CPU smoke test: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, no GPU"
+fi
+echo "gpu-check: $card; logs in $logs" >&2
+
+# ---- (b) unit tests on the device ---------------------------------------------------------------------
+if [[ "$device" == cuda ]]; then
+  echo "gpu-check: NCCL and device unit tests" >&2
+  run 90 "$logs/unit-tests.log" "$bundle/isoclr-lib-tests" dist::nccl device:: --test-threads=1
+  echo "exit $?" >"$logs/unit-tests.status"
+else
+  run 60 "$logs/unit-tests.log" "$bundle/isoclr-lib-tests" --list dist::nccl
+  echo "exit $?" >"$logs/unit-tests.status"
+fi
+
+# ---- (c) two workers sharing the device over the TCP ring, against one --------------------------------
+# The settings of tests/distributed.rs under which a distributed run computes the one-process mathematics
+# (per-sample norm, no dropout, an Adam eps that damps summation-order noise in near-zero gradients).
+if ((quick)); then dist_steps=6 dist_batch=12 dist_genes=80; else dist_steps=40 dist_batch=32 dist_genes=240; fi
+cores=$(nproc)
+dist_common=(train --config configs/tiny.toml --set "train.device=$device" --set model.norm=layer
+  --set model.dropout=0.0 --set train.lr=0.001 --set train.eps=1e-6 --set train.log_every=1
+  --set "train.steps=$dist_steps" --set "train.batch_size=$dist_batch" --set "data.synth_genes=$dist_genes")
+for workers in 1 2; do
+  echo "gpu-check: isoclr train --workers $workers" >&2
+  threads=$((cores / workers > 0 ? cores / workers : 1))
+  run 90 "$logs/train-workers-$workers.log" "$bundle/isoclr" "${dist_common[@]}" --set "train.threads=$threads" \
+    --workers "$workers" --out "$work/workers-$workers"
+  echo "exit $?" >"$logs/train-workers-$workers.status"
+  cp "$work/workers-$workers/metrics.jsonl" "$logs/metrics-workers-$workers.jsonl" 2>/dev/null
+done
+
+# ---- (a) throughput: isoclr vs PyTorch eager, same batch and weights ----------------------------------
+if ((quick)); then
+  cases=("small 2 256" "small 2 mix:512" "medium 2 256" "medium 2 mix:512")
+  bench_steps=2 bench_warmup=1
+else
+  # Pairs per step chosen so each case takes well under a minute and fits an 80 GB card (small at 2×64
+  # sequences of 12,288 nt is the configuration measured in TOOLCHAIN.md; medium holds ~2.5× the
+  # activations per sequence). A case that runs out of memory is retried once at half the batch.
+  cases=("small 64 12288" "small 64 mix:12288" "medium 32 12288" "medium 32 mix:12288")
+  bench_steps=20 bench_warmup=3
+fi
+rm -f "$logs/bench.jsonl"
+for case in "${cases[@]}"; do
+  read -r preset pairs len <<<"$case"
+  name="bench-$preset-${len/:/}"
+  for attempt in 1 2; do
+    echo "gpu-check: throughput $preset, $pairs pairs, length $len" >&2
+    smi_pid=""
+    if [[ "$device" == cuda ]]; then
+      # Backup memory figure: what nvidia-smi sees per process (context and cache included), in case the
+      # allocator statistics are unavailable; empty where the container hides other PIDs from nvidia-smi.
+      timeout 120 nvidia-smi --query-compute-apps=process_name,used_memory --format=csv,noheader,nounits \
+        -lms 250 >"$logs/$name.smi.csv" 2>/dev/null &
+      smi_pid=$!
+    fi
+    ISOCLR_BENCH_DEVICE=$device ISOCLR_BENCH_PRESET=$preset ISOCLR_BENCH_BATCH=$pairs ISOCLR_BENCH_LEN=$len \
+      ISOCLR_BENCH_STEPS=$bench_steps ISOCLR_BENCH_WARMUP=$bench_warmup ISOCLR_BENCH_JSON="$logs/bench.jsonl" \
+      run 100 "$logs/$name.log" "$bundle/train_throughput"
+    status=$?
+    [[ -n "$smi_pid" ]] && kill "$smi_pid" 2>/dev/null && wait "$smi_pid" 2>/dev/null
+    echo "exit $status" >"$logs/$name.status"
+    if ((status != 0 && attempt == 1 && pairs > 1)) && grep -qi "out of memory" "$logs/$name.log"; then
+      mv "$logs/$name.log" "$logs/$name.oom-$pairs.log"
+      pairs=$((pairs / 2))
+      continue
+    fi
+    break
+  done
+done
+
+# ---- the table --------------------------------------------------------------------------------------
+timeout 60 "$PYTHON" - "$logs" "$device" "$card" "$dist_steps" "$dist_batch" "$((SECONDS - started))" \
+  "${cases[@]}" >"$out/gpu-check.md" <<'PY'
+import json, os, re, sys
+
+logs, device, card, dist_steps, dist_batch, elapsed = sys.argv[1:7]
+cases = sys.argv[7:]
+cuda = device == "cuda"
+failed = []
+
+
+def read(name):
+    try:
+        with open(os.path.join(logs, name)) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def status(name):
+    text = read(name + ".status").split()
+    return int(text[-1]) if text else None
+
+
+def rate(x):
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def gib(b):
+    return "n/a" if b is None else f"{b / 2**30:.2f}"
+
+
+def smi_max(name):
+    """Largest nvidia-smi used_memory (MiB) of the bench binary and of python, from the sampler's CSV."""
+    peaks = {}
+    for line in read(name + ".smi.csv").splitlines():
+        parts = [p.strip() for p in line.rsplit(",", 1)]
+        if len(parts) == 2 and parts[1].isdigit():
+            side = "isoclr" if "train_throughput" in parts[0] else "python" if "python" in parts[0] else None
+            if side:
+                peaks[side] = max(peaks.get(side, 0), int(parts[1]))
+    return peaks
+
+
+rows = []
+bench = [json.loads(l) for l in read("bench.jsonl").splitlines() if l.strip()]
+for case in cases:
+    preset, pairs, length = case.split()
+    name = f"bench-{preset}-{length.replace(':', '')}"
+    want = length.replace("mix:", "mix≤")
+    found = [b for b in bench if b["preset"] == preset and b["length"] == want]
+    setting = f"{preset}, {length}"
+    if not found or status(name) != 0:
+        failed.append(name)
+        rows.append(("throughput", setting, "—", "—", "—", "—", f"**FAILED** (exit {status(name)}, logs/{name}.log)"))
+        continue
+    b = found[-1]
+    padded = " / ".join(f"{p:,}" for p in b["padded"])
+    setting = f"{preset}, 2×{b['pairs']} seqs, {want} (passes padded to {padded}, {100 * b['pad_fraction']:.0f} % padding)"
+    memory = f"{gib(b['isoclr_peak_bytes'])} / {gib(b['torch_peak_bytes'])} GiB" if cuda else "n/a (CPU)"
+    smi = smi_max(name)
+    if smi:
+        memory += f" (nvidia-smi: {smi.get('isoclr', '?')} / {smi.get('python', '?')} MiB)"
+    losses = b["isoclr_loss"] + b["torch_loss"]
+    ok = all(x == x and abs(x) != float("inf") for x in losses)
+    if not ok:
+        failed.append(name)
+    rows.append((
+        "throughput" + (", bf16" if cuda else ", f32"),
+        setting,
+        f"{rate(b['isoclr_seq_s'])} seq/s ({b['isoclr_ms']:.1f} ms)",
+        f"{rate(b['torch_seq_s'])} seq/s ({b['torch_ms']:.1f} ms)",
+        f"{b['ratio']:.3f}",
+        memory,
+        "ok" if ok else "**FAILED**: a loss is not finite",
+    ))
+
+unit = read("unit-tests.log")
+unit_status = status("unit-tests")
+if cuda:
+    m = re.search(r"test result: (\w+)\. (\d+) passed; (\d+) failed", unit)
+    result = f"{m.group(2)} passed, {m.group(3)} failed" if m else f"no result (exit {unit_status})"
+    passed = bool(m) and m.group(1) == "ok" and unit_status == 0 and int(m.group(2)) > 0
+    if not passed:
+        failed.append("unit tests")
+    rows.append(("NCCL unit tests, world size 1", "dist::nccl + device:: (isoclr-lib-tests)", result, "—", "—", "—",
+                 "pass" if passed else "**FAILED** (logs/unit-tests.log)"))
+else:
+    listed = len(re.findall(r"^dist::nccl::\S+: test$", unit, re.M))
+    passed = unit_status == 0 and listed > 0
+    if not passed:
+        failed.append("unit tests")
+    rows.append(("NCCL unit tests", "dist::nccl", f"test binary starts, {listed} tests listed", "—", "—", "—",
+                 "skipped on CPU (needs a GPU)" if passed else "**FAILED**: the test binary does not start"))
+
+
+def metrics(workers):
+    return [json.loads(l) for l in read(f"metrics-workers-{workers}.jsonl").splitlines() if l.strip()]
+
+
+def seq_per_s(rows):
+    # Steady state: from the 4th logged step on (the first steps carry CUDA and cuDNN start-up).
+    a, b = (rows[3], rows[-1]) if len(rows) > 4 else (rows[0], rows[-1])
+    span = b["elapsed_s"] - a["elapsed_s"]
+    return (b["step"] - a["step"]) * 2 * int(dist_batch) / span if span > 0 else float("nan")
+
+
+one, two = metrics(1), metrics(2)
+setting = f"tiny, layer norm, no dropout, {dist_batch} pairs × {dist_steps} steps, train.device={device}"
+# Tolerances: f32 on CPU, as tests/distributed.rs; bf16 autocast rounds activations to 8 significant bits
+# (2^-8 = 3.9e-3), and the two runs encode different pass shapes (each worker pads its own shard), so a
+# step-0 loss can differ by ~1e-3 and the gap grows as the weights drift apart over the steps.
+tol_first, tol_all = (1e-5, 1e-5) if not cuda else (1e-2, 5e-2)
+if status("train-workers-1") == 0 and status("train-workers-2") == 0 and len(one) == len(two) == int(dist_steps):
+    rel = [abs(a["loss"] - b["loss"]) / abs(b["loss"]) for a, b in zip(two, one)]
+    with open(os.path.join(logs, "workers-loss-diff.txt"), "w") as f:
+        f.write("step loss_1_worker loss_2_workers rel_diff\n")
+        f.writelines(f"{a['step']} {b['loss']:.8g} {a['loss']:.8g} {r:.3e}\n" for a, b, r in zip(two, one, rel))
+    passed = rel[0] <= tol_first and max(rel) <= tol_all
+    if not passed:
+        failed.append("workers")
+    s1, s2 = seq_per_s(one), seq_per_s(two)
+    rows.append((
+        "2 workers sharing the " + ("GPU" if cuda else "CPU") + " (TCP ring) vs 1",
+        setting,
+        f"2 workers: {rate(s2)} seq/s",
+        f"1 worker: {rate(s1)} seq/s",
+        f"{s2 / s1:.2f}",
+        "—",
+        f"{'pass' if passed else '**FAILED**'}: max rel. Δloss {max(rel):.1e}, median "
+        f"{sorted(rel)[len(rel) // 2]:.1e}, step 0 {rel[0]:.1e} (tolerance {tol_all:.0e}; step 0 {tol_first:.0e})",
+    ))
+else:
+    failed.append("workers")
+    rows.append(("2 workers vs 1", setting, "—", "—", "—", "—",
+                 f"**FAILED** (exit {status('train-workers-1')} / {status('train-workers-2')}, "
+                 f"{len(one)} / {len(two)} metrics lines; logs/train-workers-*.log)"))
+
+print(f"### isoclr GPU check: {card}")
+print()
+print(f"| check ({card.split(' (')[0]}) | setting | isoclr | reference | ratio | peak memory isoclr / PyTorch | result |")
+print("|---|---|---|---|---|---|---|")
+for r in rows:
+    print("| " + " | ".join(r) + " |")
+print()
+print(f"reference: PyTorch eager (benches/reference.py) for throughput; `--workers 1` for the 2-worker row. "
+      f"ratio: isoclr ÷ reference seq/s (> 1: isoclr faster). Peak memory: libtorch caching allocator's peak "
+      f"bytes allocated during a step (torch.cuda.max_memory_allocated), largest over the timed steps. "
+      f"{elapsed} s in all; {'all checks passed' if not failed else 'FAILED: ' + ', '.join(failed)}.")
+sys.exit(1 if failed else 0)
+PY
+table_status=$?
+cat "$out/gpu-check.md"
+echo "gpu-check: table and logs in $out ($((SECONDS - started)) s)" >&2
+exit "$table_status"

@@ -414,13 +414,21 @@ def clip_per_tensor(model: nn.Module, max_norm: float) -> None:
 
 
 class Batch:
-    """A step's two encoder passes, read from a batch file (see the module docstring), on `device`."""
+    """A step's two encoder passes, read from a batch file (see the module docstring), for `device`.
+
+    The tracks stay in host memory (pinned on CUDA) and `train_step` copies them to the device every step
+    without blocking, as a PyTorch loop fed by DataLoader(pin_memory=True) does: isoclr too receives every
+    step's batch from the host."""
 
     def __init__(self, tensors: dict[str, Tensor], device: torch.device | str = "cpu"):
         self.passes = []
+        self.device = torch.device(device)
         start = 0
         for k in (1, 2):
-            x, lengths = tensors[f"x{k}"].float().to(device), tensors[f"len{k}"].long().to(device)
+            x = tensors[f"x{k}"].float()
+            if self.device.type == "cuda":
+                x = x.pin_memory()
+            lengths = tensors[f"len{k}"].long().to(device)
             rows = tensors.get(f"rows{k}", torch.arange(start, start + x.shape[0])).long().to(device)
             self.passes.append((x, lengths, rows))
             start += x.shape[0]
@@ -464,10 +472,10 @@ def train_step(
         phases = Phases()
     phases.start()
     optimizer.zero_grad(set_to_none=False)
-    device = batch.passes[0][0].device
+    device = batch.device
     n = batch.pairs
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        pieces = [model.encoder(x, lengths) for x, lengths, _ in batch.passes]
+        pieces = [model.encoder(x.to(device, non_blocking=True), lengths) for x, lengths, _ in batch.passes]
         # Passes hold rows in their own order (Rust sorts a pass by length): put row r of the step at r.
         order = torch.cat([rows for _, _, rows in batch.passes])
         inverse = torch.empty_like(order)
@@ -530,7 +538,7 @@ def timed_step(
 
     On CUDA the clock starts and stops with the device idle (torch.cuda.synchronize), so the step's queued
     kernels are all counted and none of an earlier step's are."""
-    cuda = batch.passes[0][0].is_cuda
+    cuda = batch.device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()

@@ -35,6 +35,7 @@
 //! | `ISOCLR_BENCH_SYNTH_MIB` | throughput: a synthetic payload of this many MiB (0: none) | 256 |
 //! | `ISOCLR_BENCH_REPS` | throughput: timed repetitions (after one untimed) | 5 |
 //! | `ISOCLR_BENCH_S3` | `0`: no S3 (SeaweedFS is not started) | `1` |
+//! | `ISOCLR_BENCH_MULTIPART_MIB` | the checkpoint store's `multipart_threshold_mib` | 8 (the default) |
 //!
 //! Run: `cargo bench --bench checkpoint` (see docs/PERFORMANCE.md). MB = 10^6 bytes.
 
@@ -299,7 +300,12 @@ impl Target {
 
     /// The `[checkpoint]` settings a run would use: defaults, plus what an S3-compatible server needs.
     fn checkpoint_config(&self, sub: &str) -> CheckpointConfig {
-        match self {
+        // To see what multipart uploads cost: a threshold above the file sizes turns them off.
+        let multipart_threshold_mib = std::env::var("ISOCLR_BENCH_MULTIPART_MIB")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(CheckpointConfig::default().multipart_threshold_mib);
+        let config = match self {
             Target::File(dir) => CheckpointConfig {
                 url: Some(format!("file://{}", dir.join(sub).display())),
                 ..CheckpointConfig::default()
@@ -312,6 +318,10 @@ impl Target {
                 s3_path_style: true,
                 ..CheckpointConfig::default()
             },
+        };
+        CheckpointConfig {
+            multipart_threshold_mib,
+            ..config
         }
     }
 

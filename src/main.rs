@@ -345,7 +345,14 @@ fn main() -> Result<()> {
             std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
             std::fs::write(out.join("config.toml"), config.to_toml())?;
             let dataset = Arc::new(isoclr::data::resolve_dataset(&config.data, &out)?);
-            let start_step = isoclr::launch::resume_step(&config, &dataset)?;
+            let start_step = match isoclr::launch::resume_step(&config, &dataset) {
+                // A requeued job that had already finished: nothing to do, and nothing failed.
+                Err(e @ isoclr::launch::LaunchError::AlreadyComplete { .. }) => {
+                    println!("{e}");
+                    return Ok(());
+                }
+                other => other?,
+            };
             let mut options = CoordinatorOptions::new(config, dataset, workers, token, out);
             options.addr_file = addr_file;
             options.start_step = start_step;

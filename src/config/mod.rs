@@ -522,6 +522,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_shipped_config_loads_and_its_global_batch_splits_over_its_workers() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut checked = 0;
+        for dir in [root.clone(), root.join("cluster")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_none_or(|e| e != "toml") {
+                    continue;
+                }
+                let config = Config::load(Some(&path), &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                // Cluster configs are named NAME-Nnode.toml and run 8 workers per node.
+                let nodes = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| s.strip_suffix("node"))
+                    .and_then(|s| s.rsplit('-').next())
+                    .and_then(|n| n.parse::<usize>().ok());
+                if let Some(nodes) = nodes {
+                    assert_eq!(config.train.batch_size % (8 * nodes), 0, "{}", path.display());
+                    assert!(config.checkpoint.url.is_some(), "{} checkpoints", path.display());
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 8, "only {checked} configs found");
+    }
+
+    #[test]
     fn layers_apply_in_order_and_overrides_parse_types() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");

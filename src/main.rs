@@ -45,6 +45,14 @@ impl ConfigArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check a run configuration and print it resolved (defaults, file, ISOCLR_* variables, --set), as TOML.
+    Config {
+        #[command(flatten)]
+        layers: ConfigArgs,
+        /// Write it to this file instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Write the synthetic default transcriptome (genome FASTA, GTF, transcript FASTA, homology table, labels).
     Synth {
         /// Output directory.
@@ -292,6 +300,15 @@ fn main() -> Result<()> {
             transcript,
             tracks,
         } => inspect(dataset, transcript, tracks)?,
+        Command::Config { layers, out } => {
+            let toml = layers.load()?.to_toml();
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?
+                }
+                None => print!("{toml}"),
+            }
+        }
         Command::Train { layers, out, workers } => {
             let config = layers.load()?;
             let gpus = tch::Cuda::device_count().max(0) as usize;

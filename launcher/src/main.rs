@@ -1,9 +1,10 @@
 //! `launcher`: turns one command into an isoclr job, on a Slurm cluster (`--nodes N`, submitted with
 //! `sbatch`) or on this machine (`--local`, also chosen with a notice when Slurm is not installed).
 //!
-//! It checks the configuration before anything is submitted, writes the resolved `config.toml` and a
-//! per-job secret (`token`, readable only by the user) into the output directory, and renders
-//! `slurm/isoclr.sbatch`. It never links libtorch: it only writes files and starts processes.
+//! It checks the configuration before anything is submitted (`isoclr config` resolves it), writes the
+//! resolved `config.toml` and a per-job secret (`token`, readable only by the user) into the output
+//! directory, and renders `slurm/isoclr.sbatch`. It links neither libtorch nor the isoclr library (a
+//! workspace build would bring libtorch with it): it only writes files and starts processes.
 
 mod slurm;
 
@@ -13,8 +14,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use isoclr::config::Config;
-use isoclr::worker::Token;
+use rand::RngCore;
 
 /// Run an isoclr pre-training job on a Slurm cluster or on this machine.
 ///
@@ -96,6 +96,43 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
 }
 
+/// The configuration `args` give, resolved and checked by `isoclr config` (errors name the key), as TOML.
+fn resolve_config(isoclr: &Path, args: &Args) -> Result<String> {
+    let mut command = Command::new(isoclr);
+    command.arg("config").arg("--config").arg(&args.config);
+    for assignment in &args.overrides {
+        command.arg("--set").arg(assignment);
+    }
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {}", isoclr.display()))?;
+    if !output.status.success() {
+        bail!(
+            "the configuration is not valid: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    String::from_utf8(output.stdout).context("isoclr config printed no UTF-8")
+}
+
+/// The `checkpoint.url` of a resolved configuration, for the summary.
+fn checkpoint_url(config_toml: &str) -> Option<String> {
+    let mut section = "";
+    for line in config_toml.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line;
+        } else if section == "[checkpoint]"
+            && let Some(value) = line
+                .strip_prefix("url")
+                .map(str::trim_start)
+                .and_then(|v| v.strip_prefix('='))
+        {
+            return Some(value.trim().trim_matches('"').to_owned());
+        }
+    }
+    None
+}
+
 /// Writes the job's secret to `path`, readable and writable by the user only.
 fn write_token(path: &Path) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -106,14 +143,17 @@ fn write_token(path: &Path) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    writeln!(file, "{}", Token::generate().expose()).with_context(|| format!("cannot write {}", path.display()))
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    writeln!(file, "{hex}").with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn main() -> Result<ExitCode> {
     let args = Args::parse();
-    // Check the configuration here, before anything is queued: errors name the key.
-    let config = Config::load(Some(&args.config), &args.overrides)?;
     let isoclr = absolute(&isoclr_binary(args.isoclr.clone())?)?;
+    // Check the configuration here, before anything is queued: errors name the key.
+    let config = resolve_config(&isoclr, &args)?;
     let slurm = args.dry_run || (!args.local && slurm::available());
     if !args.local && !slurm {
         eprintln!("launcher: no Slurm here (sbatch not found): running the job on this machine instead");
@@ -126,7 +166,7 @@ fn main() -> Result<ExitCode> {
 }
 
 /// Renders the batch script and submits it (or prints it with --dry-run).
-fn submit(args: &Args, config: &Config, isoclr: PathBuf) -> Result<ExitCode> {
+fn submit(args: &Args, config: &str, isoclr: PathBuf) -> Result<ExitCode> {
     let out = absolute(&args.out)?;
     let gpus = args.gpus_per_node;
     let shape = slurm::JobShape {
@@ -150,8 +190,7 @@ fn submit(args: &Args, config: &Config, isoclr: PathBuf) -> Result<ExitCode> {
     }
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let config_path = out.join("config.toml");
-    std::fs::write(&config_path, config.to_toml())
-        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    std::fs::write(&config_path, config).with_context(|| format!("cannot write {}", config_path.display()))?;
     write_token(&out.join("token"))?;
     let script_path = out.join("job.sbatch");
     std::fs::write(&script_path, &script).with_context(|| format!("cannot write {}", script_path.display()))?;
@@ -160,7 +199,7 @@ fn submit(args: &Args, config: &Config, isoclr: PathBuf) -> Result<ExitCode> {
     println!("submitted job {id}: {} node(s), {workers} workers", shape.nodes);
     println!("log:          {}/slurm-{id}.out", out.display());
     println!("outputs:      {}/ (model.safetensors, metrics.jsonl)", out.display());
-    match &config.checkpoint.url {
+    match checkpoint_url(config) {
         Some(url) => println!("checkpoints:  {url} (the job requeues itself and resumes from them)"),
         None => println!("checkpoints:  none (checkpoint.url is unset: a requeued job starts again from step 0)"),
     }

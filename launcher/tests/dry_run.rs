@@ -1,6 +1,17 @@
 //! `launcher --dry-run` prints the batch script a 4-node, 8-GPU job would be submitted with; no Slurm needed.
 
+use std::path::PathBuf;
 use std::process::Command;
+
+/// The isoclr binary of this build, which the launcher runs to check configurations.
+fn isoclr() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_launcher")).with_file_name("isoclr");
+    assert!(
+        path.exists(),
+        "no isoclr next to the launcher: build the workspace (cargo test --workspace)"
+    );
+    path
+}
 
 #[test]
 fn four_nodes_of_eight_gpus() {
@@ -22,7 +33,8 @@ fn four_nodes_of_eight_gpus() {
         .arg(&config)
         .arg("--out")
         .arg(out.path().join("run"))
-        .args(["--isoclr", "/opt/isoclr/bin/isoclr"])
+        .arg("--isoclr")
+        .arg(isoclr())
         .output()
         .unwrap();
     let script = String::from_utf8_lossy(&run.stdout);
@@ -57,7 +69,7 @@ fn four_nodes_of_eight_gpus() {
         "{script}"
     );
     assert!(script.contains("scontrol requeue"), "{script}");
-    assert!(script.contains("isoclr=/opt/isoclr/bin/isoclr"), "{script}");
+    assert!(script.contains(&format!("isoclr={}", isoclr().display())), "{script}");
     assert!(!run_dir.exists(), "a dry run writes nothing");
 }
 
@@ -65,15 +77,9 @@ fn four_nodes_of_eight_gpus() {
 fn a_bad_configuration_is_refused_before_anything_is_submitted() {
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/tiny.toml");
     let run = Command::new(env!("CARGO_BIN_EXE_launcher"))
-        .args([
-            "--nodes",
-            "2",
-            "--dry-run",
-            "--set",
-            "train.stpes=3",
-            "--isoclr",
-            "/bin/true",
-        ])
+        .args(["--nodes", "2", "--dry-run", "--set", "train.stpes=3"])
+        .arg("--isoclr")
+        .arg(isoclr())
         .arg("--config")
         .arg(&config)
         .output()

@@ -298,6 +298,13 @@ impl Job {
             *slot = rest.next();
         }
         for (rank, (id, member)) in slots.into_iter().flatten().enumerate() {
+            info!(
+                rank,
+                host = %member.host,
+                pid = member.pid,
+                requested_rank = ?member.requested_rank,
+                "rank assigned"
+            );
             self.assigned.insert(id, rank);
             self.ranks.push(RankState {
                 member,

@@ -9,6 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::children;
+
 const STEPS: u64 = 12;
 
 /// `isoclr train` on the tiny configuration, checkpointing every 4 steps into `ckpt`.
@@ -160,27 +163,6 @@ fn sigterm_then_resume_equals_an_uninterrupted_run() {
 #[test]
 fn two_workers_sigterm_then_resume_equals_an_uninterrupted_run() {
     stop_and_resume(Some(2), straight_two_workers());
-}
-
-/// Child processes of `parent`, from /proc.
-fn children(parent: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // Fields after the parenthesised command name: state, ppid, ...
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        if rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
-            found.push(pid);
-        }
-    }
-    found
 }
 
 #[test]

@@ -111,6 +111,10 @@ enum Command {
         /// Worker processes; the global batch (train.batch_size) is split evenly among them.
         #[arg(long)]
         workers: Option<usize>,
+        /// Insist on resuming: fail unless checkpoint.url holds a checkpoint. (Without it a run resumes
+        /// from the newest valid checkpoint when there is one, and starts afresh otherwise.)
+        #[arg(long)]
+        resume: bool,
     },
     /// Run the coordinator of a multi-process job: owns the dataset and sampler, streams each worker its
     /// shard of every global batch, decides at step boundaries, writes metrics.jsonl.
@@ -204,6 +208,20 @@ fn inspect(dataset: PathBuf, transcript: Option<String>, tracks: bool) -> Result
 }
 
 use isoclr::launch::EXIT_RESUMABLE;
+
+/// Fails unless `checkpoint.url` holds a complete checkpoint (for `train --resume`).
+fn require_checkpoint(config: &Config) -> Result<()> {
+    let c = &config.checkpoint;
+    let url = c
+        .url
+        .as_deref()
+        .context("--resume needs checkpoint.url: there is nothing to resume from")?;
+    let store = isoclr::ckpt::CheckpointStore::open(url, c.store_options())?;
+    if store.list_complete()?.is_empty() {
+        anyhow::bail!("--resume: {url} holds no complete checkpoint");
+    }
+    Ok(())
+}
 
 /// Ends the process with the resumable status after a stop signal, saying so.
 fn exit_resumable(message: &str) -> ! {
@@ -309,8 +327,16 @@ fn main() -> Result<()> {
                 None => print!("{toml}"),
             }
         }
-        Command::Train { layers, out, workers } => {
+        Command::Train {
+            layers,
+            out,
+            workers,
+            resume,
+        } => {
             let config = layers.load()?;
+            if resume {
+                require_checkpoint(&config)?;
+            }
             let gpus = tch::Cuda::device_count().max(0) as usize;
             match workers.or((gpus > 1).then_some(gpus)) {
                 Some(n) => {

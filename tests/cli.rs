@@ -1,5 +1,5 @@
 #![cfg(feature = "torch")]
-//! The `isoclr` command line: configuration layering and errors, `inspect`.
+//! The `isoclr` command line: configuration layering and errors, `config`, `train --resume`, `inspect`.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -78,6 +78,32 @@ fn unknown_keys_fail_with_their_name() {
     let run = isoclr(&["train", "--config", "/no/such.toml", "--out", o], &[]);
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("/no/such.toml"));
+}
+
+#[test]
+fn config_prints_the_resolved_configuration_and_resume_insists_on_a_checkpoint() {
+    let run = isoclr(&["config", "--config", &tiny(), "--set", "train.lr=0.004"], &[]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let toml = String::from_utf8_lossy(&run.stdout);
+    assert!(toml.contains("lr = 0.004") && toml.contains("[checkpoint]"), "{toml}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let o = dir.path().join("out");
+    let o = o.to_str().unwrap();
+    let run = isoclr(&["train", "--config", &tiny(), "--resume", "--out", o], &[]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("needs checkpoint.url"));
+    let url = format!("checkpoint.url=file://{}", dir.path().join("ckpt").display());
+    let run = isoclr(
+        &["train", "--config", &tiny(), "--resume", "--set", &url, "--out", o],
+        &[],
+    );
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("holds no complete checkpoint"));
+    assert!(
+        !dir.path().join("out/model.safetensors").exists(),
+        "nothing was trained"
+    );
 }
 
 #[test]

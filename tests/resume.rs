@@ -141,7 +141,8 @@ fn stop_and_resume(workers: Option<usize>, reference: &(Vec<u8>, Vec<u8>)) {
         "stopped before the end: {latest}"
     );
 
-    let run = command(&out, &ckpt, workers).output().unwrap();
+    // `--resume` insists on a checkpoint; a plain start would resume the same way.
+    let run = command(&out, &ckpt, workers).arg("--resume").output().unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
     assert!(stderr.contains("resum"), "the second start resumed:\n{stderr}");

@@ -30,6 +30,7 @@ pub mod launch;
 pub mod metrics;
 #[cfg(feature = "torch")]
 pub mod model;
+pub mod probe;
 #[cfg(feature = "torch")]
 pub mod train;
 pub mod worker;

@@ -1,6 +1,6 @@
 //! The `isoclr` command: synthesise, prepare and inspect data; train.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -45,6 +45,25 @@ impl ConfigArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Embed transcripts with a trained, frozen encoder: a `.npy` matrix (one row per transcript, float32)
+    /// and the transcript ids in row order next to it (`FILE.ids.txt`).
+    Embed {
+        /// A run's output directory (model.safetensors + config.toml) or a checkpoint URL or directory.
+        #[arg(long)]
+        checkpoint: String,
+        /// Transcripts: a dataset made by `isoclr prep`.
+        #[arg(long)]
+        input: PathBuf,
+        /// The `.npy` file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Positions (sequences × padded length) per encoder pass.
+        #[arg(long, default_value_t = 64 * 12_288)]
+        positions_per_pass: usize,
+        /// Device: auto (a GPU when there is one), cpu or cuda.
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
     /// Check a run configuration and print it resolved (defaults, file, ISOCLR_* variables, --set), as TOML.
     Config {
         #[command(flatten)]
@@ -167,6 +186,36 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .init();
+}
+
+/// `isoclr embed`: the embeddings of every transcript of a dataset, with their ids.
+fn embed(checkpoint: &str, input: &Path, out: &Path, positions_per_pass: usize, device: &str) -> Result<()> {
+    let choice: isoclr::config::DeviceChoice = serde_json::from_value(serde_json::Value::String(device.into()))
+        .with_context(|| format!("--device {device:?}: expected auto, cpu or cuda"))?;
+    let device = isoclr::train::run::select_device(choice)?;
+    let encoder = isoclr::probe::embed::Encoder::load(checkpoint, device)?;
+    let data = Dataset::open(input)?;
+    let transcripts: Vec<&isoclr::data::Transcript> = data.transcripts.iter().collect();
+    let bar = indicatif::ProgressBar::new(transcripts.len() as u64);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let values = encoder.embed(&transcripts, positions_per_pass, Some(&bar))?;
+    bar.finish_and_clear();
+    isoclr::probe::embed::write_npy(out, &values, transcripts.len(), encoder.dim())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    let ids_path = PathBuf::from(format!("{}.ids.txt", out.display()));
+    let ids: String = transcripts.iter().map(|t| format!("{}\n", t.id)).collect();
+    std::fs::write(&ids_path, ids).with_context(|| format!("cannot write {}", ids_path.display()))?;
+    println!(
+        "embedded {} transcripts ({}-d) with {}: {} and {}",
+        transcripts.len(),
+        encoder.dim(),
+        encoder.source,
+        out.display(),
+        ids_path.display()
+    );
+    Ok(())
 }
 
 fn inspect(dataset: PathBuf, transcript: Option<String>, tracks: bool) -> Result<()> {
@@ -318,6 +367,13 @@ fn main() -> Result<()> {
             transcript,
             tracks,
         } => inspect(dataset, transcript, tracks)?,
+        Command::Embed {
+            checkpoint,
+            input,
+            out,
+            positions_per_pass,
+            device,
+        } => embed(&checkpoint, &input, &out, positions_per_pass, &device)?,
         Command::Config { layers, out } => {
             let toml = layers.load()?.to_toml();
             match out {

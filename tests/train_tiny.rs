@@ -68,4 +68,25 @@ fn tiny_config_trains_and_learns() {
     // The weights load into a model of the same shape, by name.
     let mut model = isoclr::model::Model::new(&config.model, tch::Device::Cpu, 99);
     model.load(&out.path().join("model.safetensors")).unwrap();
+
+    // The trained encoder embeds the dataset: one float32 row per transcript, ids in row order.
+    let npy = out.path().join("embeddings.npy");
+    let embed = Command::new(env!("CARGO_BIN_EXE_isoclr"))
+        .args(["embed", "--device", "cpu", "--checkpoint"])
+        .arg(out.path())
+        .arg("--input")
+        .arg(out.path().join("data/prepared"))
+        .arg("--out")
+        .arg(&npy)
+        .output()
+        .unwrap();
+    assert!(embed.status.success(), "{}", String::from_utf8_lossy(&embed.stderr));
+    let ids = std::fs::read_to_string(out.path().join("embeddings.npy.ids.txt")).unwrap();
+    let rows = ids.lines().count();
+    let bytes = std::fs::read(&npy).unwrap();
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = String::from_utf8_lossy(&bytes[10..10 + header_len]);
+    let dim = config.model.shape().filters.last().copied().unwrap() as usize;
+    assert!(header.contains(&format!("'shape': ({rows}, {dim})")), "{header}");
+    assert_eq!(bytes.len(), 10 + header_len + rows * dim * 4);
 }

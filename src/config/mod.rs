@@ -407,6 +407,17 @@ impl Config {
         Ok(config)
     }
 
+    /// Reads a configuration written by [`Config::to_toml`] (a run's `config.toml`, a checkpoint's
+    /// `state.json`), layered over the defaults and validated; `origin` names it in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| Box::new(e.with_path(origin)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Checks ranges that serde cannot.
     pub fn validate(&self) -> Result<()> {
         let invalid = |key, why: &str| {

@@ -1,0 +1,275 @@
+//! Frozen-encoder embeddings: load a trained encoder from a run's output directory or a checkpoint URL, and
+//! embed transcripts in length-sorted micro-batches (the training layout: padding-invariant, so a
+//! transcript's embedding does not depend on its neighbours), on the GPU when there is one.
+
+use std::path::Path;
+
+use indicatif::ProgressBar;
+use tch::{Device, Kind};
+
+use crate::ckpt::{CheckpointStore, STATE_FILE, TrainState};
+use crate::config::Config;
+use crate::data::Transcript;
+use crate::data::batch::encode_for_embedding;
+use crate::model::Model;
+
+/// Transcripts embedded per chunk: bounds the host memory of the encoded tracks.
+const CHUNK: usize = 2048;
+
+/// Errors of loading an encoder or embedding.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The source holds no usable model or configuration.
+    #[error("{source_name}: {why}")]
+    Source {
+        /// The directory or URL.
+        source_name: String,
+        /// What is missing or wrong.
+        why: String,
+    },
+    /// The checkpoint store failed.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::ckpt::CheckpointError),
+    /// The weights do not fit the configured model.
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    /// libtorch failed while embedding.
+    #[error("embedding: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// A trained encoder with the configuration it was trained with.
+#[derive(Debug)]
+pub struct Encoder {
+    /// The model (encoder and projection head; embeddings come from the encoder).
+    pub model: Model,
+    /// The run's configuration.
+    pub config: Config,
+    /// Where it came from (for reports): a directory, or a checkpoint URL and step.
+    pub source: String,
+}
+
+impl Encoder {
+    /// Loads an encoder from `source`: a run's output directory (`model.safetensors` and `config.toml`), or
+    /// a checkpoint URL or directory (its newest valid checkpoint: `model.safetensors` and the configuration
+    /// in `state.json`).
+    ///
+    /// Errors: nothing usable at `source`, a configuration that does not parse, weights of another shape.
+    pub fn load(source: &str, device: Device) -> Result<Self, EmbedError> {
+        let bad = |why: String| EmbedError::Source {
+            source_name: source.to_owned(),
+            why,
+        };
+        let dir = Path::new(source);
+        if dir.join("model.safetensors").is_file() && dir.join("config.toml").is_file() {
+            let config_path = dir.join("config.toml");
+            let text = std::fs::read_to_string(&config_path).map_err(|e| bad(format!("config.toml: {e}")))?;
+            let config = Config::from_toml_str(&text, &config_path.display().to_string())
+                .map_err(|e| bad(format!("config.toml: {e}")))?;
+            let mut model = Model::new(&config.model, device, config.train.seed);
+            model.load(&dir.join("model.safetensors"))?;
+            return Ok(Self {
+                model,
+                config,
+                source: source.to_owned(),
+            });
+        }
+        let store = CheckpointStore::open(source, Default::default())?;
+        let loaded = store.load_latest(true)?.ok_or_else(|| {
+            bad(
+                "neither a run directory (model.safetensors + config.toml) nor a checkpoint store with a checkpoint"
+                    .into(),
+            )
+        })?;
+        let state = TrainState::from_checkpoint(&loaded, store.url())?;
+        let config = Config::from_toml_str(&state.config, &format!("{source} {STATE_FILE}"))
+            .map_err(|e| bad(format!("the configuration in {STATE_FILE}: {e}")))?;
+        let weights = loaded
+            .file("model.safetensors")
+            .ok_or_else(|| bad(format!("checkpoint step {} has no model.safetensors", loaded.step)))?;
+        let mut model = Model::new(&config.model, device, config.train.seed);
+        model.load_tensors(crate::model::weights::decode(weights)?)?;
+        Ok(Self {
+            model,
+            config,
+            source: format!("{} (step {})", store.url(), loaded.step),
+        })
+    }
+
+    /// The same architecture with freshly initialised weights (`seed`): the random-encoder baseline.
+    pub fn random_like(&self, seed: u64) -> Self {
+        Self {
+            model: Model::new(&self.config.model, self.model.vars.device(), seed),
+            config: self.config.clone(),
+            source: format!("random weights (seed {seed})"),
+        }
+    }
+
+    /// Width of an embedding.
+    pub fn dim(&self) -> usize {
+        self.config.model.shape().filters.last().copied().unwrap_or(0) as usize
+    }
+
+    /// Embeds `transcripts` in evaluation mode, `positions_per_pass` positions per encoder pass; returns
+    /// `transcripts.len() × dim` values, row-major, in the order given. Advances `progress` by transcripts.
+    pub fn embed(
+        &self,
+        transcripts: &[&Transcript],
+        positions_per_pass: usize,
+        progress: Option<&ProgressBar>,
+    ) -> Result<Vec<f32>, EmbedError> {
+        // Sorting all transcripts by length before chunking keeps each chunk's passes evenly filled.
+        let mut order: Vec<usize> = (0..transcripts.len()).collect();
+        order.sort_by_key(|&i| transcripts[i].len());
+        let dim = self.dim();
+        let mut out = vec![0f32; transcripts.len() * dim];
+        let cuda = self.model.vars.device().is_cuda();
+        for chunk in order.chunks(CHUNK) {
+            let members: Vec<&Transcript> = chunk.iter().map(|&i| transcripts[i]).collect();
+            let micro = encode_for_embedding(&members, positions_per_pass);
+            let values = tch::no_grad(|| {
+                let embeddings = crate::device::autocast_bf16(cuda, || self.model.embed_micro_batches(&micro, false));
+                let flat = embeddings
+                    .to_kind(Kind::Float)
+                    .to_device(Device::Cpu)
+                    .contiguous()
+                    .view([-1]);
+                Vec::<f32>::try_from(&flat)
+            })?;
+            for (k, &i) in chunk.iter().enumerate() {
+                out[i * dim..(i + 1) * dim].copy_from_slice(&values[k * dim..(k + 1) * dim]);
+            }
+            if let Some(bar) = progress {
+                bar.inc(chunk.len() as u64);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Writes `values` (`rows × cols`, row-major) as a little-endian float32 `.npy` file (NumPy format 1.0).
+pub fn write_npy(path: &Path, values: &[f32], rows: usize, cols: usize) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    // Magic (6) + version (2) + header length (2) + header + '\n' must be a multiple of 64.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    file.write_all(b"\x93NUMPY\x01\x00")?;
+    file.write_all(&(header.len() as u16).to_le_bytes())?;
+    file.write_all(header.as_bytes())?;
+    for v in values {
+        file.write_all(&v.to_le_bytes())?;
+    }
+    file.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+/// The embeddings as a tensor, for tests: `[n, dim]`.
+#[cfg(test)]
+fn as_tensor(values: &[f32], dim: usize) -> tch::Tensor {
+    tch::Tensor::from_slice(values).view([-1, dim as i64])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Norm, Preset};
+
+    fn transcript(i: usize, len: usize) -> Transcript {
+        let seq: Vec<u8> = (0..len).map(|p| b"ACGT"[(p * (i + 5) + p / 3) % 4]).collect();
+        Transcript::new(format!("t{i}"), format!("g{i}"), 0, &seq, vec![len as u32 - 1], None).unwrap()
+    }
+
+    fn run_dir(norm: Norm) -> (tempfile::TempDir, Config) {
+        let mut config = Config::default();
+        config.model.preset = Preset::Tiny;
+        config.model.norm = norm;
+        config.model.head_hidden = 32;
+        config.model.projection_dim = 16;
+        let dir = tempfile::tempdir().unwrap();
+        let model = Model::new(&config.model, Device::Cpu, 7);
+        model.save(&dir.path().join("model.safetensors")).unwrap();
+        std::fs::write(dir.path().join("config.toml"), config.to_toml()).unwrap();
+        (dir, config)
+    }
+
+    #[test]
+    fn embeddings_do_not_depend_on_order_chunking_or_neighbours() {
+        let (dir, _) = run_dir(Norm::Batch);
+        let encoder = Encoder::load(dir.path().to_str().unwrap(), Device::Cpu).unwrap();
+        let transcripts: Vec<Transcript> = (0..9).map(|i| transcript(i, 50 + 97 * i)).collect();
+        let all: Vec<&Transcript> = transcripts.iter().collect();
+        let together = encoder.embed(&all, 4096, None).unwrap();
+        assert_eq!(together.len(), 9 * encoder.dim());
+        for (i, t) in transcripts.iter().enumerate() {
+            let alone = encoder.embed(&[t], 4096, None).unwrap();
+            let (a, b) = (
+                as_tensor(&alone, encoder.dim()),
+                as_tensor(&together, encoder.dim()).get(i as i64),
+            );
+            let diff = (a.get(0) - b).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "transcript {i}: alone vs in a batch differ by {diff}");
+        }
+        let random = encoder.random_like(99).embed(&all, 4096, None).unwrap();
+        assert_ne!(random, together, "the random baseline has other weights");
+    }
+
+    #[test]
+    fn a_checkpoint_store_is_a_source_too_and_bad_sources_are_named() {
+        let (dir, config) = run_dir(Norm::Layer);
+        let store_dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", store_dir.path().display());
+        let store = CheckpointStore::open(&url, Default::default()).unwrap();
+        let state = TrainState {
+            format_version: crate::ckpt::STATE_VERSION,
+            step: 3,
+            epoch: 0,
+            seed: 0,
+            batch_size: 4,
+            lr: 1e-3,
+            world_size: 1,
+            dataset_fingerprint: "f".into(),
+            config: config.to_toml(),
+            code_version: "test".into(),
+        };
+        let weights = std::fs::read(dir.path().join("model.safetensors")).unwrap();
+        store
+            .save(
+                3,
+                vec![
+                    ("model.safetensors".into(), weights.into()),
+                    (STATE_FILE.into(), state.to_json()),
+                ],
+            )
+            .unwrap();
+        let from_dir = Encoder::load(dir.path().to_str().unwrap(), Device::Cpu).unwrap();
+        let from_store = Encoder::load(&url, Device::Cpu).unwrap();
+        assert!(from_store.source.contains("step 3"), "{}", from_store.source);
+        let t = transcript(1, 300);
+        assert_eq!(
+            from_dir.embed(&[&t], 4096, None).unwrap(),
+            from_store.embed(&[&t], 4096, None).unwrap()
+        );
+        let empty = tempfile::tempdir().unwrap();
+        let err = Encoder::load(empty.path().to_str().unwrap(), Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("neither a run directory"), "{err}");
+    }
+
+    #[test]
+    fn npy_files_have_numpys_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.npy");
+        write_npy(&path, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+        let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!((10 + header_len) % 64, 0);
+        let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+        assert!(header.contains("'shape': (2, 3)") && header.ends_with('\n'), "{header}");
+        assert_eq!(bytes.len(), 10 + header_len + 6 * 4);
+        assert_eq!(f32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap()), 6.0);
+    }
+}

@@ -17,6 +17,8 @@
 //! - [`launch`]: single-node distributed mode: a coordinator here plus N `isoclr worker` processes, restarted
 //!   from the latest checkpoint when one dies.
 //! - [`metrics`]: the one `metrics.jsonl` line format, and continuing the file on resume.
+//! - [`probe`]: linear probes of frozen embeddings: input tables, leakage-free splits, k-mer baseline features,
+//!   ridge and logistic probes with their metrics (no tch), and frozen-encoder embeddings (feature `torch`).
 //! - `device` (feature `torch`): libtorch start-up (CUDA library loading, quiet warnings), CUDA memory statistics.
 
 pub mod ckpt;

@@ -63,6 +63,30 @@ enum Command {
         /// Device: auto (a GPU when there is one), cpu or cuda.
         #[arg(long, default_value = "auto")]
         device: String,
+        /// Pooling: mean (one mean over the transcript, as in training), or regions (that mean, then the
+        /// means over the 5'UTR, CDS and 3'UTR: four times as wide).
+        #[arg(long, value_enum, default_value = "mean")]
+        pooling: isoclr::config::Pooling,
+    },
+    /// Run linear-probe tasks on a trained, frozen encoder, with the random-weight, k-mer and from-scratch
+    /// baselines and low-data curves; writes report.json, report.md and PNG plots into --out.
+    Probe {
+        /// A run's output directory (model.safetensors + config.toml) or a checkpoint URL or directory.
+        #[arg(long)]
+        checkpoint: String,
+        /// Task files (TOML, see configs/probes/); repeat for several. Default: the `[probe] tasks` of the
+        /// encoder's own run configuration.
+        #[arg(long = "task")]
+        tasks: Vec<PathBuf>,
+        /// Report directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Positions (sequences × padded length) per encoder pass.
+        #[arg(long, default_value_t = 64 * 12_288)]
+        positions_per_pass: usize,
+        /// Device: auto (a GPU when there is one), cpu or cuda.
+        #[arg(long, default_value = "auto")]
+        device: String,
     },
     /// Check a run configuration and print it resolved (defaults, file, ISOCLR_* variables, --set), as TOML.
     Config {
@@ -188,21 +212,108 @@ fn init_tracing() {
         .init();
 }
 
-/// `isoclr embed`: the embeddings of every transcript of a dataset, with their ids.
-fn embed(checkpoint: &str, input: &Path, out: &Path, positions_per_pass: usize, device: &str) -> Result<()> {
-    let choice: isoclr::config::DeviceChoice = serde_json::from_value(serde_json::Value::String(device.into()))
-        .with_context(|| format!("--device {device:?}: expected auto, cpu or cuda"))?;
-    let device = isoclr::train::run::select_device(choice)?;
+/// Reads and checks probe task files, before any work is done.
+fn read_tasks(paths: &[PathBuf]) -> Result<Vec<isoclr::probe::task::ProbeTask>> {
+    Ok(paths
+        .iter()
+        .map(|p| isoclr::probe::task::ProbeTask::read(p))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// `isoclr probe`, and the probes a training job runs when it ends: `data_dir` is where the synthetic
+/// default lives or is made (the run directory when probing one). No `tasks` means those of the encoder's
+/// run configuration.
+fn probe(
+    checkpoint: &str,
+    tasks: &[isoclr::probe::task::ProbeTask],
+    out: &Path,
+    data_dir: &Path,
+    positions_per_pass: usize,
+    device: tch::Device,
+) -> Result<()> {
     let encoder = isoclr::probe::embed::Encoder::load(checkpoint, device)?;
+    let configured;
+    let tasks = if tasks.is_empty() {
+        configured = read_tasks(&encoder.config.probe.tasks)?;
+        if configured.is_empty() {
+            anyhow::bail!("no --task given and the run configuration of {checkpoint} lists no [probe] tasks");
+        }
+        &configured
+    } else {
+        tasks
+    };
+    let options = isoclr::probe::runner::RunnerOptions {
+        device,
+        positions_per_pass,
+        bootstrap: Default::default(),
+        data_dir: data_dir.to_owned(),
+        random_seed: encoder.config.train.seed.wrapping_add(1),
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let report = isoclr::probe::runner::run_probes(&encoder, tasks, out, &options)?;
+    for task in &report.tasks {
+        for target in &task.targets {
+            let r = &target.results;
+            let at = |m| {
+                r.method(m)
+                    .and_then(|c| c.sizes.first())
+                    .and_then(|s| s.primary().map(|p| format!("{:.3} at {}", p.mean, s.size)))
+            };
+            println!(
+                "{}/{}: {} pre-trained {}; random {}; k-mer {}",
+                task.task.name,
+                target.target,
+                r.primary_metric,
+                at(isoclr::probe::evaluate::Method::Pretrained).unwrap_or_default(),
+                at(isoclr::probe::evaluate::Method::Random).unwrap_or_else(|| "–".into()),
+                at(isoclr::probe::evaluate::Method::Kmer).unwrap_or_else(|| "–".into()),
+            );
+        }
+    }
+    println!("probe report:     {}", out.join("report.md").display());
+    Ok(())
+}
+
+/// Parses a `--device` value.
+fn device_from(name: &str) -> Result<tch::Device> {
+    let choice: isoclr::config::DeviceChoice = serde_json::from_value(serde_json::Value::String(name.into()))
+        .with_context(|| format!("--device {name:?}: expected auto, cpu or cuda"))?;
+    Ok(isoclr::train::run::select_device(choice)?)
+}
+
+/// The probes of `[probe] tasks` on a finished run's model (`out`), into `out/probes`.
+fn probe_after_training(config: &Config, tasks: &[isoclr::probe::task::ProbeTask], out: &Path) -> Result<()> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    if !out.join("model.safetensors").is_file() {
+        anyhow::bail!("no model.safetensors in {} to probe", out.display());
+    }
+    let device = isoclr::train::run::select_device(config.train.device)?;
+    let checkpoint = out.to_str().context("the output directory's name is not UTF-8")?;
+    probe(checkpoint, tasks, &out.join("probes"), out, 64 * 12_288, device)
+        .context("the probes after training failed (the trained model is saved; re-run them with `isoclr probe`)")
+}
+
+/// `isoclr embed`: the embeddings of every transcript of a dataset, with their ids.
+fn embed(
+    checkpoint: &str,
+    input: &Path,
+    out: &Path,
+    positions_per_pass: usize,
+    pooling: isoclr::config::Pooling,
+    device: &str,
+) -> Result<()> {
+    let encoder = isoclr::probe::embed::Encoder::load(checkpoint, device_from(device)?)?;
     let data = Dataset::open(input)?;
     let transcripts: Vec<&isoclr::data::Transcript> = data.transcripts.iter().collect();
     let bar = indicatif::ProgressBar::new(transcripts.len() as u64);
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let values = encoder.embed(&transcripts, positions_per_pass, Some(&bar))?;
+    let values = encoder.embed(&transcripts, positions_per_pass, pooling, Some(&bar))?;
     bar.finish_and_clear();
-    isoclr::probe::embed::write_npy(out, &values, transcripts.len(), encoder.dim())
+    isoclr::probe::embed::write_npy(out, &values, transcripts.len(), encoder.dim(pooling))
         .with_context(|| format!("cannot write {}", out.display()))?;
     let ids_path = PathBuf::from(format!("{}.ids.txt", out.display()));
     let ids: String = transcripts.iter().map(|t| format!("{}\n", t.id)).collect();
@@ -210,7 +321,7 @@ fn embed(checkpoint: &str, input: &Path, out: &Path, positions_per_pass: usize, 
     println!(
         "embedded {} transcripts ({}-d) with {}: {} and {}",
         transcripts.len(),
-        encoder.dim(),
+        encoder.dim(pooling),
         encoder.source,
         out.display(),
         ids_path.display()
@@ -373,9 +484,35 @@ fn main() -> Result<()> {
             out,
             positions_per_pass,
             device,
-        } => embed(&checkpoint, &input, &out, positions_per_pass, &device)?,
+            pooling,
+        } => embed(&checkpoint, &input, &out, positions_per_pass, pooling, &device)?,
+        Command::Probe {
+            checkpoint,
+            tasks,
+            out,
+            positions_per_pass,
+            device,
+        } => {
+            let tasks = read_tasks(&tasks)?;
+            // A run directory holds its synthetic data; otherwise it is made (or found) next to the report.
+            let data_dir = if Path::new(&checkpoint).join("model.safetensors").is_file() {
+                PathBuf::from(&checkpoint)
+            } else {
+                out.clone()
+            };
+            probe(
+                &checkpoint,
+                &tasks,
+                &out,
+                &data_dir,
+                positions_per_pass,
+                device_from(&device)?,
+            )?
+        }
         Command::Config { layers, out } => {
-            let toml = layers.load()?.to_toml();
+            let config = layers.load()?;
+            read_tasks(&config.probe.tasks)?;
+            let toml = config.to_toml();
             match out {
                 Some(path) => {
                     std::fs::write(&path, toml).with_context(|| format!("cannot write {}", path.display()))?
@@ -393,6 +530,7 @@ fn main() -> Result<()> {
             if resume {
                 require_checkpoint(&config)?;
             }
+            let probe_tasks = read_tasks(&config.probe.tasks)?;
             let gpus = tch::Cuda::device_count().max(0) as usize;
             match workers.or((gpus > 1).then_some(gpus)) {
                 Some(n) => {
@@ -431,6 +569,7 @@ fn main() -> Result<()> {
                 }
             }
             println!("configuration:    {}", out.join("config.toml").display());
+            probe_after_training(&config, &probe_tasks, &out)?;
         }
         Command::Coordinator {
             layers,
@@ -440,6 +579,7 @@ fn main() -> Result<()> {
             addr_file,
         } => {
             let config = layers.load()?;
+            let probe_tasks = read_tasks(&config.probe.tasks)?;
             let token = Token::load(token_file.as_deref())?;
             std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
             std::fs::write(out.join("config.toml"), config.to_toml())?;
@@ -461,6 +601,11 @@ fn main() -> Result<()> {
                 "job finished: {} steps, {:.0} sequences/s",
                 outcome.steps, outcome.seq_per_s
             );
+            if !probe_tasks.is_empty() {
+                // Rank 0 writes the model after the last step, possibly after this returns: the batch script
+                // runs the probes once every worker has exited (slurm/isoclr.sbatch).
+                println!("probe tasks run from the job script once every worker has exited");
+            }
         }
         Command::Worker {
             coordinator,

@@ -45,6 +45,17 @@ pub struct Config {
     pub dist: DistConfig,
     /// Checkpoints in object storage.
     pub checkpoint: crate::ckpt::CheckpointConfig,
+    /// Probe tasks run on the final model when training ends.
+    pub probe: ProbeConfig,
+}
+
+/// `[probe]`: linear-probe tasks (`configs/probes/*.toml`) that a training job runs on its final model, writing
+/// the report to `OUT/probes/`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    /// Task files, relative to the working directory; empty runs none.
+    pub tasks: Vec<PathBuf>,
 }
 
 /// `[dist]`: the coordinator, its workers and their collectives.
@@ -143,6 +154,30 @@ pub enum Norm {
     Group,
     /// Per-sample statistics over all channels and real positions.
     Layer,
+}
+
+/// How the encoder's per-position features become one embedding of a transcript (for probes and `embed`;
+/// training always uses the mean).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// The mean over the transcript's positions: `F` values.
+    #[default]
+    Mean,
+    /// The mean over the transcript, then over its 5'UTR, CDS and 3'UTR (from the codon track; zeros for a
+    /// non-coding transcript): `4·F` values. Translation and decay read mostly one region each, and a
+    /// 5'UTR of 150 nt is a few percent of a whole-transcript mean.
+    Regions,
+}
+
+impl Pooling {
+    /// Embedding width for an encoder of width `encoder_dim`.
+    pub fn dim(self, encoder_dim: usize) -> usize {
+        match self {
+            Self::Mean => encoder_dim,
+            Self::Regions => 4 * encoder_dim,
+        }
+    }
 }
 
 /// `[model]`: the encoder and head. Unset shape keys come from the preset.

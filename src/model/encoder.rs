@@ -7,7 +7,8 @@
 use tch::{Kind, Tensor, nn};
 
 use super::norm::MaskedNorm;
-use crate::config::{EncoderShape, ModelConfig};
+use crate::config::{EncoderShape, ModelConfig, Pooling};
+use crate::data::CODON_TRACK;
 
 /// A convolution with PyTorch-style 'same' padding: `(k−1)·d` in total, floor half on the left.
 #[derive(Debug)]
@@ -99,6 +100,26 @@ fn masked_max_pool(x: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
     (pooled, mask)
 }
 
+/// Masks `[n, 3, L]` of each sequence's 5'UTR, CDS and 3'UTR from the codon-start track of `x` `[n, 6, L]`
+/// (within the real positions `mask` `[n, 1, L]`): the CDS runs from the first codon start to the last one
+/// (the stop codon's, whose two further bases a pooled resolution cannot tell apart), the UTRs lie either side.
+/// All three are empty for a sequence without codon starts (non-coding).
+fn region_masks(x: &Tensor, mask: &Tensor) -> Tensor {
+    let codon = x.narrow(1, CODON_TRACK as i64, 1).gt(0.5).to_kind(Kind::Float);
+    let after_first = codon.cumsum(2, Kind::Float).gt(0.5).to_kind(Kind::Float);
+    let before_last = codon
+        .flip([2])
+        .cumsum(2, Kind::Float)
+        .flip([2])
+        .gt(0.5)
+        .to_kind(Kind::Float);
+    let coding = codon.amax([2i64].as_slice(), true);
+    let cds = &after_first * &before_last;
+    let utr5 = (1.0 - &after_first) * &coding;
+    let utr3 = (1.0 - &before_last) * &coding;
+    Tensor::cat(&[utr5, cds, utr3], 1) * mask
+}
+
 /// The encoder: stem, stages of residual blocks each followed by max-pooling, masked mean pooling.
 #[derive(Debug)]
 pub struct Encoder {
@@ -151,6 +172,11 @@ impl Encoder {
     /// Embeds `x` `[n, 6, L]` (L a multiple of 32) with real lengths `lengths` `[n]` (`i64`, on any device);
     /// returns `[n, out_dim]` `f32`.
     pub fn forward(&self, x: &Tensor, lengths: &Tensor, train: bool) -> Tensor {
+        self.forward_pooled(x, lengths, Pooling::Mean, train)
+    }
+
+    /// As [`forward`](Self::forward), pooled as `pooling` says: `[n, pooling.dim(out_dim)]` `f32`.
+    pub fn forward_pooled(&self, x: &Tensor, lengths: &Tensor, pooling: Pooling, train: bool) -> Tensor {
         let l = x.size()[2];
         let positions = Tensor::arange(l, (Kind::Int64, x.device()));
         let mut mask = positions
@@ -158,19 +184,112 @@ impl Encoder {
             .lt_tensor(&lengths.to_device(x.device()).unsqueeze(1))
             .unsqueeze(1)
             .to_kind(Kind::Float);
+        let mut regions = match pooling {
+            Pooling::Mean => None,
+            Pooling::Regions => Some(region_masks(x, &mask)),
+        };
         let x = x.narrow(1, 0, self.in_tracks) * &mask;
         let h = self.stem_norm.forward(&self.stem_conv.forward(&x), &mask, train);
         let (mut h, pooled_mask) = masked_max_pool(&h, &mask);
         mask = pooled_mask;
+        let halve = |m: &Tensor| m.max_pool1d([2], [2], [0], [1], false);
+        regions = regions.map(|r| halve(&r));
         for stage in &self.stages {
             for block in stage {
                 h = block.forward(&h, &mask, train);
             }
             (h, mask) = masked_max_pool(&h, &mask);
+            regions = regions.map(|r| halve(&r));
         }
-        let count = mask
-            .sum_dim_intlist([2i64].as_slice(), false, Kind::Float)
-            .clamp_min(1.0);
-        (h.to_kind(Kind::Float) * &mask).sum_dim_intlist([2i64].as_slice(), false, Kind::Float) / count
+        let h = h.to_kind(Kind::Float);
+        let mean_over = |m: &Tensor| {
+            let count = m.sum_dim_intlist([2i64].as_slice(), false, Kind::Float).clamp_min(1.0);
+            (&h * m).sum_dim_intlist([2i64].as_slice(), false, Kind::Float) / count
+        };
+        let whole = mean_over(&mask);
+        match regions {
+            None => whole,
+            Some(r) => {
+                let mut parts = vec![whole];
+                parts.extend((0..3).map(|k| mean_over(&r.narrow(1, k, 1))));
+                Tensor::cat(&parts, 1)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Norm, Preset};
+
+    /// Tracks `[2, 6, 32]`: row 0 coding with codon starts at 8, 11 and 14 (length 30), row 1 non-coding
+    /// (length 20).
+    fn two_rows() -> (Tensor, Tensor) {
+        let mut tracks = vec![0f32; 2 * 6 * 32];
+        for p in [8usize, 11, 14] {
+            tracks[CODON_TRACK * 32 + p] = 1.0;
+        }
+        (
+            Tensor::from_slice(&tracks).view([2, 6, 32]),
+            Tensor::from_slice(&[30i64, 20]),
+        )
+    }
+
+    #[test]
+    fn region_masks_follow_the_codon_track() {
+        let (x, lengths) = two_rows();
+        let mask = Tensor::arange(32, (Kind::Int64, tch::Device::Cpu))
+            .unsqueeze(0)
+            .lt_tensor(&lengths.unsqueeze(1))
+            .unsqueeze(1)
+            .to_kind(Kind::Float);
+        let r = region_masks(&x, &mask);
+        let row = |i: i64, k: i64| Vec::<f32>::try_from(r.get(i).get(k)).unwrap();
+        let expect = |range: std::ops::Range<usize>| (0..32).map(|p| f32::from(range.contains(&p))).collect::<Vec<_>>();
+        assert_eq!(row(0, 0), expect(0..8), "5'UTR");
+        assert_eq!(row(0, 1), expect(8..15), "CDS: first to last codon start");
+        assert_eq!(row(0, 2), expect(15..30), "3'UTR, up to the real length");
+        for k in 0..3 {
+            assert_eq!(row(1, k), vec![0.0; 32], "a non-coding row has no regions");
+        }
+    }
+
+    #[test]
+    fn region_pooling_extends_the_mean_embedding() {
+        let config = ModelConfig {
+            preset: Preset::Tiny,
+            norm: Norm::Layer,
+            ..ModelConfig::default()
+        };
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let encoder = Encoder::new(&vs.root(), &config);
+        let (x, lengths) = two_rows();
+        let mean = encoder.forward(&x, &lengths, false);
+        let regions = encoder.forward_pooled(&x, &lengths, Pooling::Regions, false);
+        let f = encoder.out_dim();
+        assert_eq!(regions.size(), [2, 4 * f]);
+        assert_eq!(Pooling::Regions.dim(f as usize), 4 * f as usize);
+        // The first block is the whole-transcript mean; a non-coding row's region blocks are zero.
+        let diff = (regions.narrow(1, 0, f) - &mean).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "{diff}");
+        assert_eq!(
+            regions
+                .get(1)
+                .narrow(0, f, 3 * f)
+                .abs()
+                .sum(Kind::Float)
+                .double_value(&[]),
+            0.0
+        );
+        assert!(
+            regions
+                .get(0)
+                .narrow(0, f, 3 * f)
+                .abs()
+                .sum(Kind::Float)
+                .double_value(&[])
+                > 0.0
+        );
     }
 }

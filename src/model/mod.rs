@@ -18,7 +18,7 @@ pub use encoder::Encoder;
 pub use head::ProjectionHead;
 pub use loss::{Views, contrastive_accuracy, contrastive_loss, group_size_weight};
 
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, Pooling};
 use crate::data::MicroBatch;
 
 /// Errors of the model layer.
@@ -181,6 +181,11 @@ impl Model {
     /// Embeds the rows of `micro` batches with the encoder; returns `[rows, D]` `f32` in row order
     /// (row `r` of the result is the sequence whose `MicroBatch::rows` entry is `r`).
     pub fn embed_micro_batches(&self, micro: &[MicroBatch], train: bool) -> Tensor {
+        self.embed_micro_batches_pooled(micro, Pooling::Mean, train)
+    }
+
+    /// As [`embed_micro_batches`](Self::embed_micro_batches), pooled as `pooling` says.
+    pub fn embed_micro_batches_pooled(&self, micro: &[MicroBatch], pooling: Pooling, train: bool) -> Tensor {
         let device = self.vars.device();
         let mut pieces = Vec::with_capacity(micro.len());
         let mut order = Vec::new();
@@ -190,7 +195,7 @@ impl Model {
                 .view([n, crate::data::TRACKS as i64, m.padded_len as i64])
                 .to_device(device);
             let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
-            pieces.push(self.encoder.forward(&x, &lengths, train));
+            pieces.push(self.encoder.forward_pooled(&x, &lengths, pooling, train));
             order.extend(m.rows.iter().map(|&r| r as i64));
         }
         let stacked = Tensor::cat(&pieces, 0);

@@ -8,7 +8,7 @@ use indicatif::ProgressBar;
 use tch::{Device, Kind};
 
 use crate::ckpt::{CheckpointStore, STATE_FILE, TrainState};
-use crate::config::Config;
+use crate::config::{Config, Pooling};
 use crate::data::Transcript;
 use crate::data::batch::encode_for_embedding;
 use crate::model::Model;
@@ -105,30 +105,34 @@ impl Encoder {
         }
     }
 
-    /// Width of an embedding.
-    pub fn dim(&self) -> usize {
-        self.config.model.shape().filters.last().copied().unwrap_or(0) as usize
+    /// Width of an embedding pooled as `pooling` says.
+    pub fn dim(&self, pooling: Pooling) -> usize {
+        pooling.dim(self.config.model.shape().filters.last().copied().unwrap_or(0) as usize)
     }
 
-    /// Embeds `transcripts` in evaluation mode, `positions_per_pass` positions per encoder pass; returns
-    /// `transcripts.len() × dim` values, row-major, in the order given. Advances `progress` by transcripts.
+    /// Embeds `transcripts` in evaluation mode, `positions_per_pass` positions per encoder pass, pooled as
+    /// `pooling` says; returns `transcripts.len() × dim(pooling)` values, row-major, in the order given.
+    /// Advances `progress` by transcripts.
     pub fn embed(
         &self,
         transcripts: &[&Transcript],
         positions_per_pass: usize,
+        pooling: Pooling,
         progress: Option<&ProgressBar>,
     ) -> Result<Vec<f32>, EmbedError> {
         // Sorting all transcripts by length before chunking keeps each chunk's passes evenly filled.
         let mut order: Vec<usize> = (0..transcripts.len()).collect();
         order.sort_by_key(|&i| transcripts[i].len());
-        let dim = self.dim();
+        let dim = self.dim(pooling);
         let mut out = vec![0f32; transcripts.len() * dim];
         let cuda = self.model.vars.device().is_cuda();
         for chunk in order.chunks(CHUNK) {
             let members: Vec<&Transcript> = chunk.iter().map(|&i| transcripts[i]).collect();
             let micro = encode_for_embedding(&members, positions_per_pass);
             let values = tch::no_grad(|| {
-                let embeddings = crate::device::autocast_bf16(cuda, || self.model.embed_micro_batches(&micro, false));
+                let embeddings = crate::device::autocast_bf16(cuda, || {
+                    self.model.embed_micro_batches_pooled(&micro, pooling, false)
+                });
                 let flat = embeddings
                     .to_kind(Kind::Float)
                     .to_device(Device::Cpu)
@@ -200,18 +204,18 @@ mod tests {
         let encoder = Encoder::load(dir.path().to_str().unwrap(), Device::Cpu).unwrap();
         let transcripts: Vec<Transcript> = (0..9).map(|i| transcript(i, 50 + 97 * i)).collect();
         let all: Vec<&Transcript> = transcripts.iter().collect();
-        let together = encoder.embed(&all, 4096, None).unwrap();
-        assert_eq!(together.len(), 9 * encoder.dim());
+        let together = encoder.embed(&all, 4096, Pooling::Mean, None).unwrap();
+        assert_eq!(together.len(), 9 * encoder.dim(Pooling::Mean));
         for (i, t) in transcripts.iter().enumerate() {
-            let alone = encoder.embed(&[t], 4096, None).unwrap();
+            let alone = encoder.embed(&[t], 4096, Pooling::Mean, None).unwrap();
             let (a, b) = (
-                as_tensor(&alone, encoder.dim()),
-                as_tensor(&together, encoder.dim()).get(i as i64),
+                as_tensor(&alone, encoder.dim(Pooling::Mean)),
+                as_tensor(&together, encoder.dim(Pooling::Mean)).get(i as i64),
             );
             let diff = (a.get(0) - b).abs().max().double_value(&[]);
             assert!(diff < 1e-5, "transcript {i}: alone vs in a batch differ by {diff}");
         }
-        let random = encoder.random_like(99).embed(&all, 4096, None).unwrap();
+        let random = encoder.random_like(99).embed(&all, 4096, Pooling::Mean, None).unwrap();
         assert_ne!(random, together, "the random baseline has other weights");
     }
 
@@ -248,8 +252,8 @@ mod tests {
         assert!(from_store.source.contains("step 3"), "{}", from_store.source);
         let t = transcript(1, 300);
         assert_eq!(
-            from_dir.embed(&[&t], 4096, None).unwrap(),
-            from_store.embed(&[&t], 4096, None).unwrap()
+            from_dir.embed(&[&t], 4096, Pooling::Mean, None).unwrap(),
+            from_store.embed(&[&t], 4096, Pooling::Mean, None).unwrap()
         );
         let empty = tempfile::tempdir().unwrap();
         let err = Encoder::load(empty.path().to_str().unwrap(), Device::Cpu)

@@ -198,6 +198,9 @@ struct Design {
     f: DMatrix<f64>,
     /// Features × k, back to weights on standardised features; `None` when `f` is `Z` itself.
     back: Option<DMatrix<f64>>,
+    /// The diagonal of `FᵀF` when it is diagonal (the row-space case: the kept eigenvalues of `Z Zᵀ`), so a
+    /// ridge solve per penalty costs O(n·k) instead of a k×k Cholesky.
+    gram_diagonal: Option<DVector<f64>>,
 }
 
 impl Design {
@@ -211,6 +214,7 @@ impl Design {
                 standardizer,
                 f: z,
                 back: None,
+                gram_diagonal: None,
             });
         }
         let eig = SymmetricEigen::new(&z * z.transpose());
@@ -227,10 +231,12 @@ impl Design {
             u_inv_s.set_column(c, &(eig.eigenvectors.column(i) / s));
         }
         let back = z.transpose() * u_inv_s;
+        let gram_diagonal = DVector::from_iterator(keep.len(), keep.iter().map(|&i| eig.eigenvalues[i]));
         Ok(Self {
             standardizer,
             f,
             back: Some(back),
+            gram_diagonal: Some(gram_diagonal),
         })
     }
 
@@ -375,14 +381,21 @@ fn ridge_solve(design: &Design, y: &[f64], penalty: f64) -> Result<LinearModel> 
     let mean = y.iter().sum::<f64>() / y.len() as f64;
     let yc = DVector::from_iterator(y.len(), y.iter().map(|v| v - mean));
     let f = &design.f;
-    let mut gram = f.tr_mul(f);
-    for i in 0..gram.nrows() {
-        gram[(i, i)] += penalty;
-    }
-    let chol = Cholesky::new(gram).ok_or(ProbeError::NotPositiveDefinite {
-        what: "ridge normal equations",
-    })?;
-    let beta = chol.solve(&f.tr_mul(&yc));
+    let fty = f.tr_mul(&yc);
+    let beta = match &design.gram_diagonal {
+        // FᵀF = S² in the row-space coordinates: the normal equations are diagonal.
+        Some(d) => fty.zip_map(d, |v, s2| v / (s2 + penalty)),
+        None => {
+            let mut gram = f.tr_mul(f);
+            for i in 0..gram.nrows() {
+                gram[(i, i)] += penalty;
+            }
+            let chol = Cholesky::new(gram).ok_or(ProbeError::NotPositiveDefinite {
+                what: "ridge normal equations",
+            })?;
+            chol.solve(&fty)
+        }
+    };
     Ok(LinearModel {
         standardizer: design.standardizer.clone(),
         weights: design.weights(&beta),

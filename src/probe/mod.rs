@@ -15,7 +15,12 @@
 //!   are one independent model per label ([`LogisticProbe::fit_cv_multilabel`]).
 //! - [`pearson`], [`spearman`], [`r2`], [`auroc`], [`auprc`], and [`bootstrap_interval`] for a seeded
 //!   percentile bootstrap 95 % interval of any of them.
-//! - `embed` (feature `torch`): load a trained encoder and embed transcripts.
+//! - [`plot`]: PNG plots of low-data learning curves (metric against log-scaled training rows, one line per
+//!   method, with spread bars), drawn with an embedded font so they need no system fonts.
+//! - [`task`]: probe task files (TOML); [`evaluate`]: test-split scoring with bootstrap intervals and paired
+//!   comparisons; [`report`]: `report.json`, `report.md` and the plots.
+//! - `embed`, `supervised` and `runner` (feature `torch`): load a trained encoder and embed transcripts; the
+//!   from-scratch baseline; the whole run of a task.
 //!
 //! # Layout of inputs
 //! A feature matrix is a row-major `&[f64]` of `rows × n_features` values (one row per sequence). `groups`
@@ -24,12 +29,20 @@
 
 #[cfg(feature = "torch")]
 pub mod embed;
+pub mod evaluate;
 pub mod kmer;
 mod linear;
 mod metrics;
+pub mod plot;
 pub mod published;
+pub mod report;
+#[cfg(feature = "torch")]
+pub mod runner;
 pub mod split;
+#[cfg(feature = "torch")]
+pub mod supervised;
 pub mod table;
+pub mod task;
 
 pub use linear::{CvOptions, CvScore, DEFAULT_PENALTIES, LogisticOptions, LogisticProbe, RidgeProbe, Standardizer};
 pub use metrics::{BootstrapOptions, Interval, auprc, auroc, bootstrap_interval, pearson, r2, spearman};

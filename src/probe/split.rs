@@ -29,7 +29,7 @@ pub enum SplitError {
 }
 
 /// Target shares of rows in each split.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct SplitFractions {
     /// Share of rows for training.
     pub train: f64,
@@ -162,8 +162,8 @@ pub struct Subset {
     pub rows: Vec<usize>,
 }
 
-/// Low-data subsets of `train` (row indices): for each of [`LOW_DATA_FRACTIONS`] and of [`LOW_DATA_COUNTS`]
-/// not larger than `train`, `draws` random draws, made from `seed`.
+/// Low-data subsets of `train` (row indices): for each of `fractions` and of `counts` not larger than `train`
+/// (the defaults are [`LOW_DATA_FRACTIONS`] and [`LOW_DATA_COUNTS`]), `draws` random draws, made from `seed`.
 ///
 /// Subsets are drawn by rows, not groups: the test and validation rows are already separated by group, so a
 /// subset of the training rows cannot leak into them whichever way it is drawn; drawing rows makes the sizes
@@ -173,9 +173,9 @@ pub struct Subset {
 /// Within one draw the subsets are nested (prefixes of one shuffle of `train`): the curve then compares
 /// sizes on shared rows, without extra sampling noise between points. The full training set (fraction 1.0,
 /// or a count equal to its size) is the same in every draw, so it is listed once, as draw 0.
-pub fn low_data_subsets(train: &[usize], draws: usize, seed: u64) -> Vec<Subset> {
+pub fn low_data_subsets(train: &[usize], fractions: &[f64], counts: &[usize], draws: usize, seed: u64) -> Vec<Subset> {
     let n = train.len();
-    let mut sizes: Vec<(SubsetSize, usize)> = LOW_DATA_FRACTIONS
+    let mut sizes: Vec<(SubsetSize, usize)> = fractions
         .iter()
         .map(|&f| {
             (
@@ -183,12 +183,7 @@ pub fn low_data_subsets(train: &[usize], draws: usize, seed: u64) -> Vec<Subset>
                 ((f * n as f64).round() as usize).clamp(1, n.max(1)),
             )
         })
-        .chain(
-            LOW_DATA_COUNTS
-                .iter()
-                .filter(|&&c| c <= n)
-                .map(|&c| (SubsetSize::Count(c), c)),
-        )
+        .chain(counts.iter().filter(|&&c| c <= n).map(|&c| (SubsetSize::Count(c), c)))
         .collect();
     if n == 0 {
         sizes.clear();
@@ -284,8 +279,11 @@ mod tests {
     #[test]
     fn low_data_subsets_sizes_nesting_and_determinism() {
         let train: Vec<usize> = (0..1000).map(|i| i * 2).collect();
-        let subsets = low_data_subsets(&train, 3, 11);
-        assert_eq!(subsets, low_data_subsets(&train, 3, 11));
+        let subsets = low_data_subsets(&train, &LOW_DATA_FRACTIONS, &LOW_DATA_COUNTS, 3, 11);
+        assert_eq!(
+            subsets,
+            low_data_subsets(&train, &LOW_DATA_FRACTIONS, &LOW_DATA_COUNTS, 3, 11)
+        );
         // 7 fractions + counts 30, 100, 300, 1000 (3000 skipped) per draw; the full set (fraction 1.0 and
         // count 1000) only in draw 0.
         assert_eq!(subsets.len(), 11 + 2 * 9);
@@ -305,15 +303,15 @@ mod tests {
         assert_ne!(of(SubsetSize::Count(30), 0), of(SubsetSize::Count(30), 1));
         assert!(subsets.iter().all(|s| s.rows.iter().all(|r| r % 2 == 0)));
         // Earlier draws do not change when more are asked for.
-        let more = low_data_subsets(&train, 4, 11);
+        let more = low_data_subsets(&train, &LOW_DATA_FRACTIONS, &LOW_DATA_COUNTS, 4, 11);
         assert_eq!(&more[..subsets.len()], &subsets[..]);
     }
 
     #[test]
     fn low_data_subsets_of_tiny_and_empty_training_sets() {
-        let subsets = low_data_subsets(&[4, 5, 6], 2, 0);
+        let subsets = low_data_subsets(&[4, 5, 6], &LOW_DATA_FRACTIONS, &LOW_DATA_COUNTS, 2, 0);
         assert!(subsets.iter().all(|s| !s.rows.is_empty()));
         assert!(subsets.iter().all(|s| !matches!(s.size, SubsetSize::Count(_))));
-        assert!(low_data_subsets(&[], 2, 0).is_empty());
+        assert!(low_data_subsets(&[], &LOW_DATA_FRACTIONS, &LOW_DATA_COUNTS, 2, 0).is_empty());
     }
 }

@@ -1,0 +1,505 @@
+//! Scoring of probe predictions on the test split: per size of the low-data curve, each method's metrics
+//! averaged over its random draws, with bootstrap intervals over test rows, and paired comparisons of the
+//! pre-trained encoder against each baseline. Knows no tensors: predictions in, numbers out.
+//!
+//! Intervals resample test rows (the population a reader generalises to); the statistic is the metric
+//! averaged over draws, so the draw-to-draw spread (reported separately as `sd`) is not double-counted. The
+//! comparison resamples the same rows for both methods (a paired bootstrap), which is what can tell two
+//! correlated methods apart on one test set.
+
+use serde::{Deserialize, Serialize};
+
+use super::split::SubsetSize;
+use super::{BootstrapOptions, Interval, ProbeError, Result, auprc, auroc, bootstrap_interval, pearson, r2, spearman};
+
+/// A source of features (or a model) whose predictions are scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// The trained encoder's frozen embeddings with a linear probe.
+    Pretrained,
+    /// The same architecture with random weights, frozen, with a linear probe.
+    Random,
+    /// k-mer frequencies (k = 3…6) with a linear probe.
+    Kmer,
+    /// The same architecture trained from scratch on the labels.
+    Supervised,
+}
+
+impl Method {
+    /// Human-readable name for tables and legends.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Pretrained => "IsoCLR (pre-trained)",
+            Self::Random => "random weights",
+            Self::Kmer => "k-mer (k=3-6)",
+            Self::Supervised => "supervised from scratch",
+        }
+    }
+}
+
+/// The ground truth of the test rows.
+#[derive(Debug, Clone, Copy)]
+pub enum Truth<'a> {
+    /// Real-valued targets (after the task's transform).
+    Regression(&'a [f64]),
+    /// Binary targets; predictions are scores (any monotone scale).
+    Binary(&'a [bool]),
+}
+
+impl Truth<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::Regression(y) => y.len(),
+            Self::Binary(y) => y.len(),
+        }
+    }
+
+    /// The metrics reported for this kind of target; the first is the primary one.
+    pub fn metric_names(&self) -> &'static [&'static str] {
+        match self {
+            Self::Regression(_) => &["pearson", "spearman", "r2"],
+            Self::Binary(_) => &["auroc", "auprc"],
+        }
+    }
+
+    /// Metric `name` of `predictions` on the rows `idx`.
+    fn metric(&self, name: &str, predictions: &[f64], idx: &[usize]) -> Result<f64> {
+        let pick = |v: &[f64]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+        let p = pick(predictions);
+        match self {
+            Self::Regression(y) => {
+                let y = pick(y);
+                match name {
+                    "pearson" => pearson(&y, &p),
+                    "spearman" => spearman(&y, &p),
+                    _ => r2(&y, &p),
+                }
+            }
+            Self::Binary(y) => {
+                let y: Vec<bool> = idx.iter().map(|&i| y[i]).collect();
+                match name {
+                    "auroc" => auroc(&y, &p),
+                    _ => auprc(&y, &p),
+                }
+            }
+        }
+    }
+
+    /// The metric averaged over several prediction vectors (one per draw).
+    fn mean_metric(&self, name: &str, draws: &[&[f64]], idx: &[usize]) -> Result<f64> {
+        let mut sum = 0.0;
+        for p in draws {
+            sum += self.metric(name, p, idx)?;
+        }
+        Ok(sum / draws.len() as f64)
+    }
+}
+
+/// One fitted draw's test predictions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrawPredictions {
+    /// Which draw of the subset size.
+    pub draw: usize,
+    /// Training rows it was fitted on.
+    pub train_rows: usize,
+    /// The chosen penalty (linear probes) or `None`.
+    pub penalty: Option<f64>,
+    /// Epochs trained (the supervised baseline) or `None`.
+    pub epochs: Option<usize>,
+    /// One prediction per test row.
+    pub predictions: Vec<f64>,
+}
+
+/// One method's predictions at one subset size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SizePredictions {
+    /// The size asked for.
+    pub size: SubsetSize,
+    /// Its draws (at least one).
+    pub draws: Vec<DrawPredictions>,
+}
+
+/// A metric over the draws of one size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSummary {
+    /// Metric name (`pearson`, `spearman`, `r2`, `auroc`, `auprc`).
+    pub metric: String,
+    /// Mean over draws.
+    pub mean: f64,
+    /// Standard deviation over draws (0 for one draw).
+    pub sd: f64,
+    /// Bootstrap interval over test rows of the mean over draws.
+    pub interval: Interval,
+}
+
+/// One fitted draw, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrawResult {
+    /// Which draw.
+    pub draw: usize,
+    /// Training rows.
+    pub train_rows: usize,
+    /// Chosen penalty, when a linear probe.
+    pub penalty: Option<f64>,
+    /// Epochs trained, for the supervised baseline.
+    pub epochs: Option<usize>,
+    /// The primary metric on the test split.
+    pub primary: f64,
+}
+
+/// How a subset size is named in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SizeName {
+    /// A share of the training split.
+    Fraction(f64),
+    /// A number of training rows.
+    Count(usize),
+}
+
+impl From<SubsetSize> for SizeName {
+    fn from(size: SubsetSize) -> Self {
+        match size {
+            SubsetSize::Fraction(f) => Self::Fraction(f),
+            SubsetSize::Count(c) => Self::Count(c),
+        }
+    }
+}
+
+impl std::fmt::Display for SizeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fraction(x) => write!(f, "{}%", x * 100.0),
+            Self::Count(c) => write!(f, "{c} rows"),
+        }
+    }
+}
+
+/// One method at one size: its metrics and draws.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SizeResult {
+    /// The size asked for.
+    pub size: SizeName,
+    /// Mean training rows over the draws.
+    pub train_rows: f64,
+    /// Every metric of the target kind, primary first.
+    pub metrics: Vec<MetricSummary>,
+    /// The draws.
+    pub draws: Vec<DrawResult>,
+}
+
+impl SizeResult {
+    /// The primary metric's summary.
+    pub fn primary(&self) -> Option<&MetricSummary> {
+        self.metrics.first()
+    }
+}
+
+/// One method's learning curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodResult {
+    /// The method.
+    pub method: Method,
+    /// One entry per size, in the order given.
+    pub sizes: Vec<SizeResult>,
+}
+
+/// The pre-trained encoder against one baseline at one size: a paired bootstrap of the difference in the
+/// primary metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The baseline.
+    pub baseline: Method,
+    /// The size.
+    pub size: SizeName,
+    /// Pre-trained minus baseline: estimate and interval.
+    pub difference: Interval,
+    /// The difference's interval lies above 0.
+    pub pretrained_better: bool,
+    /// The pre-trained estimate lies above the baseline's own interval and vice versa (the intervals do not
+    /// overlap): a stricter reading than the paired difference.
+    pub intervals_disjoint: bool,
+}
+
+/// Everything scored for one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetResults {
+    /// The primary metric's name.
+    pub primary_metric: String,
+    /// Test rows.
+    pub test_rows: usize,
+    /// One curve per method.
+    pub methods: Vec<MethodResult>,
+    /// The pre-trained encoder against each baseline, at every size both have.
+    pub comparisons: Vec<Comparison>,
+}
+
+impl TargetResults {
+    /// The curve of `method`, if it ran.
+    pub fn method(&self, method: Method) -> Option<&MethodResult> {
+        self.methods.iter().find(|m| m.method == method)
+    }
+}
+
+/// Scores every method's predictions against `truth` (test rows) and compares the pre-trained encoder with
+/// each baseline.
+///
+/// # Errors
+/// [`ProbeError::LengthMismatch`] when a prediction vector is not one value per test row;
+/// [`ProbeError::Empty`] for a size without draws; metric errors (a constant prediction has no correlation:
+/// [`ProbeError::Undefined`]).
+pub fn score(
+    truth: Truth<'_>,
+    predictions: &[(Method, Vec<SizePredictions>)],
+    bootstrap: &BootstrapOptions,
+) -> Result<TargetResults> {
+    let n = truth.len();
+    let names = truth.metric_names();
+    let mut methods = Vec::new();
+    for (method, sizes) in predictions {
+        let mut results = Vec::new();
+        for size in sizes {
+            if size.draws.is_empty() {
+                return Err(ProbeError::Empty {
+                    what: "draws of a size",
+                });
+            }
+            for d in &size.draws {
+                super::check_len("predictions", n, d.predictions.len())?;
+            }
+            let draws: Vec<&[f64]> = size.draws.iter().map(|d| d.predictions.as_slice()).collect();
+            let all: Vec<usize> = (0..n).collect();
+            let mut metrics = Vec::new();
+            for name in names {
+                let per_draw = draws
+                    .iter()
+                    .map(|p| truth.metric(name, p, &all))
+                    .collect::<Result<Vec<f64>>>()?;
+                let interval = bootstrap_interval(n, bootstrap, |idx| truth.mean_metric(name, &draws, idx))?;
+                let (mean, sd) = mean_sd(&per_draw);
+                metrics.push(MetricSummary {
+                    metric: (*name).to_owned(),
+                    mean,
+                    sd,
+                    interval,
+                });
+            }
+            let draw_results = size
+                .draws
+                .iter()
+                .map(|d| {
+                    Ok(DrawResult {
+                        draw: d.draw,
+                        train_rows: d.train_rows,
+                        penalty: d.penalty,
+                        epochs: d.epochs,
+                        primary: truth.metric(names[0], &d.predictions, &all)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            results.push(SizeResult {
+                size: size.size.into(),
+                train_rows: size.draws.iter().map(|d| d.train_rows as f64).sum::<f64>() / size.draws.len() as f64,
+                metrics,
+                draws: draw_results,
+            });
+        }
+        methods.push(MethodResult {
+            method: *method,
+            sizes: results,
+        });
+    }
+    let comparisons = compare(truth, predictions, &methods, bootstrap)?;
+    Ok(TargetResults {
+        primary_metric: names[0].to_owned(),
+        test_rows: n,
+        methods,
+        comparisons,
+    })
+}
+
+/// Paired comparisons of the pre-trained method against every other method, size by size.
+fn compare(
+    truth: Truth<'_>,
+    predictions: &[(Method, Vec<SizePredictions>)],
+    scored: &[MethodResult],
+    bootstrap: &BootstrapOptions,
+) -> Result<Vec<Comparison>> {
+    let primary = truth.metric_names()[0];
+    let Some((_, pretrained)) = predictions.iter().find(|(m, _)| *m == Method::Pretrained) else {
+        return Ok(Vec::new());
+    };
+    let summary = |method: Method, size: &SizeName| {
+        scored
+            .iter()
+            .find(|m| m.method == method)
+            .and_then(|m| m.sizes.iter().find(|s| &s.size == size))
+            .and_then(SizeResult::primary)
+            .map(|s| s.interval)
+    };
+    let mut out = Vec::new();
+    for (baseline, sizes) in predictions.iter().filter(|(m, _)| *m != Method::Pretrained) {
+        for size in sizes {
+            let Some(ours) = pretrained.iter().find(|s| s.size == size.size) else {
+                continue;
+            };
+            let a: Vec<&[f64]> = ours.draws.iter().map(|d| d.predictions.as_slice()).collect();
+            let b: Vec<&[f64]> = size.draws.iter().map(|d| d.predictions.as_slice()).collect();
+            let difference = bootstrap_interval(truth.len(), bootstrap, |idx| {
+                Ok(truth.mean_metric(primary, &a, idx)? - truth.mean_metric(primary, &b, idx)?)
+            })?;
+            let name: SizeName = size.size.into();
+            let disjoint = match (summary(Method::Pretrained, &name), summary(*baseline, &name)) {
+                (Some(p), Some(q)) => p.lower > q.upper,
+                _ => false,
+            };
+            out.push(Comparison {
+                baseline: *baseline,
+                size: name,
+                difference,
+                pretrained_better: difference.lower > 0.0,
+                intervals_disjoint: disjoint,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Mean and (population) standard deviation.
+fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draws(preds: Vec<Vec<f64>>) -> Vec<DrawPredictions> {
+        preds
+            .into_iter()
+            .enumerate()
+            .map(|(draw, predictions)| DrawPredictions {
+                draw,
+                train_rows: 10,
+                penalty: Some(1.0),
+                epochs: None,
+                predictions,
+            })
+            .collect()
+    }
+
+    /// Deterministic pseudo-noise in [-0.5, 0.5).
+    fn noise(i: usize, salt: usize) -> f64 {
+        let x = ((i * 2_654_435_761 + salt * 40_503) % 1000) as f64;
+        x / 1000.0 - 0.5
+    }
+
+    #[test]
+    fn a_better_predictor_wins_the_paired_comparison() {
+        let n = 200;
+        let y: Vec<f64> = (0..n).map(|i| (i as f64 / 20.0).sin() + noise(i, 1)).collect();
+        let good = |salt| (0..n).map(|i| y[i] + 0.3 * noise(i, salt)).collect::<Vec<f64>>();
+        let bad = |salt| (0..n).map(|i| y[i] + 3.0 * noise(i, salt)).collect::<Vec<f64>>();
+        let size = SubsetSize::Fraction(0.1);
+        let preds = vec![
+            (
+                Method::Pretrained,
+                vec![SizePredictions {
+                    size,
+                    draws: draws(vec![good(2), good(3)]),
+                }],
+            ),
+            (
+                Method::Kmer,
+                vec![SizePredictions {
+                    size,
+                    draws: draws(vec![bad(4), bad(5)]),
+                }],
+            ),
+        ];
+        let r = score(Truth::Regression(&y), &preds, &BootstrapOptions::default()).unwrap();
+        assert_eq!(r.primary_metric, "pearson");
+        let ours = r.method(Method::Pretrained).unwrap().sizes[0]
+            .primary()
+            .unwrap()
+            .clone();
+        let theirs = r.method(Method::Kmer).unwrap().sizes[0].primary().unwrap().clone();
+        // Independent check of the point estimate: the mean of the two draws' Pearson r.
+        let direct = (pearson(&y, &good(2)).unwrap() + pearson(&y, &good(3)).unwrap()) / 2.0;
+        assert!((ours.mean - direct).abs() < 1e-12);
+        assert!((ours.interval.estimate - direct).abs() < 1e-12);
+        assert!(ours.mean > theirs.mean);
+        assert_eq!(r.comparisons.len(), 1);
+        let c = &r.comparisons[0];
+        assert!(c.pretrained_better && c.intervals_disjoint, "{c:?}");
+        assert!((c.difference.estimate - (ours.mean - theirs.mean)).abs() < 1e-12);
+        // Swapping the roles flips the verdict.
+        let swapped = vec![
+            (Method::Pretrained, preds[1].1.clone()),
+            (Method::Kmer, preds[0].1.clone()),
+        ];
+        let r = score(Truth::Regression(&y), &swapped, &BootstrapOptions::default()).unwrap();
+        assert!(!r.comparisons[0].pretrained_better);
+    }
+
+    #[test]
+    fn equal_predictors_are_not_called_different() {
+        let n = 150;
+        let y: Vec<f64> = (0..n).map(|i| noise(i, 7)).collect();
+        let p: Vec<f64> = (0..n).map(|i| y[i] + noise(i, 8)).collect();
+        let size = SubsetSize::Count(30);
+        let same = SizePredictions {
+            size,
+            draws: draws(vec![p.clone()]),
+        };
+        let preds = vec![(Method::Pretrained, vec![same.clone()]), (Method::Random, vec![same])];
+        let r = score(Truth::Regression(&y), &preds, &BootstrapOptions::default()).unwrap();
+        let c = &r.comparisons[0];
+        assert_eq!(c.difference.estimate, 0.0);
+        assert!(!c.pretrained_better && !c.intervals_disjoint);
+        assert_eq!(r.methods[0].sizes[0].metrics[0].sd, 0.0);
+    }
+
+    #[test]
+    fn classification_uses_auroc_first() {
+        let y: Vec<bool> = (0..100).map(|i| i % 3 == 0).collect();
+        let scores: Vec<f64> = (0..100)
+            .map(|i| if i % 3 == 0 { 1.0 } else { 0.0 } + noise(i, 2))
+            .collect();
+        let preds = vec![(
+            Method::Pretrained,
+            vec![SizePredictions {
+                size: SubsetSize::Fraction(1.0),
+                draws: draws(vec![scores.clone()]),
+            }],
+        )];
+        let r = score(Truth::Binary(&y), &preds, &BootstrapOptions::default()).unwrap();
+        let names: Vec<&str> = r.methods[0].sizes[0]
+            .metrics
+            .iter()
+            .map(|m| m.metric.as_str())
+            .collect();
+        assert_eq!(names, ["auroc", "auprc"]);
+        assert!((r.methods[0].sizes[0].metrics[0].mean - auroc(&y, &scores).unwrap()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn wrong_lengths_are_errors() {
+        let y = vec![1.0, 2.0, 3.0];
+        let preds = vec![(
+            Method::Pretrained,
+            vec![SizePredictions {
+                size: SubsetSize::Count(2),
+                draws: draws(vec![vec![1.0, 2.0]]),
+            }],
+        )];
+        assert!(matches!(
+            score(Truth::Regression(&y), &preds, &BootstrapOptions::default()),
+            Err(ProbeError::LengthMismatch { .. })
+        ));
+    }
+}

@@ -1,0 +1,352 @@
+//! The probe report: `report.json` (every number, with the checkpoint, the task definitions and the seeds),
+//! `report.md` (tables a reader can scan) and one PNG of the low-data curves per task and target. Knows no
+//! tensors.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::evaluate::{Comparison, Method, SizeName, TargetResults};
+use super::plot::{CurvePoint, CurveSeries, PlotError, plot_learning_curves};
+use super::task::{ProbeTask, TaskKind, Transform};
+
+/// Errors of writing a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The report could not be serialised.
+    #[error("report.json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A plot could not be drawn.
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+}
+
+/// How the rows of a target were split.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SplitSummary {
+    /// The split's seed.
+    pub seed: u64,
+    /// Training rows (the full training set of the curves).
+    pub train_rows: usize,
+    /// Validation rows (early stopping of the supervised baseline).
+    pub validation_rows: usize,
+    /// Test rows (every reported metric).
+    pub test_rows: usize,
+    /// Distinct groups over all three.
+    pub groups: usize,
+}
+
+/// One target of a task.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetReport {
+    /// The target column.
+    pub target: String,
+    /// The split.
+    pub split: SplitSummary,
+    /// Caveats (skipped draws).
+    pub notes: Vec<String>,
+    /// Every metric of every method and size, and the comparisons.
+    pub results: TargetResults,
+}
+
+/// One task.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskReport {
+    /// The task as read (paths resolved).
+    pub task: ProbeTask,
+    /// Where the rows came from.
+    pub source: String,
+    /// Rows read.
+    pub rows: usize,
+    /// Caveats about the input (missing annotation tracks, unmatched labels).
+    pub notes: Vec<String>,
+    /// One entry per target.
+    pub targets: Vec<TargetReport>,
+}
+
+/// A whole probe run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// The encoder probed: a run directory, or a checkpoint URL and step.
+    pub checkpoint: String,
+    /// The isoclr version that made the report.
+    pub isoclr_version: String,
+    /// Bootstrap resamples of every interval.
+    pub bootstrap_resamples: usize,
+    /// Seed of the bootstrap.
+    pub bootstrap_seed: u64,
+    /// Seed of the random-weight baseline.
+    pub random_seed: u64,
+    /// Wall time of the run.
+    pub elapsed_s: f64,
+    /// The tasks.
+    pub tasks: Vec<TaskReport>,
+}
+
+/// File name of the learning-curve plot of one task and target.
+pub fn plot_file_name(task: &str, target: &str) -> String {
+    let clean: String = target
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{task}.{clean}.png")
+}
+
+/// How a metric is named in prose.
+fn metric_label(metric: &str) -> &str {
+    match metric {
+        "pearson" => "Pearson r",
+        "spearman" => "Spearman ρ",
+        "r2" => "R²",
+        "auroc" => "AUROC",
+        "auprc" => "AUPRC",
+        other => other,
+    }
+}
+
+impl Report {
+    /// Writes `report.json`, `report.md` and the plots into `out` (created if missing). Each file is written
+    /// to a temporary name and renamed, so a reader never sees half a report.
+    pub fn write(&self, out: &Path) -> Result<(), ReportError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ReportError::Io { path, source }
+        };
+        std::fs::create_dir_all(out).map_err(io(out))?;
+        for task in &self.tasks {
+            for target in &task.targets {
+                let path = out.join(plot_file_name(&task.task.name, &target.target));
+                let title = format!("{}: {}", task.task.name, target.target);
+                plot_learning_curves(
+                    &path,
+                    &title,
+                    metric_label(&target.results.primary_metric),
+                    &curves(&target.results),
+                )?;
+            }
+        }
+        let json = serde_json::to_string_pretty(self)?;
+        write_atomically(&out.join("report.json"), json.as_bytes()).map_err(io(&out.join("report.json")))?;
+        write_atomically(&out.join("report.md"), self.markdown().as_bytes()).map_err(io(&out.join("report.md")))?;
+        Ok(())
+    }
+
+    /// The Markdown report.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(md, "# Probe report\n");
+        let _ = writeln!(md, "- Encoder: `{}`", self.checkpoint);
+        let _ = writeln!(
+            md,
+            "- Intervals: 95 % percentile bootstrap over test rows ({} resamples, seed {}) of the metric \
+             averaged over draws; ± is the standard deviation over draws.",
+            self.bootstrap_resamples, self.bootstrap_seed
+        );
+        let _ = writeln!(
+            md,
+            "- Baselines: the same architecture with random weights (seed {}), k-mer frequencies (k = 3-6), \
+             and the same architecture trained from scratch on the labels (early stopping on the validation \
+             split), each on the same splits and subsets.",
+            self.random_seed
+        );
+        let _ = writeln!(md, "- isoclr {}; {:.0} s.\n", self.isoclr_version, self.elapsed_s);
+        for task in &self.tasks {
+            task.markdown(&mut md);
+        }
+        md
+    }
+}
+
+impl TaskReport {
+    fn markdown(&self, md: &mut String) {
+        let t = &self.task;
+        let _ = writeln!(md, "## Task `{}`\n", t.name);
+        if !t.description.is_empty() {
+            let _ = writeln!(md, "{}\n", t.description);
+        }
+        let kind = match t.kind {
+            TaskKind::Regression => "regression (ridge)",
+            TaskKind::Classification => "classification (logistic regression)",
+        };
+        let _ = writeln!(md, "- Input: {} ({} rows); {kind}", self.source, self.rows);
+        if t.transform != Transform::None {
+            let _ = writeln!(md, "- Targets {:?}-transformed before fitting", t.transform);
+        }
+        let _ = writeln!(
+            md,
+            "- Task file: `{}`; low-data draws: {} (seed {})",
+            t.path.display(),
+            t.low_data.draws,
+            t.low_data.seed
+        );
+        for note in &self.notes {
+            let _ = writeln!(md, "- Note: {note}");
+        }
+        let _ = writeln!(md);
+        for target in &self.targets {
+            target.markdown(&t.name, md);
+        }
+    }
+}
+
+/// `mean ± sd [lower, upper]` of a method at a size, or a dash.
+fn cell(results: &TargetResults, method: Method, size: &SizeName) -> String {
+    results
+        .method(method)
+        .and_then(|m| m.sizes.iter().find(|s| &s.size == size))
+        .and_then(|s| s.primary())
+        .map(|m| {
+            format!(
+                "{:.3} ± {:.3} [{:.3}, {:.3}]",
+                m.mean, m.sd, m.interval.lower, m.interval.upper
+            )
+        })
+        .unwrap_or_else(|| "–".into())
+}
+
+fn comparison_cell(c: Option<&Comparison>) -> String {
+    match c {
+        Some(c) => format!(
+            "{:+.3} [{:+.3}, {:+.3}]{}",
+            c.difference.estimate,
+            c.difference.lower,
+            c.difference.upper,
+            if c.pretrained_better { " ✓" } else { "" }
+        ),
+        None => "–".into(),
+    }
+}
+
+impl TargetReport {
+    fn markdown(&self, task: &str, md: &mut String) {
+        let r = &self.results;
+        let metric = metric_label(&r.primary_metric);
+        let s = &self.split;
+        let _ = writeln!(
+            md,
+            "### Target `{}`: {metric} on {} test rows\n",
+            self.target, r.test_rows
+        );
+        let _ = writeln!(
+            md,
+            "Split seed {}: {} train / {} validation / {} test rows, {} groups (no group on two sides).\n",
+            s.seed, s.train_rows, s.validation_rows, s.test_rows, s.groups
+        );
+        let _ = writeln!(md, "![low-data curves]({})\n", plot_file_name(task, &self.target));
+        let methods: Vec<Method> = r.methods.iter().map(|m| m.method).collect();
+        // Sizes in the order of the pre-trained curve (it runs at every size).
+        let sizes: Vec<(SizeName, f64)> = r
+            .methods
+            .first()
+            .map(|m| m.sizes.iter().map(|s| (s.size.clone(), s.train_rows)).collect())
+            .unwrap_or_default();
+        let _ = write!(md, "| training set | rows |");
+        for m in &methods {
+            let _ = write!(md, " {} |", m.label());
+        }
+        let _ = writeln!(md, "\n|---|---:|{}", "---|".repeat(methods.len()));
+        for (size, rows) in &sizes {
+            let _ = write!(md, "| {size} | {rows:.0} |");
+            for m in &methods {
+                let _ = write!(md, " {} |", cell(r, *m, size));
+            }
+            let _ = writeln!(md);
+        }
+        let baselines: Vec<Method> = methods.iter().copied().filter(|m| *m != Method::Pretrained).collect();
+        if !baselines.is_empty() && !r.comparisons.is_empty() {
+            let _ = writeln!(
+                md,
+                "\nPre-trained minus baseline, {metric} (paired bootstrap; ✓ = interval above 0):\n"
+            );
+            let _ = write!(md, "| training set |");
+            for b in &baselines {
+                let _ = write!(md, " vs {} |", b.label());
+            }
+            let _ = writeln!(md, "\n|---|{}", "---|".repeat(baselines.len()));
+            for (size, _) in &sizes {
+                let _ = write!(md, "| {size} |");
+                for b in &baselines {
+                    let c = r.comparisons.iter().find(|c| c.baseline == *b && &c.size == size);
+                    let _ = write!(md, " {} |", comparison_cell(c));
+                }
+                let _ = writeln!(md);
+            }
+        }
+        if let Some(full) = r.methods.first().and_then(|m| m.sizes.last()) {
+            let _ = writeln!(md, "\nAll metrics at {} ({:.0} rows):\n", full.size, full.train_rows);
+            let _ = write!(md, "| method |");
+            for m in &full.metrics {
+                let _ = write!(md, " {} |", metric_label(&m.metric));
+            }
+            let _ = writeln!(md, "\n|---|{}", "---|".repeat(full.metrics.len()));
+            for m in &r.methods {
+                if let Some(s) = m.sizes.iter().find(|s| s.size == full.size) {
+                    let _ = write!(md, "| {} |", m.method.label());
+                    for x in &s.metrics {
+                        let _ = write!(
+                            md,
+                            " {:.3} [{:.3}, {:.3}] |",
+                            x.mean, x.interval.lower, x.interval.upper
+                        );
+                    }
+                    let _ = writeln!(md);
+                }
+            }
+        }
+        for note in &self.notes {
+            let _ = writeln!(md, "\n- Note: {note}");
+        }
+        let _ = writeln!(md);
+    }
+}
+
+/// The plotted curves: one per method, points sorted by training rows, bars at mean ± sd over draws.
+fn curves(results: &TargetResults) -> Vec<CurveSeries> {
+    results
+        .methods
+        .iter()
+        .filter_map(|m| {
+            let mut points: Vec<CurvePoint> = m
+                .sizes
+                .iter()
+                .filter_map(|s| {
+                    let p = s.primary()?;
+                    Some(CurvePoint {
+                        train_rows: s.train_rows.round().max(1.0) as usize,
+                        mean: p.mean,
+                        low: p.mean - p.sd,
+                        high: p.mean + p.sd,
+                    })
+                })
+                .collect();
+            points.sort_by_key(|p| p.train_rows);
+            (!points.is_empty()).then(|| CurveSeries {
+                label: m.method.label().to_owned(),
+                points,
+            })
+        })
+        .collect()
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}

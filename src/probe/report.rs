@@ -350,3 +350,114 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::BootstrapOptions;
+    use crate::probe::evaluate::{DrawPredictions, SizePredictions, Truth, score};
+    use crate::probe::split::SubsetSize;
+
+    fn report() -> Report {
+        let y: Vec<f64> = (0..60).map(|i| (i as f64 * 0.37).sin()).collect();
+        let noisy = |amp: f64, salt: usize| -> Vec<f64> {
+            (0..60)
+                .map(|i| y[i] + amp * (((i * 7919 + salt * 104_729) % 97) as f64 / 97.0 - 0.5))
+                .collect()
+        };
+        let size = |size, preds: Vec<Vec<f64>>| SizePredictions {
+            size,
+            draws: preds
+                .into_iter()
+                .enumerate()
+                .map(|(draw, predictions)| DrawPredictions {
+                    draw,
+                    train_rows: 12,
+                    penalty: Some(1.0),
+                    epochs: None,
+                    predictions,
+                })
+                .collect(),
+        };
+        let predictions = vec![
+            (
+                Method::Pretrained,
+                vec![
+                    size(SubsetSize::Fraction(0.1), vec![noisy(0.5, 1), noisy(0.5, 2)]),
+                    size(SubsetSize::Count(30), vec![noisy(0.3, 3)]),
+                ],
+            ),
+            (
+                Method::Kmer,
+                vec![size(SubsetSize::Fraction(0.1), vec![noisy(3.0, 4), noisy(3.0, 5)])],
+            ),
+        ];
+        let results = score(Truth::Regression(&y), &predictions, &BootstrapOptions::default()).unwrap();
+        let task = crate::probe::task::ProbeTask::from_toml_str(
+            "name = \"hl\"\nkind = \"regression\"\n[input]\nsynthetic = \"half_life\"\n",
+            Path::new("/tasks/hl.toml"),
+        )
+        .unwrap();
+        Report {
+            checkpoint: "runs/x".into(),
+            isoclr_version: "0".into(),
+            bootstrap_resamples: 1000,
+            bootstrap_seed: 0,
+            random_seed: 1,
+            elapsed_s: 1.0,
+            tasks: vec![TaskReport {
+                task,
+                source: "labels.tsv".into(),
+                rows: 100,
+                notes: vec!["3 label rows unmatched".into()],
+                targets: vec![TargetReport {
+                    target: "half life".into(),
+                    split: SplitSummary {
+                        seed: 0,
+                        train_rows: 70,
+                        validation_rows: 15,
+                        test_rows: 60,
+                        groups: 40,
+                    },
+                    notes: Vec::new(),
+                    results,
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn writes_json_markdown_and_one_plot_per_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = report();
+        r.write(dir.path()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+        assert_eq!(json["tasks"][0]["targets"][0]["results"]["primary_metric"], "pearson");
+        assert_eq!(json["tasks"][0]["task"]["name"], "hl");
+        let plot = dir.path().join(plot_file_name("hl", "half life"));
+        assert_eq!(plot.file_name().unwrap(), "hl.half_life.png");
+        assert!(std::fs::metadata(&plot).unwrap().len() > 1000);
+        let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+        for needle in [
+            "## Task `hl`",
+            "| 10% | 12 |",
+            "| 30 rows | 12 |",
+            "vs k-mer (k=3-6)",
+            "Note: 3 label rows unmatched",
+            "![low-data curves](hl.half_life.png)",
+        ] {
+            assert!(md.contains(needle), "{needle:?} missing from\n{md}");
+        }
+        // The clearly better method is marked as such at the shared size, and the k-mer column has no
+        // value at the size it did not run.
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| 10% |") && l.contains('✓'))
+            .unwrap();
+        assert!(row.contains('+'), "{row}");
+        let counts_row = md.lines().find(|l| l.starts_with("| 30 rows | 12 |")).unwrap();
+        assert!(counts_row.ends_with("| – |"), "{counts_row}");
+        assert!(!dir.path().join("report.partial").exists());
+    }
+}

@@ -3,6 +3,7 @@
 # gpu-bundle/ (git-ignored; carry it next to a copy of the working tree):
 #   isoclr            the binary, with the NCCL backend (`--features nccl`)
 #   train_throughput  the isoclr-vs-PyTorch training benchmark (benches/train_throughput.rs)
+#   embed_throughput  embedding vs the training forward pass (benches/embed_throughput.rs)
 #   isoclr-lib-tests  the library's unit tests, with `--features nccl` (src/dist/nccl.rs runs NCCL there)
 #   BUILD             commit, toolchain and libtorch they were built against
 # All release builds, stripped of debug info (the unstripped isoclr is ~145 MB; the bundle must stay small
@@ -38,7 +39,8 @@ echo "gpu-bundle: building (release, --features nccl)" >&2
 isoclr=$(cargo build --release "${build[@]}" --bin isoclr | executables bin)
 tests=$(cargo test --release "${build[@]}" --lib --no-run | executables lib)
 bench=$(cargo bench "${build[@]}" --bench train_throughput --no-run | executables bench)
-for f in "$isoclr" "$tests" "$bench"; do
+embed=$(cargo bench "${build[@]}" --bench embed_throughput --no-run | executables bench)
+for f in "$isoclr" "$tests" "$bench" "$embed"; do
   [[ -n "$f" && -x "$f" && "$f" != *$'\n'* ]] || { echo "gpu-bundle: expected one executable, got '$f'" >&2; exit 1; }
 done
 
@@ -47,6 +49,7 @@ mkdir -p "$bundle"
 objcopy --strip-debug "$isoclr" "$bundle/isoclr"
 objcopy --strip-debug "$tests" "$bundle/isoclr-lib-tests"
 objcopy --strip-debug "$bench" "$bundle/train_throughput"
+objcopy --strip-debug "$embed" "$bundle/embed_throughput"
 {
   echo "commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src benches build.rs Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
   echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n)"
@@ -56,7 +59,7 @@ objcopy --strip-debug "$bench" "$bundle/train_throughput"
 
 echo "gpu-bundle: $bundle" >&2
 total=0
-for f in isoclr isoclr-lib-tests train_throughput; do
+for f in isoclr isoclr-lib-tests train_throughput embed_throughput; do
   bytes=$(stat -c %s "$bundle/$f")
   total=$((total + bytes))
   awk -v f="$f" -v b="$bytes" 'BEGIN { printf "%-18s %6.1f MiB\n", f, b / 1048576 }'

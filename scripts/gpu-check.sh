@@ -12,7 +12,9 @@
 #   (b) the library's NCCL unit tests (src/dist/nccl.rs) at world size 1, plus the device:: tests
 #       (autocast, CUDA memory statistics);
 #   (c) `isoclr train --workers 2` (two processes sharing the GPU, TCP ring) against `--workers 1` on the
-#       tiny synthetic configuration: seq/s and the largest relative loss difference of a step.
+#       tiny synthetic configuration: seq/s and the largest relative loss difference of a step;
+#   (d) embedding throughput (`isoclr embed` / the probe runner) next to the training forward pass, `small`
+#       preset, bf16 (benches/embed_throughput.rs), appended below the table as the bench prints it.
 # Exit status 0 when every check passed. Every command runs under `timeout`, and all of them share one
 # budget (ISOCLR_GPU_CHECK_BUDGET_S, default 450 s), so the script ends well inside a 10-minute limit.
 #
@@ -312,6 +314,22 @@ print(f"reference: PyTorch eager (benches/reference.py) for throughput; `--worke
 sys.exit(1 if failed else 0)
 PY
 table_status=$?
+
+# ---- (d) embedding throughput next to the training forward pass ----------------------------------------
+if [[ -x "$bundle/embed_throughput" ]]; then
+  echo "gpu-check: embedding throughput" >&2
+  if ((quick)); then embed_genes=60; else embed_genes=600; fi
+  ISOCLR_BENCH_DEVICE=$device ISOCLR_BENCH_GENES=$embed_genes ISOCLR_BENCH_SCALE=1.0 \
+    run 120 "$logs/embed.log" "$bundle/embed_throughput"
+  embed_status=$?
+  {
+    echo
+    echo "Embedding throughput ($device, benches/embed_throughput.rs, exit $embed_status):"
+    echo
+    grep -E '^(\||[0-9]+ transcripts|embed \(mean\))' "$logs/embed.log"
+  } >>"$out/gpu-check.md"
+  ((embed_status == 0)) || table_status=1
+fi
 cat "$out/gpu-check.md"
 echo "gpu-check: table and logs in $out ($((SECONDS - started)) s)" >&2
 exit "$table_status"

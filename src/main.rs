@@ -230,6 +230,7 @@ fn probe(
     data_dir: &Path,
     positions_per_pass: usize,
     device: tch::Device,
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 ) -> Result<()> {
     let encoder = isoclr::probe::embed::Encoder::load(checkpoint, device)?;
     let configured;
@@ -249,6 +250,7 @@ fn probe(
         data_dir: data_dir.to_owned(),
         random_seed: encoder.config.train.seed.wrapping_add(1),
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        stop,
     };
     let report = isoclr::probe::runner::run_probes(&encoder, tasks, out, &options)?;
     for task in &report.tasks {
@@ -291,8 +293,18 @@ fn probe_after_training(config: &Config, tasks: &[isoclr::probe::task::ProbeTask
     }
     let device = isoclr::train::run::select_device(config.train.device)?;
     let checkpoint = out.to_str().context("the output directory's name is not UTF-8")?;
-    probe(checkpoint, tasks, &out.join("probes"), out, 64 * 12_288, device)
-        .context("the probes after training failed (the trained model is saved; re-run them with `isoclr probe`)")
+    // Training installed handlers that turn SIGTERM/SIGUSR2 into a flag; the probes must heed it too.
+    let stop = isoclr::train::run::stop_flag()?;
+    probe(
+        checkpoint,
+        tasks,
+        &out.join("probes"),
+        out,
+        64 * 12_288,
+        device,
+        Some(stop),
+    )
+    .context("the probes after training failed (the trained model is saved; re-run them with `isoclr probe`)")
 }
 
 /// `isoclr embed`: the embeddings of every transcript of a dataset, with their ids.
@@ -507,6 +519,7 @@ fn main() -> Result<()> {
                 &data_dir,
                 positions_per_pass,
                 device_from(&device)?,
+                None,
             )?
         }
         Command::Config { layers, out } => {

@@ -318,3 +318,79 @@ fn a_classification_table_task_runs_end_to_end() {
     let (w, h) = png_size(&report_dir.join("motif.carries_motif.png"));
     assert!(w > 0 && h > 0);
 }
+
+/// SIGTERM while a training job runs its probes ends the process promptly with a clear message (training
+/// had turned the signal into a flag; the probes heed it) and leaves no report behind.
+#[test]
+fn a_stop_signal_during_the_probes_ends_the_job() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let task = dir.path().join("slow.toml");
+    // Every size, many draws and the k-mer baseline: far longer than the signal takes to act.
+    std::fs::write(
+        &task,
+        "name = \"slow\"\nkind = \"regression\"\n[input]\nsynthetic = \"half_life\"\n\
+         [low_data]\ndraws = 50\n[baselines]\nsupervised = false\n",
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_isoclr"))
+        .args(["train", "--config", path_str(&repo().join("configs/tiny.toml"))])
+        .args([
+            "--set",
+            "train.steps=2",
+            "--set",
+            &format!("probe.tasks=[\"{}\"]", task.display()),
+        ])
+        .args(["--out", path_str(&run)])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let started = Instant::now();
+    let mut log = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("no 'probe task' line within 120 s");
+        let probing = line.contains("probe task");
+        log.push(line);
+        if probing {
+            break;
+        }
+    }
+    // Let it get into the fits, then stop it.
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: `kill` with a valid pid and signal number has no memory-safety preconditions.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(30),
+            "still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    log.extend(rx.try_iter());
+    let log = log.join("\n");
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("interrupted"), "{log}");
+    assert!(run.join("model.safetensors").is_file(), "the trained model stays");
+    assert!(!run.join("probes/report.json").exists());
+    assert!(started.elapsed() < Duration::from_secs(300));
+}

@@ -97,6 +97,9 @@ pub enum RunnerError {
     /// Writing the report failed.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// The stop flag was raised (SIGTERM or SIGUSR2 after training): no report is written.
+    #[error("the probes were interrupted by a stop signal; no report was written")]
+    Interrupted,
 }
 
 /// Settings of a probe run that are not part of a task.
@@ -114,6 +117,18 @@ pub struct RunnerOptions {
     pub random_seed: u64,
     /// Show progress bars (off in tests and non-interactive logs).
     pub progress: bool,
+    /// Checked before every fit: once set, the run ends with [`RunnerError::Interrupted`]. A training job
+    /// passes the flag its stop signals set, so they still end the process while it probes.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl RunnerOptions {
+    fn check_stop(&self) -> Result<(), RunnerError> {
+        match &self.stop {
+            Some(flag) if flag.load(std::sync::atomic::Ordering::Relaxed) => Err(RunnerError::Interrupted),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Runs `tasks` with `encoder` and writes `report.json`, `report.md` and one PNG per task and target into
@@ -127,6 +142,7 @@ pub fn run_probes(
     let started = std::time::Instant::now();
     let mut reports = Vec::new();
     for task in tasks {
+        options.check_stop()?;
         tracing::info!(task = %task.name, "probe task");
         reports.push(run_task(encoder, task, options)?);
     }
@@ -319,7 +335,13 @@ fn run_target(
     for f in features {
         let bar = progress_bar(options, subsets.len(), &format!("{target}: {}", f.method.label()));
         let mut by_size: Vec<SizePredictions> = Vec::new();
+        let mut capped = 0;
         for subset in &subsets {
+            options.check_stop()?;
+            if f.method == Method::Kmer && subset.rows.len() > task.baselines.kmer_max_rows {
+                capped += 1;
+                continue;
+            }
             let fitted =
                 fit_linear(f, &labels, subset, &|i| table.rows[i].transcript.group, &test).map_err(|source| {
                     RunnerError::Probe {
@@ -345,6 +367,13 @@ fn run_target(
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
+        if capped > 0 {
+            notes.push(format!(
+                "{}: {capped} subsets above baselines.kmer_max_rows = {} training rows not fitted",
+                f.method.label(),
+                task.baselines.kmer_max_rows
+            ));
+        }
         predictions.push((f.method, by_size));
     }
     if task.baselines.supervised {
@@ -355,6 +384,7 @@ fn run_target(
         let bar = progress_bar(options, chosen.len(), &format!("{target}: supervised"));
         let mut by_size: Vec<SizePredictions> = Vec::new();
         for subset in chosen {
+            options.check_stop()?;
             match fit_supervised_draw(encoder, task, table, &labels, subset, &validation, &test, options) {
                 Ok(draw) => push_draw(&mut by_size, subset, draw),
                 // Tiny subsets can hold one class or one value: nothing to learn, as for the linear probes.

@@ -136,7 +136,16 @@ fn jobs_train_to_completion_and_survive_their_time_limit_by_requeueing() {
     // under load, so the first run is always interrupted, and each run makes progress.
     const STEPS: u64 = 900;
     let (whole, limited) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let whole_id = submit(whole.path(), "10:00", 10, STEPS, &[]);
+    // The uninterrupted job also lists a (small) probe task, which the batch script runs once training ends.
+    let task = whole.path().join("probe.toml");
+    std::fs::write(
+        &task,
+        "name = \"after_training\"\nkind = \"regression\"\ntransform = \"log2\"\n[input]\nsynthetic = \"half_life\"\n\
+         [low_data]\nfractions = [0.1, 1.0]\ncounts = []\ndraws = 2\n[baselines]\nkmer = false\nsupervised = false\n",
+    )
+    .unwrap();
+    let probe_tasks = format!("probe.tasks=[\"{}\"]", task.display());
+    let whole_id = submit(whole.path(), "10:00", 10, STEPS, &[&probe_tasks]);
     let limited_id = submit(limited.path(), "1", 10, STEPS, &[]);
     // A job that cannot work (its dataset does not exist) fails once and is not requeued.
     let broken = tempfile::tempdir().unwrap();
@@ -155,6 +164,9 @@ fn jobs_train_to_completion_and_survive_their_time_limit_by_requeueing() {
     let latest = std::fs::read_to_string(whole.path().join("ckpt/LATEST")).unwrap();
     assert!(latest.contains(&format!("{STEPS:08}")), "{latest}");
     assert!(whole_log.contains("2 workers on 2 node(s)"), "{whole_log}");
+    assert!(whole_log.contains("probe report:"), "{whole_log}");
+    let report = std::fs::read_to_string(out.join("probes/report.json")).unwrap();
+    assert!(report.contains("\"after_training\""), "{report}");
     for rank in 0..2 {
         assert!(
             whole_log.lines().any(|l| l.contains("rank assigned")

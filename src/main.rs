@@ -36,6 +36,33 @@ struct ConfigArgs {
     overrides: Vec<String>,
 }
 
+/// Positions (sequences × padded length) per encoder pass when embedding: 64 full-length transcripts.
+const EMBED_POSITIONS_PER_PASS: usize = 64 * 12_288;
+
+/// A trained encoder and where it runs, shared by the commands that embed (`embed`, `probe`).
+#[derive(Debug, clap::Args)]
+struct EncoderArgs {
+    /// A run's output directory (model.safetensors + config.toml) or a checkpoint URL or directory.
+    #[arg(long)]
+    checkpoint: String,
+    /// Positions (sequences × padded length) per encoder pass.
+    #[arg(long, default_value_t = EMBED_POSITIONS_PER_PASS)]
+    positions_per_pass: usize,
+    /// Device: auto (a GPU when there is one), cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+impl EncoderArgs {
+    /// The `--device` choice, resolved.
+    fn device(&self) -> Result<tch::Device> {
+        let name = &self.device;
+        let choice: isoclr::config::DeviceChoice = serde_json::from_value(serde_json::Value::String(name.clone()))
+            .with_context(|| format!("--device {name:?}: expected auto, cpu or cuda"))?;
+        Ok(isoclr::train::run::select_device(choice)?)
+    }
+}
+
 impl ConfigArgs {
     /// Loads the layered configuration.
     fn load(&self) -> Result<Config> {
@@ -49,20 +76,14 @@ enum Command {
     /// and the transcript ids in row order next to it (`FILE.ids.txt`).
     Embed {
         /// A run's output directory (model.safetensors + config.toml) or a checkpoint URL or directory.
-        #[arg(long)]
-        checkpoint: String,
+        #[command(flatten)]
+        encoder: EncoderArgs,
         /// Transcripts: a dataset made by `isoclr prep`.
         #[arg(long)]
         input: PathBuf,
         /// The `.npy` file to write.
         #[arg(long)]
         out: PathBuf,
-        /// Positions (sequences × padded length) per encoder pass.
-        #[arg(long, default_value_t = 64 * 12_288)]
-        positions_per_pass: usize,
-        /// Device: auto (a GPU when there is one), cpu or cuda.
-        #[arg(long, default_value = "auto")]
-        device: String,
         /// Pooling: mean (one mean over the transcript, as in training), or regions (that mean, then the
         /// means over the 5'UTR, CDS and 3'UTR: four times as wide).
         #[arg(long, value_enum, default_value = "mean")]
@@ -71,9 +92,8 @@ enum Command {
     /// Run linear-probe tasks on a trained, frozen encoder, with the random-weight, k-mer and from-scratch
     /// baselines and low-data curves; writes report.json, report.md and PNG plots into --out.
     Probe {
-        /// A run's output directory (model.safetensors + config.toml) or a checkpoint URL or directory.
-        #[arg(long)]
-        checkpoint: String,
+        #[command(flatten)]
+        encoder: EncoderArgs,
         /// Task files (TOML, see configs/probes/); repeat for several. Default: the `[probe] tasks` of the
         /// encoder's own run configuration.
         #[arg(long = "task")]
@@ -81,12 +101,6 @@ enum Command {
         /// Report directory.
         #[arg(long)]
         out: PathBuf,
-        /// Positions (sequences × padded length) per encoder pass.
-        #[arg(long, default_value_t = 64 * 12_288)]
-        positions_per_pass: usize,
-        /// Device: auto (a GPU when there is one), cpu or cuda.
-        #[arg(long, default_value = "auto")]
-        device: String,
     },
     /// Check a run configuration and print it resolved (defaults, file, ISOCLR_* variables, --set), as TOML.
     Config {
@@ -276,13 +290,6 @@ fn probe(
     Ok(())
 }
 
-/// Parses a `--device` value.
-fn device_from(name: &str) -> Result<tch::Device> {
-    let choice: isoclr::config::DeviceChoice = serde_json::from_value(serde_json::Value::String(name.into()))
-        .with_context(|| format!("--device {name:?}: expected auto, cpu or cuda"))?;
-    Ok(isoclr::train::run::select_device(choice)?)
-}
-
 /// The probes of `[probe] tasks` on a finished run's model (`out`), into `out/probes`.
 fn probe_after_training(config: &Config, tasks: &[isoclr::probe::task::ProbeTask], out: &Path) -> Result<()> {
     if tasks.is_empty() {
@@ -300,7 +307,7 @@ fn probe_after_training(config: &Config, tasks: &[isoclr::probe::task::ProbeTask
         tasks,
         &out.join("probes"),
         out,
-        64 * 12_288,
+        EMBED_POSITIONS_PER_PASS,
         device,
         Some(stop),
     )
@@ -308,15 +315,9 @@ fn probe_after_training(config: &Config, tasks: &[isoclr::probe::task::ProbeTask
 }
 
 /// `isoclr embed`: the embeddings of every transcript of a dataset, with their ids.
-fn embed(
-    checkpoint: &str,
-    input: &Path,
-    out: &Path,
-    positions_per_pass: usize,
-    pooling: isoclr::config::Pooling,
-    device: &str,
-) -> Result<()> {
-    let encoder = isoclr::probe::embed::Encoder::load(checkpoint, device_from(device)?)?;
+fn embed(args: &EncoderArgs, input: &Path, out: &Path, pooling: isoclr::config::Pooling) -> Result<()> {
+    let encoder = isoclr::probe::embed::Encoder::load(&args.checkpoint, args.device()?)?;
+    let positions_per_pass = args.positions_per_pass;
     let data = Dataset::open(input)?;
     let transcripts: Vec<&isoclr::data::Transcript> = data.transcripts.iter().collect();
     let bar = indicatif::ProgressBar::new(transcripts.len() as u64);
@@ -491,34 +492,27 @@ fn main() -> Result<()> {
             tracks,
         } => inspect(dataset, transcript, tracks)?,
         Command::Embed {
-            checkpoint,
+            encoder,
             input,
             out,
-            positions_per_pass,
-            device,
             pooling,
-        } => embed(&checkpoint, &input, &out, positions_per_pass, pooling, &device)?,
-        Command::Probe {
-            checkpoint,
-            tasks,
-            out,
-            positions_per_pass,
-            device,
-        } => {
+        } => embed(&encoder, &input, &out, pooling)?,
+        Command::Probe { encoder, tasks, out } => {
+            let checkpoint = &encoder.checkpoint;
             let tasks = read_tasks(&tasks)?;
             // A run directory holds its synthetic data; otherwise it is made (or found) next to the report.
-            let data_dir = if Path::new(&checkpoint).join("model.safetensors").is_file() {
-                PathBuf::from(&checkpoint)
+            let data_dir = if Path::new(checkpoint).join("model.safetensors").is_file() {
+                PathBuf::from(checkpoint)
             } else {
                 out.clone()
             };
             probe(
-                &checkpoint,
+                checkpoint,
                 &tasks,
                 &out,
                 &data_dir,
-                positions_per_pass,
-                device_from(&device)?,
+                encoder.positions_per_pass,
+                encoder.device()?,
                 None,
             )?
         }

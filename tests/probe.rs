@@ -50,6 +50,42 @@ fn ci_task(shipped: &str, dir: &Path) -> PathBuf {
     path
 }
 
+/// A run directory with a tiny encoder trained for one step (in `dir/run`): something to probe quickly.
+fn untrained_run(dir: &Path) -> PathBuf {
+    let run = dir.join("run");
+    let out = isoclr(&[
+        "train",
+        "--config",
+        path_str(&repo().join("configs/tiny.toml")),
+        "--set",
+        "train.steps=1",
+        "--out",
+        path_str(&run),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    run
+}
+
+/// `isoclr probe` of `run` with one task file into `report`, on the CPU.
+fn probe_cli(run: &Path, task: &Path, report: &Path) -> Output {
+    isoclr(&[
+        "probe",
+        "--checkpoint",
+        path_str(run),
+        "--task",
+        path_str(task),
+        "--out",
+        path_str(report),
+        "--device",
+        "cpu",
+    ])
+}
+
+/// The parsed `report.json` in `dir`.
+fn read_report(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+}
+
 /// Reads a PNG's width and height from its header, after checking the signature.
 fn png_size(path: &Path) -> (u32, u32) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -90,8 +126,7 @@ fn training_runs_its_probes_and_pretraining_beats_kmers_at_the_smallest_fraction
     for file in ["report.json", "report.md"] {
         assert!(probes.join(file).is_file(), "no {file} in {}", probes.display());
     }
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(probes.join("report.json")).unwrap()).unwrap();
+    let report = read_report(&probes);
     assert_eq!(report["checkpoint"], path_str(&run));
     let tasks = report["tasks"].as_array().unwrap();
     assert_eq!(tasks.len(), 2);
@@ -146,18 +181,8 @@ fn training_runs_its_probes_and_pretraining_beats_kmers_at_the_smallest_fraction
 #[test]
 fn bad_inputs_are_named_by_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    // An untrained tiny encoder is enough: every check below fails before a probe is fitted.
-    let run = dir.path().join("run");
-    let out = isoclr(&[
-        "train",
-        "--config",
-        path_str(&repo().join("configs/tiny.toml")),
-        "--set",
-        "train.steps=1",
-        "--out",
-        path_str(&run),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // An (all but) untrained encoder is enough: every check below fails before a probe is fitted.
+    let run = untrained_run(dir.path());
 
     let cases = [
         ("id\tsequence\n", "half_life", "no column `half_life`"),
@@ -188,15 +213,7 @@ fn bad_inputs_are_named_by_file_line_and_column() {
             ),
         )
         .unwrap();
-        let out = isoclr(&[
-            "probe",
-            "--checkpoint",
-            path_str(&run),
-            "--task",
-            path_str(&task),
-            "--out",
-            path_str(&dir.path().join("report")),
-        ]);
+        let out = probe_cli(&run, &task, &dir.path().join("report"));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "case {k} was accepted");
         assert!(
@@ -212,15 +229,7 @@ fn bad_inputs_are_named_by_file_line_and_column() {
         "name = \"t\"\nkind = \"regression\"\n[input]\nsynthetic = \"half_life\"\n[low_data]\ndraw = 3\n",
     )
     .unwrap();
-    let out = isoclr(&[
-        "probe",
-        "--checkpoint",
-        path_str(&run),
-        "--task",
-        path_str(&task),
-        "--out",
-        path_str(&dir.path().join("report")),
-    ]);
+    let out = probe_cli(&run, &task, &dir.path().join("report"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("draw") && stderr.contains("typo.toml"),
@@ -233,17 +242,7 @@ fn bad_inputs_are_named_by_file_line_and_column() {
 #[test]
 fn a_classification_table_task_runs_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    let out = isoclr(&[
-        "train",
-        "--config",
-        path_str(&repo().join("configs/tiny.toml")),
-        "--set",
-        "train.steps=1",
-        "--out",
-        path_str(&run),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = untrained_run(dir.path());
 
     // 120 transcripts of 300 nt from a fixed pseudo-random stream; every other one carries 8 copies of
     // TTTATTTATTTA; groups of two rows; a CDS in some rows so the annotation columns are exercised.
@@ -280,21 +279,10 @@ fn a_classification_table_task_runs_end_to_end() {
     )
     .unwrap();
     let report_dir = dir.path().join("report");
-    let out = isoclr(&[
-        "probe",
-        "--checkpoint",
-        path_str(&run),
-        "--task",
-        path_str(&task),
-        "--out",
-        path_str(&report_dir),
-        "--device",
-        "cpu",
-    ]);
+    let out = probe_cli(&run, &task, &report_dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).unwrap()).unwrap();
+    let report = read_report(&report_dir);
     let results = &report["tasks"][0]["targets"][0]["results"];
     assert_eq!(results["primary_metric"], "auroc");
     let methods = results["methods"].as_array().unwrap();

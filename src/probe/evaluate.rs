@@ -217,8 +217,8 @@ pub struct Comparison {
     pub difference: Interval,
     /// The difference's interval lies above 0.
     pub pretrained_better: bool,
-    /// The pre-trained estimate lies above the baseline's own interval and vice versa (the intervals do not
-    /// overlap): a stricter reading than the paired difference.
+    /// The pre-trained encoder's own interval lies wholly above the baseline's (the intervals do not overlap):
+    /// a stricter reading than the paired difference.
     pub intervals_disjoint: bool,
 }
 
@@ -271,6 +271,8 @@ pub fn score(
             let draws: Vec<&[f64]> = size.draws.iter().map(|d| d.predictions.as_slice()).collect();
             let all: Vec<usize> = (0..n).collect();
             let mut metrics = Vec::new();
+            // The primary metric of each draw, kept for the per-draw results below.
+            let mut primary_per_draw = Vec::new();
             for name in names {
                 let per_draw = draws
                     .iter()
@@ -278,6 +280,9 @@ pub fn score(
                     .collect::<Result<Vec<f64>>>()?;
                 let interval = bootstrap_interval(n, bootstrap, |idx| truth.mean_metric(name, &draws, idx))?;
                 let (mean, sd) = mean_sd(&per_draw);
+                if primary_per_draw.is_empty() {
+                    primary_per_draw = per_draw;
+                }
                 metrics.push(MetricSummary {
                     metric: (*name).to_owned(),
                     mean,
@@ -288,16 +293,15 @@ pub fn score(
             let draw_results = size
                 .draws
                 .iter()
-                .map(|d| {
-                    Ok(DrawResult {
-                        draw: d.draw,
-                        train_rows: d.train_rows,
-                        penalty: d.penalty,
-                        epochs: d.epochs,
-                        primary: truth.metric(names[0], &d.predictions, &all)?,
-                    })
+                .zip(primary_per_draw)
+                .map(|(d, primary)| DrawResult {
+                    draw: d.draw,
+                    train_rows: d.train_rows,
+                    penalty: d.penalty,
+                    epochs: d.epochs,
+                    primary,
                 })
-                .collect::<Result<Vec<_>>>()?;
+                .collect();
             results.push(SizeResult {
                 size: size.size.into(),
                 train_rows: size.draws.iter().map(|d| d.train_rows as f64).sum::<f64>() / size.draws.len() as f64,

@@ -70,7 +70,7 @@ pub fn write_kmer_frequencies(transcript: &Transcript, out: &mut [f32]) {
 /// The k-mer frequencies of every transcript, row-major: `transcripts.len() × KMER_FEATURES` `f32` values.
 ///
 /// Uses all available cores (each transcript is independent); the result does not depend on their number.
-pub fn kmer_features(transcripts: &[Transcript]) -> Vec<f32> {
+pub fn kmer_features(transcripts: &[&Transcript]) -> Vec<f32> {
     let mut out = vec![0.0f32; transcripts.len() * KMER_FEATURES];
     if transcripts.is_empty() {
         return out;
@@ -172,7 +172,7 @@ mod tests {
     #[test]
     fn batch_rows_match_single_transcripts() {
         let ts: Vec<Transcript> = (0..37).map(|i| tx(&b"ACGTTGCAAGT".repeat(i + 1))).collect();
-        let all = kmer_features(&ts);
+        let all = kmer_features(&ts.iter().collect::<Vec<_>>());
         assert_eq!(all.len(), ts.len() * KMER_FEATURES);
         let mut one = vec![0.0; KMER_FEATURES];
         for (i, t) in ts.iter().enumerate() {
@@ -201,7 +201,7 @@ mod tests {
             })
             .collect();
         let start = std::time::Instant::now();
-        let features = kmer_features(&ts);
+        let features = kmer_features(&ts.iter().collect::<Vec<_>>());
         let elapsed = start.elapsed();
         println!(
             "k-mer features: 10^4 x 3 kb in {:.3} s on {} threads",

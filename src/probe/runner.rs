@@ -273,10 +273,9 @@ fn run_task(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> Res
         });
     }
     if task.baselines.kmer {
-        let owned: Vec<Transcript> = transcripts.iter().map(|t| (*t).clone()).collect();
         features.push(Features {
             method: Method::Kmer,
-            values: kmer::kmer_features(&owned).into_iter().map(f64::from).collect(),
+            values: kmer::kmer_features(&transcripts).into_iter().map(f64::from).collect(),
             dim: kmer::KMER_FEATURES,
         });
     }

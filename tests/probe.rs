@@ -1,11 +1,12 @@
 #![cfg(feature = "torch")]
 //! The probe runner end to end through the `isoclr` binary: a training job on the synthetic transcriptome
 //! that lists probe tasks runs them on its final model and writes the report, its plots and every baseline.
-//! On the half-life labels the pre-trained encoder beats the k-mer baseline at the smallest training
-//! fractions by a paired-bootstrap margin whose 95 % interval lies above zero, with disjoint per-method
-//! intervals. (What this CPU-budget encoder does not yet show — a margin over the random-weight encoder at
-//! every small fraction, anything on the ribosome-load labels — is measured in the report and tracked on
-//! issue 6, not asserted here.) Then bad inputs: each gets an error naming the file, line and column.
+//! On both label sets the pre-trained encoder beats the k-mer baseline at the two smallest training
+//! fractions, and on half-life it beats the random-weight encoder at the smallest, each by a paired-bootstrap
+//! margin whose 95 % interval lies above zero, with disjoint per-method intervals. (What this CPU-budget
+//! encoder does not show — a margin over random weights at 1 % on half-life, about +0.03, and any on ribosome
+//! load, where random weights lead — is measured in the report and on issue 6, not asserted here.) Then bad
+//! inputs: each gets an error naming the file, line and column.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -43,7 +44,8 @@ fn ci_task(shipped: &str, dir: &Path) -> PathBuf {
         }
         lines.push(line.to_owned());
     }
-    lines.push("[low_data]\nfractions = [0.005, 0.01]\ncounts = []\ndraws = 5\nseed = 0".into());
+    // 20 draws: at 17-37 rows a draw's r scatters by ±0.1, and the claim is about the mean over draws.
+    lines.push("[low_data]\nfractions = [0.005, 0.01]\ncounts = []\ndraws = 20\nseed = 0".into());
     lines.push("[supervised]\nmax_rows = 20\ndraws = 1\nmax_epochs = 8\npatience = 3".into());
     let path = dir.join(shipped);
     std::fs::write(&path, lines.join("\n")).unwrap();
@@ -96,7 +98,7 @@ fn png_size(path: &Path) -> (u32, u32) {
 }
 
 #[test]
-fn training_runs_its_probes_and_pretraining_beats_kmers_at_the_smallest_fractions() {
+fn training_runs_its_probes_and_pretraining_beats_the_baselines_at_the_smallest_fractions() {
     let dir = tempfile::tempdir().unwrap();
     let half_life = ci_task("synthetic_half_life.toml", dir.path());
     let ribosome = ci_task("synthetic_ribosome_load.toml", dir.path());
@@ -156,20 +158,24 @@ fn training_runs_its_probes_and_pretraining_beats_kmers_at_the_smallest_fraction
                 assert!(mean.is_finite() && mean.abs() <= 1.0, "{name}: {size}");
             }
         }
-        if name != "synthetic_half_life" {
-            continue;
+        let mut claims = vec![("kmer", 0.005), ("kmer", 0.01)];
+        if name == "synthetic_half_life" {
+            claims.push(("random", 0.005));
         }
-        for fraction in [0.005, 0.01] {
+        for (baseline, fraction) in claims {
             let c = results["comparisons"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .find(|c| c["baseline"] == "kmer" && c["size"]["fraction"].as_f64() == Some(fraction))
-                .unwrap_or_else(|| panic!("{name}: no comparison with k-mers at {fraction}"));
+                .find(|c| c["baseline"] == baseline && c["size"]["fraction"].as_f64() == Some(fraction))
+                .unwrap_or_else(|| panic!("{name}: no comparison with {baseline} at {fraction}"));
             assert!(
                 c["pretrained_better"] == true && c["intervals_disjoint"] == true,
-                "{name}: pre-trained vs k-mers at {fraction} of the training rows: {c}\n{markdown}"
+                "{name}: pre-trained vs {baseline} at {fraction} of the training rows: {c}\n{markdown}"
             );
+        }
+        if name != "synthetic_half_life" {
+            continue;
         }
         // The from-scratch baseline ran where asked, with early stopping reported in epochs.
         let supervised = &results["methods"][3]["sizes"][0];

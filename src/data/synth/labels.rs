@@ -24,6 +24,8 @@ pub(super) struct Features {
     pub are: usize,
     /// CDS length (stop codon included) over transcript length; 0 when non-coding.
     pub cds_fraction: f64,
+    /// Codons of the CDS, the stop codon included; 0 when non-coding.
+    pub cds_codons: usize,
     /// Fraction of CDS codons (ATG included, stop excluded) in [`OPTIMAL_CODONS`]; 0 when non-coding.
     pub optimal: f64,
     /// Coding only: 5'UTR length, its GC fraction, in-frame and out-of-frame upstream ATGs, Kozak score.
@@ -57,6 +59,7 @@ impl Features {
                 exons,
                 are,
                 cds_fraction: 0.0,
+                cds_codons: 0,
                 optimal: 0.0,
                 coding: None,
             };
@@ -88,6 +91,7 @@ impl Features {
             exons,
             are: count_motif(&seq[stop + 3..], b"ATTTA"),
             cds_fraction: (stop + 3 - start) as f64 / len as f64,
+            cds_codons: (stop + 3 - start) / 3,
             optimal: optimal as f64 / n_codons as f64,
             coding: Some(Utr5 {
                 len: start,
@@ -108,13 +112,20 @@ impl Features {
             + 0.15 * junctions_per_kb
     }
 
-    /// The planted mean ribosome load before noise; `None` when non-coding.
-    pub(super) fn ribosome_load(&self) -> Option<f64> {
+    /// The planted log2 mean ribosome load before noise; `None` when non-coding.
+    ///
+    /// Ribosomes per mRNA are initiation over elongation times ORF length: the 5'UTR terms set
+    /// initiation, the count grows sub-linearly with ORF length (density falls on long ORFs) and with
+    /// codon optimality, as in endogenous polysome profiles.
+    pub(super) fn log2_ribosome_load(&self) -> Option<f64> {
         let u = self.coding.as_ref()?;
         Some(
-            5.0 - 0.9 * u.uatg_out_of_frame.min(5) as f64 - 0.4 * u.uatg_in_frame.min(5) as f64 + 2.4 * u.kozak
-                - 0.6 * ((u.len as f64 + 10.0).log10() - 2.2)
-                - 3.0 * (u.gc - 0.45),
+            2.0 + 0.5 * (self.cds_codons as f64 / 300.0).log2() + 1.0 * (self.optimal - 0.5)
+                - 0.35 * u.uatg_out_of_frame.min(5) as f64
+                - 0.15 * u.uatg_in_frame.min(5) as f64
+                + 0.8 * u.kozak
+                - 0.25 * ((u.len as f64 + 10.0).log10() - 2.2)
+                - 1.2 * (u.gc - 0.45),
         )
     }
 }

@@ -41,7 +41,7 @@
 //! # Planted label rules (per transcript, from its mature sequence and annotation)
 //! Features: `L` length; `E` exon count; `J = (E − 1)·1000 / L` junctions per kb; `A` overlapping
 //! `ATTTA` occurrences in the 3'UTR (after the stop codon; the whole transcript when non-coding);
-//! `F` = CDS length with stop / `L` (0 when non-coding); `O` = fraction of CDS codons, ATG included and
+//! `F` = CDS length with stop / `L` and `C` its codons, stop included (0 when non-coding); `O` = fraction of CDS codons, ATG included and
 //! stop excluded, in `OPTIMAL_CODONS` = {GCT, CGT, AAC, GAC, TGC, CAA, GAA, GGT, CAC, ATC, TTG, AAG,
 //! TTC, CCA, TCT, ACC, TAC, GTC} (0 when non-coding). For coding transcripts: `U5` 5'UTR length; `GC5`
 //! its G+C fraction; `Uout`/`Uin` ATGs in the 5'UTR out of / in frame with the CDS start; `K` =
@@ -49,12 +49,16 @@
 //!
 //! - half-life (hours): `log2 h = 2.0 − 0.30·min(A, 6) + 1.5·F + 2.0·(O − 0.5) − 0.6·(log10 L − 3.4)
 //!   + 0.15·J + ε`.
-//! - mean ribosome load: `MRL = max(0.1, 5.0 − 0.9·min(Uout, 5) − 0.4·min(Uin, 5) + 2.4·K
-//!   − 0.6·(log10(U5 + 10) − 2.2) − 3.0·(GC5 − 0.45) + ε)`.
+//! - mean ribosome load (ribosomes per mRNA: initiation, set by the 5'UTR, over elongation, times ORF
+//!   length): `log2 MRL = 2.0 + 0.5·log2(C / 300) + 1.0·(O − 0.5) − 0.35·min(Uout, 5) − 0.15·min(Uin, 5)
+//!   + 0.8·K − 0.25·(log10(U5 + 10) − 2.2) − 1.2·(GC5 − 0.45) + ε`. An earlier rule had only the 5'UTR
+//!   terms; no whole-transcript representation could read it (k-mers on every training row reached
+//!   r = 0.17), unlike isoform MRL measured by polysome profiling, where ORF length and codon usage carry
+//!   much of the signal.
 //!
 //! ε is Gaussian with standard deviation 0.8 × the population standard deviation of the rule's value over
 //! all transcripts of the file (all coding transcripts for MRL), so the rule explains R² ≈ 1 / 1.64 ≈ 0.61
-//! of the variance (of log2 h for half-life). The noise comes from a separate random stream, so the
+//! of the variance (of log2 h and log2 MRL). The noise comes from a separate random stream, so the
 //! sequences do not depend on it. Paralogs and isoforms share most features: probe splits must keep
 //! homology groups together.
 
@@ -317,14 +321,14 @@ fn generate(opts: &SynthOptions) -> Result<Synth> {
     noise.set_stream(1);
     let all = || genes.iter().flat_map(|g| &g.transcripts);
     let half_life: Vec<f64> = all().map(|t| t.features.log2_half_life()).collect();
-    let mrl: Vec<f64> = all().filter_map(|t| t.features.ribosome_load()).collect();
+    let mrl: Vec<f64> = all().filter_map(|t| t.features.log2_ribosome_load()).collect();
     let half_life = labels::add_noise(&mut noise, &half_life);
     let mrl = labels::add_noise(&mut noise, &mrl);
     let (mut h, mut r) = (half_life.into_iter(), mrl.into_iter());
     for t in genes.iter_mut().flat_map(|g| &mut g.transcripts) {
         t.half_life = h.next().unwrap_or(0.0).exp2();
         if t.cds.is_some() {
-            t.ribosome_load = r.next().map(|x| x.max(0.1));
+            t.ribosome_load = r.next().map(f64::exp2);
         }
     }
     Ok(Synth {

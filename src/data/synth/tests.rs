@@ -396,8 +396,27 @@ fn label_rules_hold() {
     };
     assert!(mrl(&|u| u.kozak == 1.0) > mrl(&|u| u.kozak == 0.0) + 1.0);
     assert!(mrl(&|u| u.uatg_out_of_frame >= 1) < mrl(&|u| u.uatg_out_of_frame == 0) - 0.4);
-    let signal: Vec<f64> = coding.iter().filter_map(|(t, _)| t.features.ribosome_load()).collect();
-    let labels: Vec<f64> = coding.iter().filter_map(|(t, _)| t.ribosome_load).collect();
+    let long_orf = mean(
+        coding
+            .iter()
+            .filter(|(t, _)| t.features.cds_codons >= 300)
+            .filter_map(|(t, _)| t.ribosome_load),
+    );
+    let short_orf = mean(
+        coding
+            .iter()
+            .filter(|(t, _)| t.features.cds_codons < 100)
+            .filter_map(|(t, _)| t.ribosome_load),
+    );
+    assert!(long_orf > short_orf * 1.4, "{long_orf} vs {short_orf}");
+    let signal: Vec<f64> = coding
+        .iter()
+        .filter_map(|(t, _)| t.features.log2_ribosome_load())
+        .collect();
+    let labels: Vec<f64> = coding
+        .iter()
+        .filter_map(|(t, _)| t.ribosome_load.map(f64::log2))
+        .collect();
     let r2 = r_squared(&signal, &labels);
     assert!((0.5..=0.72).contains(&r2), "MRL R² {r2}");
 

@@ -50,11 +50,11 @@
 //! - half-life (hours): `log2 h = 2.0 − 0.30·min(A, 6) + 1.5·F + 2.0·(O − 0.5) − 0.6·(log10 L − 3.4)
 //!   + 0.15·J + ε`.
 //! - mean ribosome load (ribosomes per mRNA: initiation, set by the 5'UTR, over elongation, times ORF
-//!   length): `log2 MRL = 2.0 + 0.5·log2(C / 300) + 1.0·(O − 0.5) − 0.35·min(Uout, 5) − 0.15·min(Uin, 5)
-//!   + 0.8·K − 0.25·(log10(U5 + 10) − 2.2) − 1.2·(GC5 − 0.45) + ε`. An earlier rule had only the 5'UTR
-//!   terms; no whole-transcript representation could read it (k-mers on every training row reached
-//!   r = 0.17), unlike isoform MRL measured by polysome profiling, where ORF length and codon usage carry
-//!   much of the signal.
+//!   length): `log2 MRL = 2.0 + 0.5·log2(C / 300) + 1.0·(O − 0.5) − 0.35·min(Uout, 5) −
+//!   0.15·min(Uin, 5) + 0.8·K − 0.25·(log10(U5 + 10) − 2.2) − 1.2·(GC5 − 0.45) + ε`. An earlier rule had
+//!   only the 5'UTR terms; no whole-transcript representation could read it (k-mers on every training row
+//!   reached r = 0.17), unlike isoform MRL measured by polysome profiling, where ORF length and codon
+//!   usage carry much of the signal.
 //!
 //! ε is Gaussian with standard deviation 0.8 × the population standard deviation of the rule's value over
 //! all transcripts of the file (all coding transcripts for MRL), so the rule explains R² ≈ 1 / 1.64 ≈ 0.61

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what isoclr needs and builds it. Safe to re-run: with everything in place it takes seconds.
 #
-#   scripts/setup.sh          full torch 2.11.0 wheel set (CUDA on GPU machines; Python reference works)
+#   scripts/setup.sh          full torch 2.11.0 wheel set (CUDA on GPU machines; Python reference works) and
+#                             pyarrow (the Parquet cross-checks)
 #   scripts/setup.sh --cpu    light variant: libtorch only, about half the download; CPU-only binaries
 #
 # libtorch comes from the Python registry into a project-local venv (.venv); binaries get an rpath to it,
@@ -11,6 +12,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="$repo/.venv"
 torch_version=2.11.0
+pyarrow_version=26.0.1
 variant=full
 [[ "${1:-}" == "--cpu" || "${ISOCLR_TORCH:-}" == "cpu" ]] && variant=cpu
 
@@ -35,6 +37,12 @@ if [[ ! -f "$venv/.torch-full-$torch_version" && ! ( "$variant" == cpu && -f "$v
     "${pip[@]}" "cuda-toolkit[cudart,cupti]==13.0.2"
   fi
   touch "$venv/.torch-$variant-$torch_version"
+fi
+# pyarrow: the Parquet cross-checks (tests/probe.rs) write tables with it and read isoclr's output back.
+if [[ "$variant" == full && ! -f "$venv/.pyarrow-$pyarrow_version" ]]; then
+  echo "setup: installing pyarrow $pyarrow_version into $venv" >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "pyarrow==$pyarrow_version"
+  touch "$venv/.pyarrow-$pyarrow_version"
 fi
 
 torch_dir=$("$venv/bin/python" - <<'PY'

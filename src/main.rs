@@ -73,15 +73,16 @@ impl ConfigArgs {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Embed transcripts with a trained, frozen encoder: a `.npy` matrix (one row per transcript, float32)
-    /// and the transcript ids in row order next to it (`FILE.ids.txt`).
+    /// with the transcript ids in row order next to it (`FILE.ids.txt`), or a Parquet file (`id`, `e0`, …).
     Embed {
         /// A run's output directory (model.safetensors + config.toml) or a checkpoint URL or directory.
         #[command(flatten)]
         encoder: EncoderArgs,
-        /// Transcripts: a dataset made by `isoclr prep`.
+        /// Transcripts: a dataset made by `isoclr prep` (a directory), or a table with `id` and `sequence`
+        /// and optionally `cds_start`, `cds_end`, `exon_ends` (TSV, CSV, optionally .gz, or Parquet).
         #[arg(long)]
         input: PathBuf,
-        /// The `.npy` file to write.
+        /// The file to write: `.parquet` for Parquet, anything else for `.npy` plus `FILE.ids.txt`.
         #[arg(long)]
         out: PathBuf,
         /// Pooling: mean (one mean over the transcript, as in training), or regions (that mean, then the
@@ -318,26 +319,40 @@ fn probe_after_training(config: &Config, tasks: &[isoclr::probe::task::ProbeTask
 fn embed(args: &EncoderArgs, input: &Path, out: &Path, pooling: isoclr::config::Pooling) -> Result<()> {
     let encoder = isoclr::probe::embed::Encoder::load(&args.checkpoint, args.device()?)?;
     let positions_per_pass = args.positions_per_pass;
-    let data = Dataset::open(input)?;
-    let transcripts: Vec<&isoclr::data::Transcript> = data.transcripts.iter().collect();
+    let owned: Vec<isoclr::data::Transcript> = if input.is_dir() {
+        Dataset::open(input)?.transcripts
+    } else {
+        let table = isoclr::probe::table::ProbeTable::read(input, &[])?;
+        for note in &table.notes {
+            eprintln!("note: {}: {note}", input.display());
+        }
+        table.rows.into_iter().map(|r| r.transcript).collect()
+    };
+    let transcripts: Vec<&isoclr::data::Transcript> = owned.iter().collect();
     let bar = indicatif::ProgressBar::new(transcripts.len() as u64);
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let values = encoder.embed(&transcripts, positions_per_pass, pooling, Some(&bar))?;
     bar.finish_and_clear();
-    isoclr::probe::embed::write_npy(out, &values, transcripts.len(), encoder.dim(pooling))
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    let ids_path = PathBuf::from(format!("{}.ids.txt", out.display()));
-    let ids: String = transcripts.iter().map(|t| format!("{}\n", t.id)).collect();
-    std::fs::write(&ids_path, ids).with_context(|| format!("cannot write {}", ids_path.display()))?;
+    let dim = encoder.dim(pooling);
+    let written = if out.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
+        let ids: Vec<&str> = transcripts.iter().map(|t| t.id.as_str()).collect();
+        isoclr::probe::parquet::write_embeddings(out, &ids, &values, dim)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        out.display().to_string()
+    } else {
+        isoclr::probe::embed::write_npy(out, &values, transcripts.len(), dim)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        let ids_path = PathBuf::from(format!("{}.ids.txt", out.display()));
+        let ids: String = transcripts.iter().map(|t| format!("{}\n", t.id)).collect();
+        std::fs::write(&ids_path, ids).with_context(|| format!("cannot write {}", ids_path.display()))?;
+        format!("{} and {}", out.display(), ids_path.display())
+    };
     println!(
-        "embedded {} transcripts ({}-d) with {}: {} and {}",
+        "embedded {} transcripts ({dim}-d) with {}: {written}",
         transcripts.len(),
-        encoder.dim(pooling),
         encoder.source,
-        out.display(),
-        ids_path.display()
     );
     Ok(())
 }

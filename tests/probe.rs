@@ -8,8 +8,12 @@
 //! load, where random weights lead — is measured in the report and on issue 6, not asserted here.) Then bad
 //! inputs: each gets an error naming the file, line and column.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use isoclr::probe::table::{Place, ProbeTable};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -387,4 +391,148 @@ fn a_stop_signal_during_the_probes_ends_the_job() {
     assert!(run.join("model.safetensors").is_file(), "the trained model stays");
     assert!(!run.join("probes/report.json").exists());
     assert!(started.elapsed() < Duration::from_secs(300));
+}
+
+/// Runs `script` with pyarrow in the project's Python, `args` after it; returns stdout, failing on an error.
+fn pyarrow(script: &str, args: &[&str]) -> String {
+    let out = Command::new(common::project_python("pyarrow"))
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Three rows as pyarrow writes them (typed columns, nulls, a list column for `exon_ends`, a boolean target)
+/// in every common codec, their TSV twin, and two bad files.
+const WRITE_TABLES: &str = r#"
+import csv, sys
+import pyarrow as pa, pyarrow.parquet as pq
+d = sys.argv[1]
+schema = pa.schema([("id", pa.string()), ("sequence", pa.string()), ("cds_start", pa.int64()),
+    ("cds_end", pa.int32()), ("exon_ends", pa.list_(pa.int32())), ("group", pa.string()),
+    ("half_life", pa.float64()), ("bound", pa.bool_())])
+rows = [
+    dict(id="t1", sequence="ACGTACGTAC", cds_start=0, cds_end=9, exon_ends=[4, 9], group="g1", half_life=1.5, bound=True),
+    dict(id="t2", sequence="acgunnacgt", cds_start=None, cds_end=None, exon_ends=None, group="g1", half_life=None, bound=False),
+    dict(id="t3", sequence="GGGCCCAAATTT", cds_start=3, cds_end=12, exon_ends=[2], group="g2", half_life=0.1, bound=True),
+]
+for codec in ["snappy", "zstd", "gzip", "lz4", "none"]:
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), f"{d}/t.{codec}.parquet", compression=codec)
+def text(v):
+    if v is None: return ""
+    if isinstance(v, list): return ",".join(map(str, v))
+    if isinstance(v, bool): return str(int(v))
+    return str(v)
+with open(f"{d}/t.tsv", "w", newline="") as f:
+    w = csv.writer(f, delimiter="\t", lineterminator="\n")
+    w.writerow(schema.names)
+    w.writerows([[text(r[k]) for k in schema.names] for r in rows])
+rows[1]["sequence"] = "ACGXT"
+pq.write_table(pa.Table.from_pylist(rows, schema=schema), f"{d}/bad.parquet")
+pq.write_table(pa.table({"id": ["a"], "sequence": ["ACGT"], "meta": [{"x": 1}]}), f"{d}/nested.parquet")
+"#;
+
+/// Parquet tables written by pyarrow (every codec pandas, pyarrow and polars use) read into the same rows as
+/// their TSV twin, with rows (not lines) named in errors.
+#[test]
+fn parquet_tables_from_pyarrow_read_like_their_tsv_twins() {
+    let dir = tempfile::tempdir().unwrap();
+    pyarrow(WRITE_TABLES, &[path_str(dir.path())]);
+    let targets = ["half_life", "bound"];
+    let tsv = ProbeTable::read(&dir.path().join("t.tsv"), &targets).unwrap();
+    assert_eq!(tsv.rows.len(), 3);
+    for codec in ["snappy", "zstd", "gzip", "lz4", "none"] {
+        let path = dir.path().join(format!("t.{codec}.parquet"));
+        let parquet = ProbeTable::read(&path, &targets).unwrap_or_else(|e| panic!("{codec}: {e}"));
+        assert_eq!(parquet.groups, tsv.groups, "{codec}");
+        assert_eq!(parquet.notes, tsv.notes, "{codec}");
+        for (k, (p, t)) in parquet.rows.iter().zip(&tsv.rows).enumerate() {
+            assert_eq!(p.transcript, t.transcript, "{codec} row {k}");
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&p.targets), bits(&t.targets), "{codec} row {k}");
+            assert_eq!(p.place, Place::Row(k as u64 + 1));
+        }
+    }
+    // The missing half-life is NaN, the CDS and exon ends came through, `U` and lower case are accepted.
+    assert!(tsv.rows[1].targets[0].is_nan());
+    assert_eq!(tsv.rows[0].transcript.cds, Some((0, 9)));
+    assert_eq!(tsv.rows[2].transcript.exon_ends, [2, 11]);
+
+    let err = |name: &str| ProbeTable::read(&dir.path().join(name), &[]).unwrap_err().to_string();
+    let e = err("bad.parquet");
+    assert!(
+        e.contains("bad.parquet:row 2: column `sequence`: illegal letter 'X'"),
+        "{e}"
+    );
+    let e = err("nested.parquet");
+    assert!(
+        e.contains("nested.parquet:row 1: column `meta`") && e.contains("struct"),
+        "{e}"
+    );
+    std::fs::copy(dir.path().join("t.tsv"), dir.path().join("text.parquet")).unwrap();
+    let e = err("text.parquet");
+    assert!(e.contains("text.parquet: not a readable Parquet file"), "{e}");
+}
+
+/// `isoclr embed` from a Parquet table into Parquet: pyarrow reads back the ids and exactly the values the
+/// `.npy` output of the same call holds.
+#[test]
+fn embed_writes_parquet_that_pyarrow_reads_as_the_npy_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = untrained_run(dir.path());
+    pyarrow(WRITE_TABLES, &[path_str(dir.path())]);
+    let input = dir.path().join("t.snappy.parquet");
+    for out in ["e.parquet", "e.npy"] {
+        let out = dir.path().join(out);
+        let args = [
+            "embed",
+            "--checkpoint",
+            path_str(&run),
+            "--input",
+            path_str(&input),
+            "--out",
+            path_str(&out),
+        ];
+        let done = isoclr(&[&args[..], &["--device", "cpu"]].concat());
+        assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    }
+    let read = "import json, sys, pyarrow.parquet as pq\nt = pq.read_table(sys.argv[1])\n\
+                print(json.dumps({'names': t.column_names, 'types': [str(f.type) for f in t.schema], \
+                'rows': [list(r.values()) for r in t.to_pylist()]}))";
+    let table: serde_json::Value =
+        serde_json::from_str(&pyarrow(read, &[path_str(&dir.path().join("e.parquet"))])).unwrap();
+
+    let npy = std::fs::read(dir.path().join("e.npy")).unwrap();
+    let header_len = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    let values: Vec<f32> = npy[10 + header_len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let ids = std::fs::read_to_string(dir.path().join("e.npy.ids.txt")).unwrap();
+    let ids: Vec<&str> = ids.lines().collect();
+    assert_eq!(ids, ["t1", "t2", "t3"]);
+    let dim = values.len() / ids.len();
+    assert!(dim > 0);
+
+    let names = table["names"].as_array().unwrap();
+    assert_eq!(names.len(), dim + 1);
+    assert_eq!(names[0], "id");
+    assert_eq!(names[dim], format!("e{}", dim - 1));
+    assert_eq!(table["types"][0], "string");
+    assert_eq!(table["types"][1], "float");
+    let rows = table["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), ids.len());
+    for (r, row) in rows.iter().enumerate() {
+        assert_eq!(row[0], ids[r]);
+        for d in 0..dim {
+            // float32 → Python float → JSON → f64 is exact, so the values must be equal bit for bit.
+            assert_eq!(
+                row[d + 1].as_f64().unwrap() as f32,
+                values[r * dim + d],
+                "row {r}, e{d}"
+            );
+        }
+    }
 }

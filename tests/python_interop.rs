@@ -6,6 +6,8 @@
 //! The Python side runs in the project's venv (`scripts/setup.sh` installs it) or `$ISOCLR_PYTHON`. Without
 //! it these tests fail on purpose: a silently skipped cross-check is a cross-check nobody runs.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -36,26 +38,7 @@ fn repo() -> PathBuf {
 /// The interpreter with torch; panics (fails the test) with set-up instructions when there is none.
 fn python() -> PathBuf {
     static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    PYTHON.get_or_init(find_python).clone()
-}
-
-fn find_python() -> PathBuf {
-    let python = std::env::var_os("ISOCLR_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    let how = "run scripts/setup.sh (the full variant, not --cpu, which installs libtorch without torch's Python \
-               dependencies), or set ISOCLR_PYTHON to a Python 3 with torch 2.11";
-    assert!(python.exists(), "no Python interpreter at {}: {how}", python.display());
-    let probe = Command::new(&python).args(["-c", "import torch"]).output();
-    match probe {
-        Ok(out) if out.status.success() => python,
-        Ok(out) => panic!(
-            "{} cannot import torch: {}\n{how}",
-            python.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => panic!("cannot run {}: {e}\n{how}", python.display()),
-    }
+    PYTHON.get_or_init(|| common::project_python("torch")).clone()
 }
 
 /// Runs `reference.py` with `args`; returns its output whatever the exit status.

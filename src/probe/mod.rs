@@ -3,7 +3,8 @@
 //! probes build and test without libtorch.
 //!
 //! # Pieces
-//! - [`table`]: probe input tables (TSV/CSV, optionally gzipped) read into checked rows; [`published`]: the
+//! - [`table`]: probe input tables (TSV/CSV, optionally gzipped, or Parquet via [`parquet`]) read into checked
+//!   rows; [`published`]: the
 //!   published half-life and ribosome-load label layouts joined with a dataset made by `isoclr prep`.
 //! - [`split`]: group-aware train/validation/test splits and low-data subsets, as index lists.
 //! - [`kmer`]: k-mer frequency features (k = 3…6), the sequence-only baseline.
@@ -33,6 +34,7 @@ pub mod evaluate;
 pub mod kmer;
 mod linear;
 mod metrics;
+pub mod parquet;
 pub mod plot;
 pub mod published;
 pub mod report;

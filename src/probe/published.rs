@@ -21,9 +21,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
-use super::table::{
-    ProbeRow, ProbeTable, Records, Result, TableError, cell_error, is_missing, open_table, parse_target,
-};
+use super::table::{Place, ProbeRow, ProbeTable, Records, Result, TableError, cell_error, is_missing, parse_target};
 use crate::data::Dataset;
 
 /// Which dataset id the label table's id column holds.
@@ -133,11 +131,12 @@ fn unversioned(id: &str) -> &str {
 
 /// Reads the label table at `path` and joins it with `dataset`.
 ///
-/// Errors: those of [`join_labels_from_reader`], and [`TableError::UnknownFormat`] or [`TableError::Io`] for
-/// the file.
+/// The label table may be TSV or CSV (optionally `.gz`) or Parquet, chosen by its name.
+///
+/// Errors: those of [`join_labels_from_reader`], and [`TableError::UnknownFormat`], [`TableError::Io`] or
+/// [`TableError::Parquet`] for the file.
 pub fn join_labels(dataset: &Dataset, path: &Path, layout: &LabelLayout) -> Result<ProbeTable> {
-    let table = open_table(path)?;
-    join_labels_from_reader(dataset, table.reader, table.delimiter, path, layout)
+    join_records(dataset, Records::open(path)?, path, layout)
 }
 
 /// Joins the label table read from `reader` (delimiter `b'\t'` or `b','`; `path` names it) with `dataset`.
@@ -152,7 +151,15 @@ pub fn join_labels_from_reader(
     path: &Path,
     layout: &LabelLayout,
 ) -> Result<ProbeTable> {
-    let mut records = Records::new(reader, delimiter, path)?;
+    join_records(dataset, Records::new(reader, delimiter, path)?, path, layout)
+}
+
+fn join_records<R: Read>(
+    dataset: &Dataset,
+    mut records: Records<R>,
+    path: &Path,
+    layout: &LabelLayout,
+) -> Result<ProbeTable> {
     let (id_col, id_name) = records.header.first_of(&layout.id_columns, path)?;
     let value_cols: Vec<(usize, String)> = match layout.combine {
         Combine::FirstPresent => vec![records.header.first_of(&layout.value_columns, path)?],
@@ -173,26 +180,26 @@ pub fn join_labels_from_reader(
         index.entry(unversioned(id)).or_default().push(i);
     }
 
-    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut seen: HashMap<String, Place> = HashMap::new();
     let (mut labelled, mut unmatched) = (Vec::new(), 0usize);
     while let Some(record) = records.next_record()? {
-        let line = record.line;
+        let place = record.place;
         let cell = |c: usize| record.fields.get(c).map(String::as_str).unwrap_or("");
         let id = cell(id_col);
         if id.is_empty() {
-            return Err(cell_error(path, line, &id_name, "empty id".into()));
+            return Err(cell_error(path, place, &id_name, "empty id".into()));
         }
-        if let Some(first) = seen.insert(unversioned(id).to_owned(), line) {
+        if let Some(first) = seen.insert(unversioned(id).to_owned(), place) {
             return Err(cell_error(
                 path,
-                line,
+                place,
                 &id_name,
-                format!("duplicate id {id:?} (first on line {first})"),
+                format!("duplicate id {id:?} (first on {})", first.described()),
             ));
         }
         let mut values = Vec::with_capacity(value_cols.len());
         for (c, name) in &value_cols {
-            let v = parse_target(cell(*c)).map_err(|why| cell_error(path, line, name, why))?;
+            let v = parse_target(cell(*c)).map_err(|why| cell_error(path, place, name, why))?;
             if !is_missing(cell(*c)) {
                 values.push(v);
             }
@@ -218,7 +225,7 @@ pub fn join_labels_from_reader(
                 .collect(),
             _ => members.clone(),
         };
-        labelled.extend(chosen.into_iter().map(|t| (t, value, line)));
+        labelled.extend(chosen.into_iter().map(|t| (t, value, place)));
     }
     let total = seen.len();
     let source = format!("{} joined with {}", path.display(), dataset.dir.display());
@@ -236,7 +243,7 @@ pub fn join_labels_from_reader(
     let mut group_index: HashMap<u32, u32> = HashMap::new();
     let mut groups = Vec::new();
     let mut rows = Vec::with_capacity(labelled.len());
-    for (t, value, line) in labelled {
+    for (t, value, place) in labelled {
         let mut transcript = dataset.transcripts[t].clone();
         let next = groups.len() as u32;
         let old = transcript.group;
@@ -251,7 +258,7 @@ pub fn join_labels_from_reader(
         rows.push(ProbeRow {
             transcript,
             targets: vec![value],
-            line,
+            place,
         });
     }
     let mut notes = Vec::new();

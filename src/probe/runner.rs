@@ -454,8 +454,10 @@ impl Labels {
                     let v = row.targets[t];
                     values[i] = task.transform.apply(v).ok_or_else(|| {
                         format!(
-                            "{} line {}: column `{name}`: {v} is outside the domain of the {:?} transform",
-                            table.source, row.line, task.transform
+                            "{} {}: column `{name}`: {v} is outside the domain of the {:?} transform",
+                            table.source,
+                            row.place.described(),
+                            task.transform
                         )
                     })?;
                 }
@@ -470,8 +472,9 @@ impl Labels {
                         1.0 => true,
                         v => {
                             return Err(format!(
-                                "{} line {}: column `{name}`: {v} is not 0 or 1 (a classification target)",
-                                table.source, row.line
+                                "{} {}: column `{name}`: {v} is not 0 or 1 (a classification target)",
+                                table.source,
+                                row.place.described()
                             ));
                         }
                     };

@@ -1,5 +1,5 @@
-//! Probe input tables: TSV or CSV files (optionally gzipped) of transcripts with targets, read into checked
-//! rows that hold a [`Transcript`] each. Knows no tensors and no models.
+//! Probe input tables: TSV or CSV files (optionally gzipped) or Parquet files of transcripts with targets,
+//! read into checked rows that hold a [`Transcript`] each. Knows no tensors and no models.
 //!
 //! Columns (header names are exact, cells are trimmed):
 //! - `id` (required): unique per table;
@@ -14,14 +14,48 @@
 //! - the target columns the caller names: numbers, with an empty cell, `NA`, `N/A`, `NaN` or `null` (any case)
 //!   for a missing value, read as NaN and left out of that target's fits and metrics.
 //!
-//! Every error names the file, the 1-based line in the file and the column.
+//! Parquet cells are read as the text a TSV would hold ([`super::parquet`]): nulls are empty cells, and a
+//! list column may hold `exon_ends`.
+//!
+//! Every error names the file, the 1-based line in the file (the 1-based row of a Parquet file) and the
+//! column.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use super::parquet::ParquetRows;
 use crate::data::{DataError, Transcript};
+
+/// Where a record sits in its file: a 1-based line of a text table, or a 1-based row of a Parquet file.
+/// Displays as `3` or `row 3` after `path:`, as compilers and `grep -n` write positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// A line of a TSV or CSV file (the header is line 1).
+    Line(u64),
+    /// A data row of a Parquet file (the first row is row 1).
+    Row(u64),
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Line(n) => write!(f, "{n}"),
+            Self::Row(n) => write!(f, "row {n}"),
+        }
+    }
+}
+
+impl Place {
+    /// `line 3` or `row 3`, for prose.
+    pub fn described(self) -> String {
+        match self {
+            Self::Line(n) => format!("line {n}"),
+            Self::Row(n) => format!("row {n}"),
+        }
+    }
+}
 
 /// Errors of reading a probe table or joining labels; each names the file and, for a cell, its line and column.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +70,7 @@ pub enum TableError {
         source: std::io::Error,
     },
     /// The file name does not say which format the table is in.
-    #[error("{path}: unknown table format: expected a name ending in .tsv, .csv, .tsv.gz or .csv.gz")]
+    #[error("{path}: unknown table format: expected a name ending in .tsv, .csv, .tsv.gz, .csv.gz or .parquet")]
     UnknownFormat {
         /// The file involved.
         path: PathBuf,
@@ -52,22 +86,22 @@ pub enum TableError {
         header: String,
     },
     /// A record that is not well-formed (wrong number of fields, bad quoting, not UTF-8).
-    #[error("{path}:{line}: {why}")]
+    #[error("{path}:{at}: {why}")]
     Record {
         /// The file involved.
         path: PathBuf,
-        /// 1-based line number in the file.
-        line: u64,
+        /// The record's line or row.
+        at: Place,
         /// What is wrong.
         why: String,
     },
     /// A cell whose value is not acceptable.
-    #[error("{path}:{line}: column `{column}`: {why}")]
+    #[error("{path}:{at}: column `{column}`: {why}")]
     Cell {
         /// The file involved.
         path: PathBuf,
-        /// 1-based line number in the file.
-        line: u64,
+        /// The cell's line or row.
+        at: Place,
         /// The column's header name.
         column: String,
         /// What is wrong.
@@ -79,6 +113,14 @@ pub enum TableError {
         /// The file or dataset involved.
         what: String,
         /// What is wrong.
+        why: String,
+    },
+    /// A file named `.parquet` that is not a readable Parquet file.
+    #[error("{path}: not a readable Parquet file: {why}")]
+    Parquet {
+        /// The file involved.
+        path: PathBuf,
+        /// The reader's reason.
         why: String,
     },
     /// A dataset made by `isoclr prep` could not be read.
@@ -97,8 +139,8 @@ pub struct ProbeRow {
     pub transcript: Transcript,
     /// One value per [`ProbeTable::targets`], in that order; NaN where missing.
     pub targets: Vec<f64>,
-    /// 1-based line in the source file (for messages about this row later on).
-    pub line: u64,
+    /// The row's line (or Parquet row) in the source file, for messages about it later on.
+    pub place: Place,
 }
 
 /// A probe table: rows in file order, with what a report should say about the input.
@@ -117,13 +159,13 @@ pub struct ProbeTable {
 }
 
 impl ProbeTable {
-    /// Reads a table from `path`, the format chosen by the name: `.tsv` or `.csv`, each optionally `.gz`.
+    /// Reads a table from `path`, the format chosen by the name: `.tsv` or `.csv`, each optionally `.gz`, or
+    /// `.parquet`.
     ///
-    /// Errors: [`TableError::UnknownFormat`] for another name, [`TableError::Io`] when it cannot be read, and
-    /// otherwise those of [`ProbeTable::from_reader`].
+    /// Errors: [`TableError::UnknownFormat`] for another name, [`TableError::Io`] when it cannot be read,
+    /// [`TableError::Parquet`] for a broken Parquet file, and otherwise those of [`ProbeTable::from_reader`].
     pub fn read(path: &Path, targets: &[&str]) -> Result<Self> {
-        let reader = open_table(path)?;
-        Self::from_reader(reader.reader, reader.delimiter, path, targets)
+        Self::from_records(Records::open(path)?, path, targets)
     }
 
     /// Reads a table from `reader` with the given field delimiter (`b'\t'` or `b','`); `path` names it in
@@ -136,7 +178,10 @@ impl ProbeTable {
     /// half given, not a number, empty or outside the sequence, and exon ends that are not numbers, not
     /// strictly ascending or beyond the sequence; [`TableError::Invalid`] when the table has no rows.
     pub fn from_reader(reader: impl Read, delimiter: u8, path: &Path, targets: &[&str]) -> Result<Self> {
-        let mut records = Records::new(reader, delimiter, path)?;
+        Self::from_records(Records::new(reader, delimiter, path)?, path, targets)
+    }
+
+    fn from_records<R: Read>(mut records: Records<R>, path: &Path, targets: &[&str]) -> Result<Self> {
         let col = |name: &str| records.header.index(name);
         let required = |name: &str| records.header.require(name, path);
         let id_col = required("id")?;
@@ -154,17 +199,20 @@ impl ProbeTable {
         let mut rows = Vec::new();
         let mut group_index: HashMap<String, u32> = HashMap::new();
         let mut groups = Vec::new();
-        let mut seen: HashMap<String, u64> = HashMap::new();
+        let mut seen: HashMap<String, Place> = HashMap::new();
         while let Some(record) = records.next_record()? {
-            let line = record.line;
+            let place = record.place;
             let cell = |c: usize| record.fields.get(c).map(String::as_str).unwrap_or("");
-            let err = |column: &str, why: String| cell_error(path, line, column, why);
+            let err = |column: &str, why: String| cell_error(path, place, column, why);
             let id = cell(id_col);
             if id.is_empty() {
                 return Err(err("id", "empty id".into()));
             }
-            if let Some(first) = seen.insert(id.to_owned(), line) {
-                return Err(err("id", format!("duplicate id {id:?} (first on line {first})")));
+            if let Some(first) = seen.insert(id.to_owned(), place) {
+                return Err(err(
+                    "id",
+                    format!("duplicate id {id:?} (first on {})", first.described()),
+                ));
             }
             let sequence = cell(seq_col).as_bytes();
             check_sequence(sequence).map_err(|why| err("sequence", why))?;
@@ -198,7 +246,7 @@ impl ProbeTable {
             rows.push(ProbeRow {
                 transcript,
                 targets: values,
-                line,
+                place,
             });
         }
         let mut notes = Vec::new();
@@ -257,20 +305,16 @@ impl ProbeTable {
     }
 }
 
-/// An opened table file and the delimiter its name implies.
-pub(crate) struct OpenTable {
-    /// The (decompressed) bytes.
-    pub reader: Box<dyn Read>,
-    /// `b'\t'` or `b','`.
-    pub delimiter: u8,
-}
-
-/// Opens `path` as a table, choosing the delimiter from the extension and decompressing `.gz`.
-pub(crate) fn open_table(path: &Path) -> Result<OpenTable> {
+/// Opens `path` as a delimited text table (the delimiter from the extension, `.gz` decompressed); `None`
+/// for a `.parquet` name. Errors for any other name and when the file cannot be opened.
+fn open_text(path: &Path) -> Result<Option<(Box<dyn Read>, u8)>> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_default();
+    if name.ends_with(".parquet") {
+        return Ok(None);
+    }
     let (stem, gzipped) = match name.strip_suffix(".gz") {
         Some(stem) => (stem, true),
         None => (name.as_str(), false),
@@ -292,7 +336,7 @@ pub(crate) fn open_table(path: &Path) -> Result<OpenTable> {
     } else {
         Box::new(BufReader::new(file))
     };
-    Ok(OpenTable { reader, delimiter })
+    Ok(Some((reader, delimiter)))
 }
 
 /// The header of a table: names to column indices.
@@ -329,23 +373,63 @@ impl Header {
     }
 }
 
-/// One data record: its cells (trimmed) and its 1-based line in the file.
+/// One data record: its cells (trimmed) and where it is in the file.
 pub(crate) struct Record {
     pub fields: Vec<String>,
-    pub line: u64,
+    pub place: Place,
 }
 
-/// Reads the header, then data records, with line numbers and the file named in every error.
+/// Reads the header, then data records, with their places and the file named in every error.
 pub(crate) struct Records<R: Read> {
-    reader: csv::Reader<R>,
-    record: csv::StringRecord,
+    source: Source<R>,
     path: PathBuf,
     /// The header names.
     pub header: Header,
 }
 
+/// Where records come from: a delimited text reader, or the rows of a Parquet file.
+enum Source<R: Read> {
+    Text {
+        reader: csv::Reader<R>,
+        record: csv::StringRecord,
+    },
+    Parquet {
+        rows: ParquetRows,
+        /// Rows read so far.
+        read: u64,
+    },
+}
+
+impl Records<Box<dyn Read>> {
+    /// Opens `path` by its name: `.tsv`/`.csv` (optionally `.gz`) or `.parquet`.
+    ///
+    /// Errors: [`TableError::UnknownFormat`], [`TableError::Io`], [`TableError::Parquet`], and those of
+    /// [`Records::new`].
+    pub fn open(path: &Path) -> Result<Self> {
+        match open_text(path)? {
+            Some((reader, delimiter)) => Self::new(reader, delimiter, path),
+            None => {
+                let file = File::open(path).map_err(|source| TableError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let rows = ParquetRows::new(file).map_err(|why| TableError::Parquet {
+                    path: path.to_owned(),
+                    why,
+                })?;
+                let header = checked_header(rows.columns.clone(), path, None)?;
+                Ok(Self {
+                    source: Source::Parquet { rows, read: 0 },
+                    path: path.to_owned(),
+                    header,
+                })
+            }
+        }
+    }
+}
+
 impl<R: Read> Records<R> {
-    /// Reads the header; errors when it is missing, malformed or repeats a name.
+    /// Reads the header of a delimited text table; errors when it is missing, malformed or repeats a name.
     pub fn new(reader: R, delimiter: u8, path: &Path) -> Result<Self> {
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
@@ -358,44 +442,75 @@ impl<R: Read> Records<R> {
             .iter()
             .map(str::to_owned)
             .collect();
-        if names.iter().all(String::is_empty) {
-            return Err(TableError::Invalid {
-                what: path.display().to_string(),
-                why: "empty file: no header line".into(),
-            });
-        }
-        for (i, name) in names.iter().enumerate() {
-            if names[..i].contains(name) {
-                return Err(TableError::Record {
-                    path: path.to_owned(),
-                    line: 1,
-                    why: format!("column `{name}` appears twice in the header"),
-                });
-            }
-        }
         Ok(Self {
-            reader,
-            record: csv::StringRecord::new(),
+            header: checked_header(names, path, Some(Place::Line(1)))?,
+            source: Source::Text {
+                reader,
+                record: csv::StringRecord::new(),
+            },
             path: path.to_owned(),
-            header: Header { names },
         })
     }
 
-    /// The next data record, `None` at the end; blank lines are skipped by the csv reader.
+    /// The next data record, `None` at the end; blank lines of a text table are skipped.
     pub fn next_record(&mut self) -> Result<Option<Record>> {
-        if !self
-            .reader
-            .read_record(&mut self.record)
-            .map_err(|e| csv_error(&self.path, e))?
-        {
-            return Ok(None);
+        match &mut self.source {
+            Source::Text { reader, record } => {
+                if !reader.read_record(record).map_err(|e| csv_error(&self.path, e))? {
+                    return Ok(None);
+                }
+                let line = record.position().map(|p| p.line()).unwrap_or(0);
+                Ok(Some(Record {
+                    fields: record.iter().map(str::to_owned).collect(),
+                    place: Place::Line(line),
+                }))
+            }
+            Source::Parquet { rows, read } => {
+                let Some(row) = rows.next_row() else {
+                    return Ok(None);
+                };
+                *read += 1;
+                let place = Place::Row(*read);
+                match row {
+                    Ok(fields) => Ok(Some(Record { fields, place })),
+                    Err((Some(column), why)) => Err(cell_error(&self.path, place, &column, why)),
+                    Err((None, why)) => Err(TableError::Record {
+                        path: self.path.clone(),
+                        at: place,
+                        why,
+                    }),
+                }
+            }
         }
-        let line = self.record.position().map(|p| p.line()).unwrap_or(0);
-        Ok(Some(Record {
-            fields: self.record.iter().map(str::to_owned).collect(),
-            line,
-        }))
     }
+}
+
+/// The header as read, unless it is empty or repeats a name; `at` is the header line of a text table (a
+/// Parquet file's names come from its schema).
+fn checked_header(names: Vec<String>, path: &Path, at: Option<Place>) -> Result<Header> {
+    if names.iter().all(String::is_empty) {
+        return Err(TableError::Invalid {
+            what: path.display().to_string(),
+            why: "empty file: no header line".into(),
+        });
+    }
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            let why = format!("column `{name}` appears twice in the header");
+            return Err(match at {
+                Some(at) => TableError::Record {
+                    path: path.to_owned(),
+                    at,
+                    why,
+                },
+                None => TableError::Invalid {
+                    what: path.display().to_string(),
+                    why,
+                },
+            });
+        }
+    }
+    Ok(Header { names })
 }
 
 /// Turns a csv error into one naming the file and line.
@@ -416,16 +531,16 @@ fn csv_error(path: &Path, e: csv::Error) -> TableError {
     };
     TableError::Record {
         path: path.to_owned(),
-        line,
+        at: Place::Line(line),
         why,
     }
 }
 
 /// A [`TableError::Cell`].
-pub(crate) fn cell_error(path: &Path, line: u64, column: &str, why: String) -> TableError {
+pub(crate) fn cell_error(path: &Path, at: Place, column: &str, why: String) -> TableError {
     TableError::Cell {
         path: path.to_owned(),
-        line,
+        at,
         column: column.to_owned(),
         why,
     }
@@ -578,7 +693,10 @@ mod tests {
         assert_eq!(t.rows[0].targets[0], 1.5);
         assert!(t.rows[0].targets[1].is_nan() && t.rows[1].targets[0].is_nan());
         assert_eq!(t.rows[2].targets, vec![-0.25, 0.3]);
-        assert_eq!(t.rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(
+            t.rows.iter().map(|r| r.place).collect::<Vec<_>>(),
+            [2, 3, 4].map(Place::Line)
+        );
         assert_eq!(t.observed(0), vec![0, 2]);
         assert_eq!(t.observed(1), vec![1, 2]);
         assert_eq!(t.notes.len(), 2, "{:?}", t.notes);
@@ -735,13 +853,14 @@ mod tests {
             let t = ProbeTable::read(&dir.path().join(name), &["y"]).unwrap();
             assert_eq!(t.rows[0].targets, vec![1.0], "{name}");
         }
-        let e = ProbeTable::read(&dir.path().join("x.parquet"), &[])
+        let e = ProbeTable::read(&dir.path().join("x.xlsx"), &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown table format"), "{e}");
-        let e = ProbeTable::read(&dir.path().join("absent.tsv"), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("absent.tsv"), "{e}");
+        for absent in ["absent.tsv", "absent.parquet"] {
+            let e = ProbeTable::read(&dir.path().join(absent), &[]).unwrap_err();
+            assert!(matches!(e, TableError::Io { .. }), "{e}");
+            assert!(e.to_string().contains(absent), "{e}");
+        }
     }
 }

@@ -8,7 +8,8 @@
 //! pooling = "regions"              # embeddings: "mean" (default) or "regions" (+ 5'UTR, CDS, 3'UTR means)
 //!
 //! [input]                          # exactly one of the three sources:
-//! table = "half_life.tsv"          # 1. a table with id, sequence, … (paths relative to this file)
+//! table = "half_life.tsv"          # 1. a table with id, sequence, … (paths relative to this file;
+//!                                  #    TSV, CSV, optionally .gz, or Parquet)
 //! targets = ["half_life"]          #    its target columns
 //! # labels = "saluki.tsv"          # 2. a published label layout joined with a prepped dataset:
 //! # layout = "half_life_per_gene"  #    half_life_per_gene, half_life_per_transcript, ribosome_load

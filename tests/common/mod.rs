@@ -30,3 +30,27 @@ pub fn alive(pid: u32) -> bool {
             .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
     })
 }
+
+/// The project's Python (`.venv`, made by `scripts/setup.sh`) or `$ISOCLR_PYTHON`, checked to import
+/// `module`. Panics (fails the test) with set-up instructions otherwise: a silently skipped cross-check is a
+/// cross-check nobody runs.
+pub fn project_python(module: &str) -> std::path::PathBuf {
+    let python = std::env::var_os("ISOCLR_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    let how = "run scripts/setup.sh (the full variant, not --cpu, which installs libtorch without the Python \
+               packages the cross-checks use), or set ISOCLR_PYTHON to a Python 3 with torch 2.11 and pyarrow";
+    assert!(python.exists(), "no Python interpreter at {}: {how}", python.display());
+    let probe = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => python,
+        Ok(out) => panic!(
+            "{} cannot import {module}: {}\n{how}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => panic!("cannot run {}: {e}\n{how}", python.display()),
+    }
+}

@@ -371,6 +371,124 @@ fn compare(
 }
 
 /// Mean and (population) standard deviation.
+/// A correlation over draws: mean and standard deviation, over the draws where it is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DrawMean {
+    /// Mean over the draws.
+    pub mean: f64,
+    /// Standard deviation over the draws.
+    pub sd: f64,
+    /// Draws where it is defined (a constant prediction has no correlation).
+    pub draws: usize,
+}
+
+/// One method at one size, split by group: how well it ranks groups, and transcripts within a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupSkill {
+    /// The method.
+    pub method: Method,
+    /// The size.
+    pub size: SizeName,
+    /// Pearson r of group means, prediction against truth, one point per test group.
+    pub between: Option<DrawMean>,
+    /// Pearson r of deviations from the group mean, prediction against truth, over the rows of test groups
+    /// with two or more rows: isoform- and paralog-level skill.
+    pub within: Option<DrawMean>,
+}
+
+/// A regression target's test rows split into between-group and within-group parts. An encoder trained to
+/// pull a group's isoforms and paralogs together may rank genes well and the transcripts of one gene poorly;
+/// labels measured per isoform (ribosome load) carry both parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupDecomposition {
+    /// Test groups.
+    pub groups: usize,
+    /// Test rows in groups of two or more rows (the within-group part's rows).
+    pub within_rows: usize,
+    /// Share of the truth's variance (over test rows) that lies within groups.
+    pub within_variance_share: f64,
+    /// Every method at every size.
+    pub skills: Vec<GroupSkill>,
+}
+
+/// Splits `y` (test rows, with their `groups`) and every method's predictions into group means and
+/// deviations from them, and correlates each part. `None` when no test group has two rows.
+///
+/// # Errors
+/// [`ProbeError::LengthMismatch`] when `groups` or a prediction vector is not one value per test row.
+pub fn decompose_by_group(
+    y: &[f64],
+    groups: &[u32],
+    predictions: &[(Method, Vec<SizePredictions>)],
+) -> Result<Option<GroupDecomposition>> {
+    super::check_len("groups", y.len(), groups.len())?;
+    // Dense group indices in first-appearance order.
+    let mut index = std::collections::HashMap::new();
+    let dense: Vec<usize> = groups
+        .iter()
+        .map(|g| {
+            let next = index.len();
+            *index.entry(*g).or_insert(next)
+        })
+        .collect();
+    let n_groups = index.len();
+    let mut size = vec![0usize; n_groups];
+    for &g in &dense {
+        size[g] += 1;
+    }
+    let within_rows: Vec<usize> = (0..y.len()).filter(|&i| size[dense[i]] >= 2).collect();
+    if within_rows.len() < 3 {
+        return Ok(None);
+    }
+    let group_means = |v: &[f64]| {
+        let mut sum = vec![0.0; n_groups];
+        for (i, &g) in dense.iter().enumerate() {
+            sum[g] += v[i];
+        }
+        sum.iter().zip(&size).map(|(s, &k)| s / k as f64).collect::<Vec<f64>>()
+    };
+    let deviations = |v: &[f64], means: &[f64]| within_rows.iter().map(|&i| v[i] - means[dense[i]]).collect::<Vec<_>>();
+    let y_means = group_means(y);
+    let y_dev = deviations(y, &y_means);
+    let (y_mean, _) = mean_sd(y);
+    let total: f64 = y.iter().map(|v| (v - y_mean).powi(2)).sum();
+    let within: f64 = (0..y.len()).map(|i| (y[i] - y_means[dense[i]]).powi(2)).sum();
+    let mut skills = Vec::new();
+    for (method, sizes) in predictions {
+        for s in sizes {
+            let (mut between_r, mut within_r) = (Vec::new(), Vec::new());
+            for d in &s.draws {
+                super::check_len("predictions", y.len(), d.predictions.len())?;
+                let p_means = group_means(&d.predictions);
+                between_r.extend(pearson(&y_means, &p_means).ok());
+                within_r.extend(pearson(&y_dev, &deviations(&d.predictions, &p_means)).ok());
+            }
+            let summary = |r: &[f64]| {
+                (!r.is_empty()).then(|| {
+                    let (mean, sd) = mean_sd(r);
+                    DrawMean {
+                        mean,
+                        sd,
+                        draws: r.len(),
+                    }
+                })
+            };
+            skills.push(GroupSkill {
+                method: *method,
+                size: s.size.into(),
+                between: summary(&between_r),
+                within: summary(&within_r),
+            });
+        }
+    }
+    Ok(Some(GroupDecomposition {
+        groups: n_groups,
+        within_rows: within_rows.len(),
+        within_variance_share: if total > 0.0 { within / total } else { 0.0 },
+        skills,
+    }))
+}
+
 fn mean_sd(values: &[f64]) -> (f64, f64) {
     let n = values.len().max(1) as f64;
     let mean = values.iter().sum::<f64>() / n;
@@ -505,5 +623,39 @@ mod tests {
             score(Truth::Regression(&y), &preds, &BootstrapOptions::default()),
             Err(ProbeError::LengthMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn group_decomposition_separates_gene_and_isoform_skill() {
+        // Three groups of two rows; by hand: group means 2, 3.5 and 12, within-group sum of squares 14.5 of
+        // a total 130.8333.
+        let y = [1.0, 3.0, 5.0, 10.0, 14.0, 2.0];
+        let groups = [7, 7, 8, 9, 9, 8];
+        let size = |preds: Vec<f64>| SizePredictions {
+            size: SubsetSize::Count(30),
+            draws: draws(vec![preds]),
+        };
+        let predictions = vec![
+            (Method::Pretrained, vec![size(y.to_vec())]),
+            // Only the group means: perfect between groups, nothing to say within them.
+            (Method::Random, vec![size(vec![2.0, 2.0, 3.5, 12.0, 12.0, 3.5])]),
+            // Only deviations: r = 10 / √(10 · 14.5) within, no between-group signal.
+            (Method::Kmer, vec![size(vec![-1.0, 1.0, 0.0, -2.0, 2.0, 0.0])]),
+        ];
+        let d = decompose_by_group(&y, &groups, &predictions).unwrap().unwrap();
+        assert_eq!((d.groups, d.within_rows), (3, 6));
+        assert!((d.within_variance_share - 14.5 / 130.833_333_333_333_33).abs() < 1e-12);
+        let r = |k: usize| (d.skills[k].between.map(|m| m.mean), d.skills[k].within.map(|m| m.mean));
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-12);
+        assert!(close(r(0).0, 1.0) && close(r(0).1, 1.0), "{:?}", r(0));
+        assert!(close(r(1).0, 1.0) && r(1).1.is_none(), "{:?}", r(1));
+        assert!(
+            r(2).0.is_none() && close(r(2).1, 10.0 / (10.0f64 * 14.5).sqrt()),
+            "{:?}",
+            r(2)
+        );
+        // No group with two rows: nothing to decompose.
+        assert!(decompose_by_group(&y[..3], &[1, 2, 3], &[]).unwrap().is_none());
+        assert!(decompose_by_group(&y, &groups[..5], &[]).is_err());
     }
 }

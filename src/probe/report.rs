@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::evaluate::{Comparison, Method, SizeName, TargetResults};
+use super::evaluate::{Comparison, DrawMean, GroupDecomposition, Method, SizeName, TargetResults};
 use super::plot::{CurvePoint, CurveSeries, PlotError, plot_learning_curves};
 use super::task::{ProbeTask, TaskKind, Transform};
 
@@ -57,6 +57,9 @@ pub struct TargetReport {
     pub notes: Vec<String>,
     /// Every metric of every method and size, and the comparisons.
     pub results: TargetResults,
+    /// Regression targets: each method's skill between test groups and within them (`None` for
+    /// classification, or when no test group has two rows).
+    pub by_group: Option<GroupDecomposition>,
 }
 
 /// One task.
@@ -288,6 +291,34 @@ impl TargetReport {
                 let _ = writeln!(md);
             }
         }
+        if let Some(d) = &self.by_group {
+            let _ = writeln!(
+                md,
+                "\nBetween and within groups: {:.0} % of the test variance lies within groups ({} of {} test rows \
+                 are in groups of two or more). Pearson r of group means / of deviations from the group mean \
+                 (mean over draws):\n",
+                100.0 * d.within_variance_share,
+                d.within_rows,
+                r.test_rows
+            );
+            let _ = write!(md, "| training set |");
+            for m in &methods {
+                let _ = write!(md, " {} |", m.label());
+            }
+            let _ = writeln!(md, "\n|---|{}", "---|".repeat(methods.len()));
+            let r3 = |m: Option<DrawMean>| m.map_or_else(|| "–".to_owned(), |m| format!("{:.3}", m.mean));
+            for (size, _) in &sizes {
+                let _ = write!(md, "| {size} |");
+                for m in &methods {
+                    let skill = d.skills.iter().find(|s| s.method == *m && &s.size == size);
+                    let _ = match skill {
+                        Some(s) => write!(md, " {} / {} |", r3(s.between), r3(s.within)),
+                        None => write!(md, " – |"),
+                    };
+                }
+                let _ = writeln!(md);
+            }
+        }
         if let Some(full) = r.methods.first().and_then(|m| m.sizes.last()) {
             let _ = writeln!(md, "\nAll metrics at {} ({:.0} rows):\n", full.size, full.train_rows);
             let _ = write!(md, "| method |");
@@ -355,7 +386,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::probe::BootstrapOptions;
-    use crate::probe::evaluate::{DrawPredictions, SizePredictions, Truth, score};
+    use crate::probe::evaluate::{DrawPredictions, SizePredictions, Truth, decompose_by_group, score};
     use crate::probe::split::SubsetSize;
 
     fn report() -> Report {
@@ -393,6 +424,8 @@ mod tests {
             ),
         ];
         let results = score(Truth::Regression(&y), &predictions, &BootstrapOptions::default()).unwrap();
+        let pairs: Vec<u32> = (0..60).map(|i| i / 2).collect();
+        let by_group = decompose_by_group(&y, &pairs, &predictions).unwrap();
         let task = crate::probe::task::ProbeTask::from_toml_str(
             "name = \"hl\"\nkind = \"regression\"\n[input]\nsynthetic = \"half_life\"\n",
             Path::new("/tasks/hl.toml"),
@@ -421,6 +454,7 @@ mod tests {
                     },
                     notes: Vec::new(),
                     results,
+                    by_group,
                 }],
             }],
         }
@@ -446,6 +480,7 @@ mod tests {
             "vs k-mer (k=3-6)",
             "Note: 3 label rows unmatched",
             "![low-data curves](hl.half_life.png)",
+            "Between and within groups:",
         ] {
             assert!(md.contains(needle), "{needle:?} missing from\n{md}");
         }
@@ -458,6 +493,11 @@ mod tests {
         assert!(row.contains('+'), "{row}");
         let counts_row = md.lines().find(|l| l.starts_with("| 30 rows | 12 |")).unwrap();
         assert!(counts_row.ends_with("| – |"), "{counts_row}");
+        // Group means and deviations: two numbers per method that ran, a dash where it did not.
+        let group_rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| 30 rows |")).collect();
+        let split_row = group_rows.last().unwrap();
+        assert!(split_row.contains(" / ") && split_row.ends_with("| – |"), "{split_row}");
+        assert_eq!(json["tasks"][0]["targets"][0]["by_group"]["groups"], 30);
         assert!(!dir.path().join("report.partial").exists());
     }
 }

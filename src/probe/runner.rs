@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tch::Device;
 
 use super::embed::{EmbedError, Encoder};
-use super::evaluate::{DrawPredictions, Method, SizePredictions, Truth, score};
+use super::evaluate::{DrawPredictions, Method, SizePredictions, Truth, decompose_by_group, score};
 use super::report::{Report, ReportError, SplitSummary, TargetReport, TaskReport};
 use super::split::{SplitError, Subset, low_data_subsets, split_by_group};
 use super::supervised::{SupervisedError, SupervisedOptions, Targets, fit_supervised};
@@ -408,12 +408,20 @@ fn run_target(
         predictions.push((Method::Supervised, by_size));
     }
     let truth = labels.pick(&test);
-    let results = score(truth.as_truth(), &predictions, &options.bootstrap).map_err(|source| RunnerError::Probe {
+    let scoring_err = |source| RunnerError::Probe {
         task: task.name.clone(),
         target: target.clone(),
         method: "scoring".into(),
         source,
-    })?;
+    };
+    let results = score(truth.as_truth(), &predictions, &options.bootstrap).map_err(scoring_err)?;
+    let by_group = match &truth {
+        Labels::Regression(y) => {
+            let test_groups: Vec<u32> = test.iter().map(|&i| table.rows[i].transcript.group).collect();
+            decompose_by_group(y, &test_groups, &predictions).map_err(scoring_err)?
+        }
+        Labels::Binary(_) => None,
+    };
     Ok(TargetReport {
         target,
         split: SplitSummary {
@@ -430,6 +438,7 @@ fn run_target(
         },
         notes,
         results,
+        by_group,
     })
 }
 

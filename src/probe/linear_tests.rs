@@ -334,3 +334,46 @@ fn bad_inputs_get_typed_errors() {
     assert!(matches!(err, ProbeError::NotConverged { iterations: 1, .. }), "{err}");
     assert!(err.to_string().contains("did not converge in 1 iterations"), "{err}");
 }
+
+#[test]
+fn conjugate_gradient_newton_step_matches_independent_solve() {
+    // H = Aᵀ diag(w) A + λ·diag(0, 1, …) built by hand and solved by Gaussian elimination; the CG step must
+    // agree to 1e-8 relative, with weights spread over six orders of magnitude (a nearly saturated fit).
+    let (n, m) = (40, 12);
+    let a_rows: Vec<f64> = normals(n * m, 41)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if i % m == 0 { 1.0 } else { *v })
+        .collect();
+    let a = DMatrix::from_row_slice(n, m, &a_rows);
+    let w = DVector::from_iterator(n, (0..n).map(|i| 10f64.powi(-((i % 7) as i32)) * 0.25));
+    let g = DVector::from_vec(normals(m, 42));
+    for penalty in [1e-4, 0.3, 50.0] {
+        let mut h = vec![0.0; m * m];
+        for r in 0..m {
+            for c in 0..m {
+                h[r * m + c] = (0..n).map(|i| w[i] * a[(i, r)] * a[(i, c)]).sum::<f64>();
+            }
+            if r > 0 {
+                h[r * m + r] += penalty;
+            }
+        }
+        let expected = gauss_solve(h, g.iter().copied().collect());
+        let cg = newton_step_cg(&a, &w, penalty, &g).expect("CG converges on a 12-unknown system");
+        let scale = expected.iter().fold(0.0f64, |s, v| s.max(v.abs()));
+        assert_close(
+            &cg.iter().map(|v| v / scale).collect::<Vec<_>>(),
+            &expected.iter().map(|v| v / scale).collect::<Vec<_>>(),
+            1e-8,
+        );
+        let direct = newton_step_direct(&a, &w, penalty, &g).unwrap();
+        assert_close(
+            &direct.iter().map(|v| v / scale).collect::<Vec<_>>(),
+            &expected.iter().map(|v| v / scale).collect::<Vec<_>>(),
+            1e-8,
+        );
+    }
+    // A Hessian CG cannot use (a zero weight column with no penalty on the intercept) falls back: `None`.
+    let zero = DVector::zeros(n);
+    assert!(newton_step_cg(&a, &zero, 1.0, &g).is_none());
+}

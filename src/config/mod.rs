@@ -347,6 +347,11 @@ pub struct TrainConfig {
     pub max_shift: u32,
     /// Positions (sequences × padded length) per encoder pass; short sequences share a pass.
     pub positions_per_pass: usize,
+    /// Gradient caching: encode the whole batch without keeping activations, take the loss's gradient
+    /// with respect to the embeddings, then run each encoder pass again with gradients. The encoder's
+    /// activation memory is then that of one pass, not of the batch, for a second forward pass's compute;
+    /// the gradients are the same.
+    pub gradient_cache: bool,
     /// Log every this many steps (the first and last step are always logged).
     pub log_every: u64,
     /// Device.
@@ -381,6 +386,7 @@ impl Default for TrainConfig {
             mask_fraction: 0.15,
             max_shift: 3,
             positions_per_pass: 64 * 12_288,
+            gradient_cache: false,
             log_every: 10,
             device: DeviceChoice::Auto,
             threads: 0,

@@ -152,6 +152,7 @@ mod tests {
 
     #[test]
     fn losses_match_float64_reference_and_partition_exactly() {
+        let _generator = crate::model::lock_generator();
         tch::manual_seed(3);
         for kind in [LossKind::Dcl, LossKind::Ntxent] {
             let (n, p) = (9, 16);

@@ -186,26 +186,55 @@ impl Model {
 
     /// As [`embed_micro_batches`](Self::embed_micro_batches), pooled as `pooling` says.
     pub fn embed_micro_batches_pooled(&self, micro: &[MicroBatch], pooling: Pooling, train: bool) -> Tensor {
-        let device = self.vars.device();
-        let mut pieces = Vec::with_capacity(micro.len());
-        let mut order = Vec::new();
-        for m in micro {
-            let n = m.rows.len() as i64;
-            let x = Tensor::from_slice(&m.tracks)
-                .view([n, crate::data::TRACKS as i64, m.padded_len as i64])
-                .to_device(device);
-            let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
-            pieces.push(self.encoder.forward_pooled(&x, &lengths, pooling, train));
-            order.extend(m.rows.iter().map(|&r| r as i64));
-        }
-        let stacked = Tensor::cat(&pieces, 0);
-        // `order[k]` is the row of stacked position k; invert it to gather rows in order.
-        let mut inverse = vec![0i64; order.len()];
-        for (k, &r) in order.iter().enumerate() {
-            inverse[r as usize] = k as i64;
-        }
-        stacked.index_select(0, &Tensor::from_slice(&inverse).to_device(device))
+        let pieces: Vec<Tensor> = micro
+            .iter()
+            .map(|m| self.embed_micro_batch(m, pooling, train))
+            .collect();
+        in_row_order(&pieces, micro)
     }
+
+    /// Embeds one micro-batch: `[m.rows.len(), D]` in the micro-batch's own order.
+    pub fn embed_micro_batch(&self, m: &MicroBatch, pooling: Pooling, train: bool) -> Tensor {
+        let device = self.vars.device();
+        let n = m.rows.len() as i64;
+        let x = Tensor::from_slice(&m.tracks)
+            .view([n, crate::data::TRACKS as i64, m.padded_len as i64])
+            .to_device(device);
+        let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
+        self.encoder.forward_pooled(&x, &lengths, pooling, train)
+    }
+
+    /// The batch-norm running statistics (shallow handles): what an evaluation-mode pass reads and a
+    /// training-mode pass updates.
+    pub fn running_statistics(&self) -> Vec<Tensor> {
+        self.named_tensors()
+            .into_iter()
+            .filter(|(name, _)| name.ends_with(".running_mean") || name.ends_with(".running_var"))
+            .map(|(_, t)| t)
+            .collect()
+    }
+}
+
+/// Serialises the tests that seed and draw from libtorch's generator, which is process-wide: the test
+/// harness runs tests on several threads, and another test's `manual_seed` between a seed and its draws
+/// (dropout, `randn`) would change them.
+#[cfg(test)]
+pub(crate) fn lock_generator() -> std::sync::MutexGuard<'static, ()> {
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    GENERATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Stacks per-micro-batch results (`pieces[i]` holds the rows of `micro[i]`, in its order) into one tensor
+/// in row order: row `r` of the result is the sequence whose [`MicroBatch::rows`] entry is `r`.
+pub fn in_row_order(pieces: &[Tensor], micro: &[MicroBatch]) -> Tensor {
+    let stacked = Tensor::cat(pieces, 0);
+    // `order[k]` is the row of stacked position k; invert it to gather rows in order.
+    let order = micro.iter().flat_map(|m| m.rows.iter().copied());
+    let mut inverse = vec![0i64; micro.iter().map(|m| m.rows.len()).sum()];
+    for (k, r) in order.enumerate() {
+        inverse[r] = k as i64;
+    }
+    stacked.index_select(0, &Tensor::from_slice(&inverse).to_device(stacked.device()))
 }
 
 #[cfg(test)]

@@ -156,6 +156,7 @@ mod tests {
 
     #[test]
     fn batch_norm_ignores_padding_and_tracks_running_stats() {
+        let _generator = crate::model::lock_generator();
         let (_vs, norm) = layer(Norm::Batch, 1);
         tch::manual_seed(0);
         let x = Tensor::randn([2, 4, 8], (Kind::Float, tch::Device::Cpu));

@@ -627,6 +627,7 @@ mod tests {
 
     #[test]
     fn regression_learns_gc_fraction_beyond_an_untrained_encoder() {
+        let _generator = crate::model::lock_generator();
         let (train, train_y) = gc_set(128, 1);
         let (val, val_y) = gc_set(48, 2);
         let (test, test_y) = gc_set(64, 3);
@@ -651,6 +652,7 @@ mod tests {
 
     #[test]
     fn binary_learns_high_versus_low_gc_and_returns_logits() {
+        let _generator = crate::model::lock_generator();
         let split = |n, seed| {
             let (ts, gc) = gc_set(n, seed);
             let labels: Vec<bool> = gc.iter().map(|&g| g > 0.5).collect();
@@ -698,6 +700,7 @@ mod tests {
 
     #[test]
     fn noise_labels_stop_early_and_keep_the_best_epoch() {
+        let _generator = crate::model::lock_generator();
         let (train, _) = gc_set(32, 7);
         let (val, _) = gc_set(32, 8);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
@@ -744,6 +747,7 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_fit() {
+        let _generator = crate::model::lock_generator();
         // Without dropout: its masks come from libtorch's process-wide generator, which tests running
         // alongside draw from too.
         let config = ModelConfig { dropout: 0.0, ..tiny() };

@@ -75,6 +75,7 @@ mod tests {
 
     #[test]
     fn restored_trainer_continues_bit_for_bit() {
+        let _generator = crate::model::lock_generator();
         let mut config = Config::default();
         config.model.preset = Preset::Tiny;
         config.model.head_hidden = 32;

@@ -6,10 +6,11 @@ use tch::{Device, Kind, Tensor};
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::Schedule;
 use crate::config::Config;
+use crate::config::Pooling;
 use crate::data::StepBatch;
 use crate::data::sampler::rng_for;
 use crate::dist::{Collective, DistError, ReduceOp};
-use crate::model::{Model, Views, contrastive_accuracy, contrastive_loss, group_size_weight};
+use crate::model::{Model, Views, contrastive_accuracy, contrastive_loss, group_size_weight, in_row_order};
 use rand::RngCore;
 
 /// What one step measured.
@@ -70,23 +71,48 @@ impl Trainer {
     /// anchors against all columns, and the gradients with respect to the gathered projections are summed
     /// across ranks before the local slice is back-propagated; parameter gradients are then summed. This is
     /// the single-process mathematics exactly (docs/DISTRIBUTED.md explains why the gradient sum matters).
-    /// With one process `comm` is [`SingleProcess`] and every collective is the identity.
+    /// With one process `comm` is [`SingleProcess`], every collective is the identity and the projections
+    /// and their gradients stay on the device. With `train.gradient_cache` the encoder runs twice, the
+    /// second time one micro-batch at a time with its activations (docs/DESIGN.md, "Gradient caching").
     pub fn train_step(&mut self, batch: &StepBatch, comm: &mut dyn Collective) -> Result<StepReport, DistError> {
         let t = &self.config.train;
-        // Dropout draws from libtorch's generator: seed it per (rank, step) so a run repeats exactly.
         let rank = comm.rank() as u64;
-        tch::manual_seed(rng_for(&[t.seed, rank, batch.step]).next_u64() as i64 >> 1);
         let n = batch.pairs.len() as i64;
         let total = batch.global_pairs as i64;
         let device = self.model.vars.device();
+        let cuda = device.is_cuda();
+        // Dropout draws from libtorch's generator: seeded per (rank, step, pass) so that a run repeats
+        // exactly and the second pass of gradient caching draws the masks of the first.
+        let seed_pass = |pass: usize| {
+            tch::manual_seed(rng_for(&[t.seed, rank, batch.step, pass as u64]).next_u64() as i64 >> 1);
+        };
+        let encode = |model: &Model| {
+            let pieces: Vec<Tensor> = (batch.micro.iter().enumerate())
+                .map(|(pass, m)| {
+                    seed_pass(pass);
+                    model.embed_micro_batch(m, Pooling::Mean, true)
+                })
+                .collect();
+            in_row_order(&pieces, &batch.micro)
+        };
         self.optimizer.zero_grad();
-        let local = crate::device::autocast_bf16(device.is_cuda(), || {
-            let embeddings = self.model.embed_micro_batches(&batch.micro, true);
+        let (embeddings, local) = crate::device::autocast_bf16(cuda, || {
+            let embeddings = if t.gradient_cache {
+                // A leaf: the head's backward stops here and leaves dL/d(embedding) in its gradient.
+                tch::no_grad(|| encode(&self.model)).detach().set_requires_grad(true)
+            } else {
+                encode(&self.model)
+            };
             let projections = self.model.head.forward(&embeddings, true);
-            Views::normalised(&projections.narrow(0, 0, n), &projections.narrow(0, n, n))
+            let local = Views::normalised(&projections.narrow(0, 0, n), &projections.narrow(0, n, n));
+            (embeddings, local)
         });
-        // The whole batch's projections, as leaves whose gradient is this rank's share of dL/dZ.
+        // The whole batch's projections, as leaves whose gradient is this rank's share of dL/dZ. One
+        // process keeps them on the device; several exchange them through the collective.
         let gather = |comm: &mut dyn Collective, z: &Tensor| -> Result<Tensor, DistError> {
+            if comm.world_size() == 1 {
+                return Ok(z.detach().to_kind(Kind::Float).set_requires_grad(true));
+            }
             let mut all = vec![0f32; (total * z.size()[1]) as usize];
             comm.all_gather(&flatten(&[z.detach()]), &mut all)?;
             Ok(Tensor::from_slice(&all)
@@ -108,13 +134,40 @@ impl Trainer {
         });
         let share = contrastive_loss(t.loss, &global, batch.offset as i64, n, t.temperature, weights.as_ref());
         share.backward();
-        let mut grads = flatten(&[global.z1.grad(), global.z2.grad()]);
-        comm.all_reduce(&mut grads, ReduceOp::Sum)?;
-        let summed = Tensor::from_slice(&grads).view([2, total, -1]).to_device(device);
+        let summed = if comm.world_size() == 1 {
+            Tensor::stack(&[global.z1.grad(), global.z2.grad()], 0)
+        } else {
+            let mut grads = flatten(&[global.z1.grad(), global.z2.grad()]);
+            comm.all_reduce(&mut grads, ReduceOp::Sum)?;
+            Tensor::from_slice(&grads).view([2, total, -1]).to_device(device)
+        };
         let own = |view: i64| summed.get(view).narrow(0, batch.offset as i64, n);
         // Back-propagate the summed gradient of the local rows: ⟨z, g⟩ has exactly g as its gradient in z.
         let surrogate = (&local.z1 * own(0)).sum(Kind::Float) + (&local.z2 * own(1)).sum(Kind::Float);
         surrogate.backward();
+        if t.gradient_cache {
+            // Second pass, one micro-batch at a time: ⟨e, dL/de⟩ carries the cached gradient into the
+            // encoder. The first pass already recorded this step's batch-norm statistics, so they are put
+            // back afterwards rather than recorded twice.
+            let cached = embeddings.grad().to_kind(Kind::Float);
+            let statistics: Vec<(Tensor, Tensor)> = (self.model.running_statistics().into_iter())
+                .map(|s| (s.copy(), s))
+                .collect();
+            for (pass, m) in batch.micro.iter().enumerate() {
+                let rows: Vec<i64> = m.rows.iter().map(|&r| r as i64).collect();
+                let rows = Tensor::from_slice(&rows).to_device(device);
+                seed_pass(pass);
+                let e = crate::device::autocast_bf16(cuda, || self.model.embed_micro_batch(m, Pooling::Mean, true));
+                (e.to_kind(Kind::Float) * cached.index_select(0, &rows))
+                    .sum(Kind::Float)
+                    .backward();
+            }
+            tch::no_grad(|| {
+                for (recorded, mut s) in statistics {
+                    s.copy_(&recorded);
+                }
+            });
+        }
         self.all_reduce_gradients(comm)?;
         let mut loss = [share.to_kind(Kind::Float).double_value(&[]) as f32];
         comm.all_reduce(&mut loss, ReduceOp::Sum)?;
@@ -239,27 +292,28 @@ mod tests {
         c
     }
 
-    /// Trains `steps` steps as rank `rank` of `world`; returns per-step losses and the final tensors.
+    /// Trains `steps` steps of `c` as rank `rank` of `world`, with `positions` per encoder pass; returns
+    /// per-step losses and the final tensors.
     fn train(
+        c: &Config,
         ds: &Dataset,
-        rank: usize,
-        world: usize,
+        (rank, world): (usize, usize),
         comm: &mut dyn Collective,
         steps: u64,
+        positions: usize,
     ) -> (Vec<f64>, Vec<Tensor>) {
-        let c = config();
         let sampler = Sampler::new(c.train.seed, c.train.batch_size, ds.groups.len()).unwrap();
         let augment = Augment {
             mask_fraction: 0.15,
             max_shift: 3,
             max_len: 512,
         };
-        let mut trainer = Trainer::new(&c, Device::Cpu, sampler.steps_per_epoch());
+        let mut trainer = Trainer::new(c, Device::Cpu, sampler.steps_per_epoch());
         trainer.broadcast_parameters(comm).unwrap();
         let losses = (0..steps)
             .map(|step| {
                 let shard = plan_shard(ds, &sampler, &augment, c.train.seed, step, rank, world).unwrap();
-                trainer.train_step(&shard.encode(1 << 14), comm).unwrap().loss
+                trainer.train_step(&shard.encode(positions), comm).unwrap().loss
             })
             .collect();
         (
@@ -268,47 +322,158 @@ mod tests {
         )
     }
 
+    /// Trains `c` as every rank of a `world`-rank TCP ring on loopback, one thread per rank.
+    fn train_ring(c: &Config, ds: &Dataset, world: usize, steps: u64) -> Vec<(Vec<f64>, Vec<Tensor>)> {
+        let listeners: Vec<_> = (0..world)
+            .map(|_| TcpRing::bind("127.0.0.1:0".parse().unwrap()).unwrap())
+            .collect();
+        let peers: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = listeners
+                .into_iter()
+                .enumerate()
+                .map(|(rank, listener)| {
+                    let peers = peers.clone();
+                    s.spawn(move || {
+                        let timeouts = RingConfig {
+                            connect_timeout: Duration::from_secs(20),
+                            op_timeout: Duration::from_secs(20),
+                        };
+                        let mut ring = TcpRing::connect(listener, rank, peers, b"test-token", timeouts).unwrap();
+                        train(c, ds, (rank, world), &mut ring, steps, 1 << 14)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    /// Asserts two runs' losses and final tensors agree within `tolerance` (relative for losses).
+    fn assert_same_run(
+        what: &str,
+        (l, p): &(Vec<f64>, Vec<Tensor>),
+        (losses, params): &(Vec<f64>, Vec<Tensor>),
+        tolerance: f64,
+    ) {
+        for (a, b) in l.iter().zip(losses) {
+            assert!(
+                (a - b).abs() <= tolerance * b.abs().max(1.0),
+                "{what}: loss {l:?} vs {losses:?}"
+            );
+        }
+        assert_eq!(p.len(), params.len());
+        for (a, b) in p.iter().zip(params) {
+            let diff = (a - b).abs().max().double_value(&[]);
+            assert!(diff <= tolerance, "{what}: a tensor differs by {diff}");
+        }
+    }
+
     #[test]
     fn two_and_three_ranks_compute_what_one_process_computes() {
+        let _generator = crate::model::lock_generator();
         let dir = tempfile::tempdir().unwrap();
         let ds = dataset(dir.path());
-        let (losses, params) = train(&ds, 0, 1, &mut SingleProcess, 4);
+        let c = config();
+        let one = train(&c, &ds, (0, 1), &mut SingleProcess, 4, 1 << 14);
         for world in [2usize, 3] {
-            let listeners: Vec<_> = (0..world)
-                .map(|_| TcpRing::bind("127.0.0.1:0".parse().unwrap()).unwrap())
-                .collect();
-            let peers: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
-            let results: Vec<(Vec<f64>, Vec<Tensor>)> = std::thread::scope(|s| {
-                let handles: Vec<_> = listeners
-                    .into_iter()
-                    .enumerate()
-                    .map(|(rank, listener)| {
-                        let (peers, ds) = (peers.clone(), &ds);
-                        s.spawn(move || {
-                            let timeouts = RingConfig {
-                                connect_timeout: Duration::from_secs(20),
-                                op_timeout: Duration::from_secs(20),
-                            };
-                            let mut ring = TcpRing::connect(listener, rank, peers, b"test-token", timeouts).unwrap();
-                            train(ds, rank, world, &mut ring, 4)
-                        })
-                    })
-                    .collect();
-                handles.into_iter().map(|h| h.join().unwrap()).collect()
-            });
-            for (rank, (l, p)) in results.iter().enumerate() {
-                for (a, b) in l.iter().zip(&losses) {
-                    assert!(
-                        (a - b).abs() <= 1e-5 * b.abs().max(1.0),
-                        "world {world} rank {rank}: loss {l:?} vs {losses:?}"
-                    );
-                }
-                for (a, b) in p.iter().zip(&params) {
-                    let diff = (a - b).abs().max().double_value(&[]);
-                    assert!(diff <= 1e-5, "world {world} rank {rank}: parameter differs by {diff}");
-                }
+            for (rank, run) in train_ring(&c, &ds, world, 4).iter().enumerate() {
+                assert_same_run(&format!("world {world} rank {rank}"), run, &one, 1e-5);
             }
         }
+        let losses = &one.0;
         assert!(losses[3] < losses[0], "the run learns: {losses:?}");
+    }
+
+    #[test]
+    fn gradient_caching_computes_what_the_plain_step_computes() {
+        let _generator = crate::model::lock_generator();
+        let dir = tempfile::tempdir().unwrap();
+        let ds = dataset(dir.path());
+        // Batch norm and dropout: the second pass must see the first pass's statistics and masks.
+        let mut c = config();
+        c.model.norm = Norm::Batch;
+        c.model.dropout = 0.1;
+        let sampler = Sampler::new(c.train.seed, c.train.batch_size, ds.groups.len()).unwrap();
+        let augment = Augment {
+            mask_fraction: 0.15,
+            max_shift: 3,
+            max_len: 512,
+        };
+        let batch = plan_shard(&ds, &sampler, &augment, c.train.seed, 0, 0, 1)
+            .unwrap()
+            .encode(512);
+        assert!(
+            batch.micro.len() >= 3,
+            "the step runs several encoder passes ({})",
+            batch.micro.len()
+        );
+        // One step from the same weights; its gradients (left in place by the optimiser) and statistics.
+        let step = |c: &Config| {
+            let mut trainer = Trainer::new(c, Device::Cpu, sampler.steps_per_epoch());
+            let loss = trainer.train_step(&batch, &mut SingleProcess).unwrap().loss;
+            let grads: Vec<Tensor> = trainer
+                .model
+                .named_parameters()
+                .into_iter()
+                .map(|(_, p)| p.grad())
+                .collect();
+            (loss, grads, trainer.model.running_statistics())
+        };
+        let largest_difference = |a: &[Tensor], b: &[Tensor]| {
+            assert_eq!(a.len(), b.len());
+            (a.iter().zip(b))
+                .map(|(x, y)| (x - y).abs().max().double_value(&[]))
+                .fold(0.0, f64::max)
+        };
+        let (loss, grads, statistics) = step(&c);
+        c.train.gradient_cache = true;
+        let (cached_loss, cached_grads, cached_statistics) = step(&c);
+        assert!(
+            (loss - cached_loss).abs() <= 1e-6 * loss.abs(),
+            "loss {cached_loss} vs {loss}"
+        );
+        let scale = grads
+            .iter()
+            .map(|g| g.abs().max().double_value(&[]))
+            .fold(0.0, f64::max);
+        let grad_difference = largest_difference(&cached_grads, &grads);
+        assert!(
+            grad_difference <= 1e-5 * scale,
+            "gradients differ by {grad_difference} (largest {scale})"
+        );
+        let statistics_difference = largest_difference(&cached_statistics, &statistics);
+        assert!(
+            statistics_difference <= 1e-6,
+            "running statistics differ by {statistics_difference}"
+        );
+        // Both checks can fail: other dropout masks move the gradients, a second record the statistics.
+        c.model.dropout = 0.2;
+        let (_, other_grads, _) = step(&c);
+        assert!(
+            largest_difference(&other_grads, &grads) > 1e-3 * scale,
+            "dropout changes the gradients"
+        );
+        c.model.dropout = 0.0;
+        let recorded = |times: usize| {
+            let trainer = Trainer::new(&c, Device::Cpu, sampler.steps_per_epoch());
+            for _ in 0..times {
+                let _ = tch::no_grad(|| trainer.model.embed_micro_batches(&batch.micro, true));
+            }
+            trainer.model.running_statistics()
+        };
+        let twice_difference = largest_difference(&recorded(2), &recorded(1));
+        assert!(
+            twice_difference > 1e-3,
+            "recording twice moves the statistics ({twice_difference})"
+        );
+
+        // Across ranks too, over several steps (layer norm: batch statistics depend on how rows are split
+        // between ranks).
+        let mut c = config();
+        let one = train(&c, &ds, (0, 1), &mut SingleProcess, 3, 1 << 14);
+        c.train.gradient_cache = true;
+        for (rank, run) in train_ring(&c, &ds, 2, 3).iter().enumerate() {
+            assert_same_run(&format!("gradient caching, rank {rank} of 2"), run, &one, 1e-5);
+        }
     }
 }

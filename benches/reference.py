@@ -49,10 +49,10 @@ This is `isoclr`'s `[model]` section resolved through its preset, plus the `[tra
 Batch file (for `step` and `bench`)
 -----------------------------------
   x1 [n1,6,L1] f32, len1 [n1] i64   the first encoder pass (Rust: the first `MicroBatch`)
-  x2 [n2,6,L2] f32, len2 [n2] i64   the second encoder pass
+  x2 [n2,6,L2] f32, len2 [n2] i64   the second encoder pass; x3, len3, ... further passes, if any
   rows1 [n1] i64, rows2 [n2] i64    optional: the view-major row of each pass's sequences (Rust
-                                    `MicroBatch::rows`); default: rows 0..n1 and n1..n1+n2
-  weights [N] f32                   optional: positive-pair weights of the N = (n1+n2)/2 pairs
+                                    `MicroBatch::rows`); default: the passes' rows in order
+  weights [N] f32                   optional: positive-pair weights of the N = (n1+n2+...)/2 pairs
 Rows 0..N are view 1 of each pair and rows N..2N view 2, as in `isoclr::data::StepBatch`.
 """
 
@@ -424,7 +424,9 @@ class Batch:
         self.passes = []
         self.device = torch.device(device)
         start = 0
-        for k in (1, 2):
+        k = 0
+        while f"x{k + 1}" in tensors:
+            k += 1
             x = tensors[f"x{k}"].float()
             if self.device.type == "cuda":
                 x = x.pin_memory()

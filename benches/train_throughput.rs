@@ -25,6 +25,8 @@
 //! | `ISOCLR_BENCH_PROFILE` | `1`: also time both sides' forward, backward and optimiser phases | off |
 //! | `ISOCLR_BENCH_ALTERNATE` | `0`: all isoclr steps first, then PyTorch, instead of taking turns | `1` (CPU), `0` (CUDA) |
 //! | `ISOCLR_BENCH_JSON` | append the results as one JSON line to this file | none |
+//! | `ISOCLR_BENCH_POSITIONS` | length-aware passes: the 2N sequences sorted by length and cut into passes of at most this many positions, as `train.positions_per_pass` (both sides run the same passes) | one pass per view |
+//! | `ISOCLR_BENCH_GRADIENT_CACHE` | `1`: isoclr trains with `train.gradient_cache` (the reference does not) | off |
 //! | `ISOCLR_BENCH_REFERENCE` | path of `reference.py` (for a bench binary run outside its checkout) | `benches/reference.py` |
 //! | `ISOCLR_PYTHON` | the interpreter with torch | `.venv/bin/python` |
 //!
@@ -50,7 +52,7 @@ use std::time::Instant;
 
 use isoclr::config::{Config, ModelConfig, Norm, Preset, ScheduleKind, TrainConfig};
 use isoclr::data::batch::encode_for_embedding;
-use isoclr::data::{MicroBatch, Pair, StepBatch, TRACKS, Transcript};
+use isoclr::data::{Pair, StepBatch, TRACKS, Transcript};
 use isoclr::dist::SingleProcess;
 use isoclr::model::{Views, contrastive_loss};
 use isoclr::train::step::Trainer;
@@ -71,6 +73,10 @@ struct Settings {
     profile: bool,
     alternate: bool,
     json: Option<PathBuf>,
+    /// Length-aware passes of at most this many positions; `None`: one pass per view.
+    positions: Option<usize>,
+    /// isoclr side with `train.gradient_cache`.
+    gradient_cache: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -128,6 +134,10 @@ impl Settings {
             profile: env_or("ISOCLR_BENCH_PROFILE", 0) != 0,
             alternate: env_or("ISOCLR_BENCH_ALTERNATE", if cuda { 0 } else { 1 }) != 0,
             json: std::env::var_os("ISOCLR_BENCH_JSON").map(PathBuf::from),
+            positions: std::env::var("ISOCLR_BENCH_POSITIONS")
+                .ok()
+                .map(|_| env_or("ISOCLR_BENCH_POSITIONS", 0)),
+            gradient_cache: env_or("ISOCLR_BENCH_GRADIENT_CACHE", 0) != 0,
         }
     }
 }
@@ -171,19 +181,27 @@ fn draw_length(rng: &mut ChaCha8Rng, spec: LengthSpec) -> usize {
 fn make_batch(settings: &Settings) -> StepBatch {
     let mut rng = ChaCha8Rng::seed_from_u64(2024);
     let n = settings.batch;
-    let mut view = |first: usize| -> MicroBatch {
-        let transcripts: Vec<Transcript> = (0..n)
-            .map(|_| {
-                let len = draw_length(&mut rng, settings.lengths);
-                transcript(&mut rng, len)
+    // Rows 0..n are view 1, n..2n view 2.
+    let transcripts: Vec<Transcript> = (0..2 * n)
+        .map(|_| {
+            let len = draw_length(&mut rng, settings.lengths);
+            transcript(&mut rng, len)
+        })
+        .collect();
+    let refs: Vec<&Transcript> = transcripts.iter().collect();
+    let micro = match settings.positions {
+        // As `isoclr train` cuts a step: the 2n sequences sorted by length into passes within the budget.
+        Some(budget) => encode_for_embedding(&refs, budget),
+        // As the plain PyTorch loop: one pass per view, padded to its longest member.
+        None => [0, n]
+            .into_iter()
+            .map(|first| {
+                let mut pass = encode_for_embedding(&refs[first..first + n], usize::MAX).remove(0);
+                pass.rows.iter_mut().for_each(|r| *r += first);
+                pass
             })
-            .collect();
-        let refs: Vec<&Transcript> = transcripts.iter().collect();
-        let mut pass = encode_for_embedding(&refs, usize::MAX).remove(0);
-        pass.rows.iter_mut().for_each(|r| *r += first);
-        pass
+            .collect(),
     };
-    let micro = vec![view(0), view(n)];
     let pairs = (0..n as u32)
         .map(|i| Pair {
             group: i,
@@ -489,6 +507,7 @@ fn main() {
     // Constant learning rate so both sides take identical steps (the schedule is not what is measured).
     let train = TrainConfig {
         schedule: ScheduleKind::Constant,
+        gradient_cache: settings.gradient_cache,
         ..Default::default()
     };
     let config = Config {
@@ -500,12 +519,18 @@ fn main() {
     let sequences = 2 * settings.batch;
     let padded: Vec<String> = batch.micro.iter().map(|m| m.padded_len.to_string()).collect();
     eprintln!(
-        "batch: {} pairs, passes padded to {} ({:.0} % padding), {} threads, {:?}",
+        "batch: {} pairs, {} passes padded to {} ({:.0} % padding), {} threads, {:?}{}",
         settings.batch,
+        batch.micro.len(),
         padded.join(" and "),
         100.0 * batch.pad_fraction(),
         settings.threads,
-        settings.device
+        settings.device,
+        if settings.gradient_cache {
+            ", isoclr with gradient caching"
+        } else {
+            ""
+        }
     );
 
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -632,6 +657,8 @@ fn main() {
             "sequences": sequences,
             "length": settings.lengths.to_string(),
             "padded": batch.micro.iter().map(|m| m.padded_len).collect::<Vec<_>>(),
+            "positions_per_pass": settings.positions,
+            "gradient_cache": settings.gradient_cache,
             "pad_fraction": batch.pad_fraction(),
             "threads": settings.threads,
             "steps": settings.steps,

@@ -8,7 +8,9 @@
 # Prints one markdown table and writes it, with every raw log, to $OUT (if set) or ./gpu-check-out/:
 #   (a) training throughput, isoclr vs the PyTorch eager reference (benches/reference.py) on the same
 #       batch and starting weights, bf16 autocast, presets small and medium, every sequence 12,288 nt or
-#       the realistic length mix (mix:12288), with their ratio and each side's peak GPU memory;
+#       the realistic length mix (mix:12288) cut into length-aware passes by a position budget as
+#       `isoclr train` cuts it (both sides run the same passes), with their ratio and each side's peak GPU
+#       memory; and `small` with a 3× larger batch, isoclr with gradient caching (train.gradient_cache);
 #   (b) the library's NCCL unit tests (src/dist/nccl.rs) at world size 1, plus the device:: tests
 #       (autocast, CUDA memory statistics);
 #   (c) `isoclr train --workers 2` (two processes sharing the GPU, TCP ring) against `--workers 1` on the
@@ -124,19 +126,27 @@ done
 
 # ---- (a) throughput: isoclr vs PyTorch eager, same batch and weights ----------------------------------
 if ((quick)); then
-  cases=("small 2 256" "small 2 mix:512" "medium 2 256" "medium 2 mix:512")
+  cases=("small 2 256" "small 2 mix:512 2048" "medium 2 256" "medium 2 mix:512 2048" "small 4 256 1024 gc")
   bench_steps=2 bench_warmup=1
 else
   # Pairs per step chosen so each case takes well under a minute and fits an 80 GB card (small at 2×64
   # sequences of 12,288 nt is the configuration measured in TOOLCHAIN.md; medium holds ~2.5× the
   # activations per sequence). A case that runs out of memory is retried once at half the batch.
-  cases=("small 64 12288" "small 64 mix:12288" "medium 32 12288" "medium 32 mix:12288")
+  # Case: preset, pairs, length, then optionally the positions per length-aware pass (as
+  # train.positions_per_pass: one view's worth of the fixed case, so a pass holds as many activations) and
+  # `gc` for isoclr with gradient caching (the reference keeps the whole batch's activations: at 2×192
+  # sequences of 12,288 nt it needs about 3× the memory of the 2×64 case).
+  cases=("small 64 12288" "small 64 mix:12288 786432" "medium 32 12288" "medium 32 mix:12288 393216"
+    "small 192 12288 786432 gc")
   bench_steps=20 bench_warmup=3
 fi
 rm -f "$logs/bench.jsonl"
 for case in "${cases[@]}"; do
-  read -r preset pairs len <<<"$case"
-  name="bench-$preset-${len/:/}"
+  read -r preset pairs len positions gc <<<"$case"
+  name="bench-$preset-${len/:/}${positions:+-p$positions}${gc:+-gc}"
+  unset ISOCLR_BENCH_POSITIONS ISOCLR_BENCH_GRADIENT_CACHE
+  [[ -n "$positions" ]] && export ISOCLR_BENCH_POSITIONS=$positions
+  [[ "$gc" == gc ]] && export ISOCLR_BENCH_GRADIENT_CACHE=1
   for attempt in 1 2; do
     echo "gpu-check: throughput $preset, $pairs pairs, length $len" >&2
     smi_pid=""
@@ -209,18 +219,26 @@ def smi_max(name):
 rows = []
 bench = [json.loads(l) for l in read("bench.jsonl").splitlines() if l.strip()]
 for case in cases:
-    preset, pairs, length = case.split()
-    name = f"bench-{preset}-{length.replace(':', '')}"
+    preset, pairs, length, positions, gc = (case.split() + ["", ""])[:5]
+    positions = int(positions) if positions else None
+    gc = gc == "gc"
+    name = f"bench-{preset}-{length.replace(':', '')}" + (f"-p{positions}" if positions else "") + ("-gc" if gc else "")
     want = length.replace("mix:", "mix≤")
-    found = [b for b in bench if b["preset"] == preset and b["length"] == want]
-    setting = f"{preset}, {length}"
+    found = [b for b in bench if b["preset"] == preset and b["length"] == want
+             and b.get("positions_per_pass") == positions and b.get("gradient_cache", False) == gc]
+    setting = f"{preset}, {length}" + (f", passes ≤ {positions:,} positions" if positions else "") + (", isoclr gradient caching" if gc else "")
     if not found or status(name) != 0:
         failed.append(name)
         rows.append(("throughput", setting, "—", "—", "—", "—", f"**FAILED** (exit {status(name)}, logs/{name}.log)"))
         continue
     b = found[-1]
-    padded = " / ".join(f"{p:,}" for p in b["padded"])
-    setting = f"{preset}, 2×{b['pairs']} seqs, {want} (passes padded to {padded}, {100 * b['pad_fraction']:.0f} % padding)"
+    if positions:
+        count = len(b["padded"])
+        passes = f"{count} length-aware pass{'es' if count != 1 else ''} of ≤ {positions:,} positions"
+    else:
+        passes = "a pass per view, padded to " + " / ".join(f"{p:,}" for p in b["padded"])
+    setting = (f"{preset}, 2×{b['pairs']} seqs, {want} ({passes}, {100 * b['pad_fraction']:.0f} % padding)"
+               + ("; isoclr with gradient caching, the reference without" if gc else ""))
     memory = f"{gib(b['isoclr_peak_bytes'])} / {gib(b['torch_peak_bytes'])} GiB" if cuda else "n/a (CPU)"
     smi = smi_max(name)
     if smi:

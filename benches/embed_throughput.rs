@@ -37,6 +37,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> anyhow::Result<()> {
     let cuda = std::env::var("ISOCLR_BENCH_DEVICE").is_ok_and(|d| d == "cuda");
     let device = if cuda { Device::Cuda(0) } else { Device::Cpu };
+    // Without this, libtorch registers no CUDA backend (rustc drops libtorch_cuda at link time) and the
+    // first CUDA tensor fails; `isoclr` itself does the same at start-up.
+    if cuda {
+        isoclr::device::init();
+        anyhow::ensure!(
+            tch::Cuda::is_available(),
+            "ISOCLR_BENCH_DEVICE=cuda but libtorch sees no CUDA device (is torch's lib directory on LD_LIBRARY_PATH?)"
+        );
+    }
     let preset = match std::env::var("ISOCLR_BENCH_PRESET").as_deref() {
         Ok("small") => Preset::Small,
         Ok("medium") => Preset::Medium,

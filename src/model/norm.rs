@@ -82,11 +82,9 @@ impl MaskedNorm {
             } => {
                 let c = weight.size()[0];
                 let (mean, var) = if train {
-                    // Statistics in f32 even under autocast: sums over 10^5+ positions lose precision in bf16.
-                    let xf = x.to_kind(Kind::Float);
                     let count = mask.sum(Kind::Float).clamp_min(1.0);
-                    let mean = (&xf * mask).sum_dim_intlist([0i64, 2].as_slice(), true, Kind::Float) / &count;
-                    let centred = (&xf - &mean) * mask;
+                    let mean = (x * mask).sum_dim_intlist([0i64, 2].as_slice(), true, Kind::Float) / &count;
+                    let centred = (x - &mean) * mask;
                     let var = centred
                         .square()
                         .sum_dim_intlist([0i64, 2].as_slice(), true, Kind::Float)
@@ -104,9 +102,8 @@ impl MaskedNorm {
                 } else {
                     (running_mean.view([1, c, 1]), running_var.view([1, c, 1]))
                 };
-                let y = (x.to_kind(Kind::Float) - mean) / (var + *eps).sqrt() * weight.view([1, c, 1])
-                    + bias.view([1, c, 1]);
-                y.to_kind(x.kind()) * mask
+                let y = (x - mean) / (var + *eps).sqrt() * weight.view([1, c, 1]) + bias.view([1, c, 1]);
+                y * mask
             }
             MaskedNorm::Group {
                 weight,
@@ -115,18 +112,18 @@ impl MaskedNorm {
                 eps,
             } => {
                 let (n, c, l) = x.size3().unwrap_or((0, 0, 0));
-                let xf = x.to_kind(Kind::Float).view([n, *groups, c / groups, l]);
+                let xg = x.view([n, *groups, c / groups, l]);
                 let m = mask.view([n, 1, 1, l]);
                 let count =
                     (m.sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Float) * (c / groups) as f64).clamp_min(1.0);
-                let mean = (&xf * &m).sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Float) / &count;
-                let centred = (&xf - &mean) * &m;
+                let mean = (&xg * &m).sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Float) / &count;
+                let centred = (&xg - &mean) * &m;
                 let var = centred
                     .square()
                     .sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Float)
                     / &count;
                 let y = (centred / (var + *eps).sqrt()).view([n, c, l]) * weight.view([1, c, 1]) + bias.view([1, c, 1]);
-                y.to_kind(x.kind()) * mask
+                y * mask
             }
         }
     }

@@ -52,7 +52,7 @@ use std::time::Instant;
 
 use isoclr::config::{Config, ModelConfig, Norm, Preset, ScheduleKind, TrainConfig};
 use isoclr::data::batch::encode_for_embedding;
-use isoclr::data::{Pair, StepBatch, TRACKS, Transcript};
+use isoclr::data::{Pair, StepBatch, TRACK_UNIT, TRACKS, Transcript};
 use isoclr::dist::SingleProcess;
 use isoclr::model::{Views, contrastive_loss};
 use isoclr::train::step::Trainer;
@@ -234,7 +234,10 @@ fn reference_config(model: &ModelConfig, train: &TrainConfig) -> String {
 fn export_batch(batch: &StepBatch, path: &std::path::Path) {
     let mut tensors = Vec::new();
     for (k, m) in batch.micro.iter().enumerate() {
-        let x = Tensor::from_slice(&m.tracks).view([m.rows.len() as i64, TRACKS as i64, m.padded_len as i64]);
+        let x = Tensor::from_slice(&m.tracks)
+            .view([m.rows.len() as i64, TRACKS as i64, m.padded_len as i64])
+            .to_kind(tch::Kind::Float)
+            * f64::from(TRACK_UNIT);
         let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
         let rows = Tensor::from_slice(&m.rows.iter().map(|&r| r as i64).collect::<Vec<_>>());
         tensors.extend([
@@ -334,7 +337,7 @@ fn isoclr_step_in_phases(trainer: &mut Trainer, batch: &StepBatch, config: &Conf
     lap(1);
     loss.backward();
     lap(2);
-    trainer
+    let _ = trainer
         .optimizer
         .clip_gradients(config.train.clip, config.train.clip_norm);
     trainer.optimizer.step(config.train.lr);

@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 use isoclr::config::{ClipKind, Config, LossKind, ModelConfig, Norm, Preset, ScheduleKind, TrainConfig};
 use isoclr::data::batch::encode_for_embedding;
-use isoclr::data::{MicroBatch, Pair, StepBatch, TRACKS, Transcript};
+use isoclr::data::{MicroBatch, Pair, StepBatch, TRACK_UNIT, TRACKS, Transcript};
 use isoclr::dist::SingleProcess;
 use isoclr::model::{Model, group_size_weight};
 use isoclr::train::step::Trainer;
@@ -117,7 +117,10 @@ fn transcript(rng: &mut ChaCha8Rng, len: usize) -> Transcript {
 
 /// `[n, 6, L]` tracks and `[n]` lengths of one micro-batch, as tensors.
 fn micro_tensors(m: &MicroBatch) -> (Tensor, Tensor) {
-    let x = Tensor::from_slice(&m.tracks).view([m.rows.len() as i64, TRACKS as i64, m.padded_len as i64]);
+    let x = Tensor::from_slice(&m.tracks)
+        .view([m.rows.len() as i64, TRACKS as i64, m.padded_len as i64])
+        .to_kind(tch::Kind::Float)
+        * f64::from(TRACK_UNIT);
     let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
     (x, lengths)
 }

@@ -25,8 +25,9 @@ pub struct MicroBatch {
     pub lengths: Vec<u32>,
     /// Length every sequence is padded to; a multiple of [`LENGTH_MULTIPLE`].
     pub padded_len: usize,
-    /// `[rows.len()][TRACKS][padded_len]` row-major `f32`, zero in padding.
-    pub tracks: Vec<f32>,
+    /// `[rows.len()][TRACKS][padded_len]` row-major track values in [`TRACK_UNIT`](super::TRACK_UNIT)s (bytes), zero in
+    /// padding.
+    pub tracks: Vec<u8>,
 }
 
 /// Everything one training step needs on one process: its pairs and their encoded, micro-batched views.
@@ -66,24 +67,50 @@ impl StepBatch {
     }
 }
 
-/// Splits rows with the given lengths into micro-batches: rows sorted by length (ties by row), then
-/// packed greedily while `count × padded_length(longest) ≤ position_budget` (always at least one row).
+/// What planning charges for each pass beyond its positions, as a fraction of the budget (1/4): a pass
+/// has a fixed cost, mostly the host dispatching its ~1,000 kernels one by one, so a split must save more
+/// padding than this to be worth it. Measured on an H100 (docs/PERFORMANCE.md, "GPU check"): a pass of
+/// the `small` preset costs ~16 ms on top of ~0.09 ms per 1,000 positions, about a quarter of its default
+/// budget's worth; 1/64 cut a length mix into 6 passes with 14 % padding and ran 40 % slower than 2.
+const PASS_OVERHEAD_DIVISOR: usize = 4;
+
+/// Splits rows with the given lengths into micro-batches of at most `position_budget` padded positions
+/// (`count × padded_length(longest)`; a row longer than the budget gets a pass of its own).
+///
+/// Rows are sorted by length (ties by row) and cut into consecutive runs; of all such cuts this takes the
+/// one with the fewest padded positions plus a per-pass overhead of `position_budget / 4` positions, by
+/// dynamic programming (O(rows × rows per pass)). Packing greedily from the shortest row instead filled
+/// the first pass up to the budget whatever the lengths it mixed.
 /// Returns groups of row indices, shortest first.
 pub fn plan_micro_batches(lengths: &[u32], position_budget: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&r| (lengths[r], r));
-    let mut plan: Vec<Vec<usize>> = Vec::new();
-    let mut current: Vec<usize> = Vec::new();
-    for r in order {
-        let longest = padded_length(lengths[r] as usize);
-        if !current.is_empty() && (current.len() + 1) * longest > position_budget {
-            plan.push(std::mem::take(&mut current));
+    let padded: Vec<usize> = order.iter().map(|&r| padded_length(lengths[r] as usize)).collect();
+    let overhead = position_budget / PASS_OVERHEAD_DIVISOR;
+    // cost[j]: the cheapest plan of the j shortest rows; cut[j]: where its last pass starts.
+    let mut cost = vec![0usize; order.len() + 1];
+    let mut cut = vec![0usize; order.len() + 1];
+    for j in 1..=order.len() {
+        let longest = padded[j - 1];
+        cost[j] = usize::MAX;
+        for i in (0..j).rev() {
+            let positions = (j - i) * longest;
+            if i + 1 < j && positions > position_budget {
+                break;
+            }
+            let total = cost[i].saturating_add(positions + overhead);
+            if total < cost[j] {
+                (cost[j], cut[j]) = (total, i);
+            }
         }
-        current.push(r);
     }
-    if !current.is_empty() {
-        plan.push(current);
+    let mut plan = Vec::new();
+    let mut j = order.len();
+    while j > 0 {
+        plan.push(order[cut[j]..j].to_vec());
+        j = cut[j];
     }
+    plan.reverse();
     plan
 }
 
@@ -185,7 +212,7 @@ pub fn plan_shard(
 fn encode_micro_batch(rows: Vec<usize>, views: &[ViewSpec]) -> MicroBatch {
     let lengths: Vec<u32> = rows.iter().map(|&r| views[r].len()).collect();
     let padded_len = padded_length(lengths.iter().copied().max().unwrap_or(1) as usize);
-    let mut tracks = vec![0.0f32; rows.len() * TRACKS * padded_len];
+    let mut tracks = vec![0u8; rows.len() * TRACKS * padded_len];
     for (i, &r) in rows.iter().enumerate() {
         let view = &views[r];
         let sample = &mut tracks[i * TRACKS * padded_len..(i + 1) * TRACKS * padded_len];
@@ -257,7 +284,9 @@ pub fn encode_for_embedding(transcripts: &[&Transcript], position_budget: usize)
 mod tests {
     use super::*;
     use crate::data::Group;
+    use crate::data::TRACK_UNIT;
     use crate::data::dataset::Provenance;
+    use rand::{Rng, SeedableRng};
 
     #[test]
     fn plan_sorts_by_length_and_respects_the_budget() {
@@ -266,8 +295,121 @@ mod tests {
         assert_eq!(plan, vec![vec![4, 2, 5], vec![0], vec![3], vec![1]]);
         let all: Vec<usize> = plan.concat();
         assert_eq!(all.len(), lengths.len());
+        // A budget that holds every row: one pass pads the four short rows to 5,024 (20,096 positions more),
+        // less than a second pass is charged (2^20 / 4); at a budget of 2^16 the split is worth it.
         let big = plan_micro_batches(&lengths, 1 << 20);
         assert_eq!(big, vec![vec![4, 2, 5, 0, 3, 1]]);
+        assert_eq!(
+            plan_micro_batches(&lengths, 1 << 16),
+            vec![vec![4, 2, 5, 0], vec![3, 1]]
+        );
+    }
+
+    /// Padded positions plus the per-pass overhead: what the planner minimises.
+    fn plan_cost(plan: &[Vec<usize>], lengths: &[u32], budget: usize) -> usize {
+        plan.iter()
+            .map(|pass| {
+                let longest = pass.iter().map(|&r| padded_length(lengths[r] as usize)).max().unwrap();
+                pass.len() * longest + budget / PASS_OVERHEAD_DIVISOR
+            })
+            .sum()
+    }
+
+    /// Against every way of cutting the sorted rows into consecutive passes (2^(n-1) of them), on random
+    /// lengths: the plan is within budget, covers each row once, and is the cheapest.
+    #[test]
+    fn plan_is_the_cheapest_cut_of_the_sorted_rows() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for case in 0..300 {
+            let n = 1 + case % 9;
+            let lengths: Vec<u32> = (0..n)
+                .map(|_| {
+                    if rng.random_bool(0.2) {
+                        rng.random_range(1..4000)
+                    } else {
+                        rng.random_range(1..600)
+                    }
+                })
+                .collect();
+            let budget = [256, 1024, 4096][case % 3];
+            let plan = plan_micro_batches(&lengths, budget);
+            let mut rows: Vec<usize> = plan.concat();
+            rows.sort();
+            assert_eq!(rows, (0..n).collect::<Vec<_>>());
+            for pass in &plan {
+                let longest = pass.iter().map(|&r| padded_length(lengths[r] as usize)).max().unwrap();
+                assert!(
+                    pass.len() == 1 || pass.len() * longest <= budget,
+                    "{lengths:?} {plan:?}"
+                );
+            }
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by_key(|&r| (lengths[r], r));
+            let best = (0..1u32 << (n - 1))
+                .map(|cuts| {
+                    let mut passes = vec![vec![order[0]]];
+                    for (k, &row) in order.iter().enumerate().skip(1) {
+                        if cuts & (1 << (k - 1)) != 0 {
+                            passes.push(Vec::new());
+                        }
+                        passes.last_mut().unwrap().push(row);
+                    }
+                    passes
+                })
+                .filter(|passes| {
+                    passes.iter().all(|p| {
+                        let longest = p.iter().map(|&r| padded_length(lengths[r] as usize)).max().unwrap();
+                        p.len() == 1 || p.len() * longest <= budget
+                    })
+                })
+                .map(|passes| plan_cost(&passes, &lengths, budget))
+                .min()
+                .unwrap();
+            assert_eq!(
+                plan_cost(&plan, &lengths, budget),
+                best,
+                "{lengths:?} budget {budget}: {plan:?}"
+            );
+        }
+    }
+
+    /// A realistic spread of lengths in one step: less padding than packing greedily from the shortest
+    /// row (which filled one pass with everything up to the budget), in no more passes.
+    #[test]
+    fn plan_pads_a_length_mix_less_than_greedy_packing() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        // Log-normal-ish lengths between 300 and 12,288 (median near 3 kb), as human mRNAs.
+        let lengths: Vec<u32> = (0..128)
+            .map(|_| {
+                let z: f64 = (0..12).map(|_| rng.random::<f64>()).sum::<f64>() - 6.0;
+                (2900.0 * (0.6 * z).exp()).clamp(300.0, 12_288.0) as u32
+            })
+            .collect();
+        let budget = 64 * 12_288;
+        let real: usize = lengths.iter().map(|&l| l as usize).sum();
+        let padded = |plan: &[Vec<usize>]| -> usize {
+            plan.iter()
+                .map(|p| p.len() * p.iter().map(|&r| padded_length(lengths[r] as usize)).max().unwrap())
+                .sum()
+        };
+        let plan = plan_micro_batches(&lengths, budget);
+        // The old greedy packing, for comparison.
+        let mut order: Vec<usize> = (0..lengths.len()).collect();
+        order.sort_by_key(|&r| (lengths[r], r));
+        let mut greedy: Vec<Vec<usize>> = vec![Vec::new()];
+        for r in order {
+            let longest = padded_length(lengths[r] as usize);
+            if (greedy.last().unwrap().len() + 1) * longest > budget {
+                greedy.push(Vec::new());
+            }
+            greedy.last_mut().unwrap().push(r);
+        }
+        let (ours, theirs) = (padded(&plan) as f64 / real as f64, padded(&greedy) as f64 / real as f64);
+        let counts = (plan.len(), greedy.len());
+        assert!(
+            ours < 0.85 * theirs && counts.0 <= counts.1,
+            "padded/real: plan {ours:.2}, greedy {theirs:.2}; passes {counts:?}"
+        );
     }
 
     #[test]
@@ -326,7 +468,9 @@ mod tests {
                 let sample = &m.tracks[i * 6 * m.padded_len..(i + 1) * 6 * m.padded_len];
                 let masked = augment.masked_positions(5, 4, r as u64, t.len + shift);
                 for p in 0..m.padded_len {
-                    let col: Vec<f32> = (0..6).map(|c| sample[c * m.padded_len + p]).collect();
+                    let col: Vec<f32> = (0..6)
+                        .map(|c| f32::from(sample[c * m.padded_len + p]) * TRACK_UNIT)
+                        .collect();
                     if masked.contains(&(p as u32)) {
                         assert_eq!(col, vec![0.25; 6]);
                     } else if p < shift as usize || p >= (t.len + shift) as usize {

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 pub use batch::{MicroBatch, StepBatch};
 pub use dataset::{Dataset, Group, Manifest};
 pub use sampler::{Augment, Pair, Sampler};
-pub use transcript::{CODON_TRACK, TRACKS, Transcript};
+pub use transcript::{CODON_TRACK, TRACK_UNIT, TRACKS, Transcript};
 
 /// Errors of the data layer; each names the file, line, record or key involved.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! One mature transcript as stored in a dataset, and its 6-track encoding (METHOD.md, "Input encoding").
 //!
-//! Knows nothing of files or tensors: the encoding is written into plain `f32` buffers.
+//! Knows nothing of files or tensors: the encoding is written into plain byte buffers, each value in
+//! quarter units ([`TRACK_UNIT`]), which is a quarter of the bytes of `f32` to build, hold and upload.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,8 +13,14 @@ pub const TRACKS: usize = 6;
 pub const CODON_TRACK: usize = 4;
 /// Track index of the splice (exon end) track.
 pub const SPLICE_TRACK: usize = 5;
-/// Value written in all four base tracks for a non-ACGT letter, and in all six tracks at a masked position.
-pub const UNKNOWN_VALUE: f32 = 0.25;
+/// What one unit of a stored track value is worth: tracks hold only 0, 0.25 and 1, so they are stored
+/// exactly as bytes counting quarters, and the model multiplies by this once they are on the device.
+pub const TRACK_UNIT: f32 = 0.25;
+/// A track value of 1 (a base that is present, a codon start, an exon end), in [`TRACK_UNIT`]s.
+pub const TRACK_ONE: u8 = 4;
+/// Value written in all four base tracks for a non-ACGT letter, and in all six tracks at a masked position:
+/// 0.25, in [`TRACK_UNIT`]s.
+pub const UNKNOWN_VALUE: u8 = 1;
 
 /// A mature (spliced) RNA, 5'→3', with its annotation in transcript coordinates.
 ///
@@ -143,12 +150,12 @@ impl Transcript {
         letters
     }
 
-    /// Writes the 6-track encoding into `out`, laid out channel-first: track `t` of position `p` goes to
-    /// `out[t * stride + offset + p]`. Only the transcript's own `len` positions of each track are written,
+    /// Writes the 6-track encoding into `out` in [`TRACK_UNIT`]s, laid out channel-first: track `t` of
+    /// position `p` goes to `out[t * stride + offset + p]`. Only the transcript's own `len` positions of each track are written,
     /// so the caller zero-fills padding (and any shift, by choosing `offset`).
     ///
     /// Panics if `out` is shorter than `5 * stride + offset + len` — a caller's sizing bug, not user input.
-    pub fn write_tracks(&self, out: &mut [f32], stride: usize, offset: usize) {
+    pub fn write_tracks(&self, out: &mut [u8], stride: usize, offset: usize) {
         let len = self.len();
         assert!(
             offset + len <= stride && out.len() >= TRACKS * stride,
@@ -157,7 +164,7 @@ impl Transcript {
         for pos in 0..len {
             let code = usize::from((self.packed[pos / 4] >> (2 * (pos % 4))) & 3);
             for track in 0..4 {
-                out[track * stride + offset + pos] = if track == code { 1.0 } else { 0.0 };
+                out[track * stride + offset + pos] = if track == code { TRACK_ONE } else { 0 };
             }
         }
         for &(pos, _) in &self.ambiguous {
@@ -166,26 +173,26 @@ impl Transcript {
             }
         }
         let codon = &mut out[CODON_TRACK * stride + offset..CODON_TRACK * stride + offset + len];
-        codon.fill(0.0);
+        codon.fill(0);
         if let Some((start, end)) = self.cds {
             for pos in (start..end).step_by(3) {
-                codon[pos as usize] = 1.0;
+                codon[pos as usize] = TRACK_ONE;
             }
         }
         let splice = &mut out[SPLICE_TRACK * stride + offset..SPLICE_TRACK * stride + offset + len];
-        splice.fill(0.0);
+        splice.fill(0);
         for &end in &self.exon_ends {
-            splice[end as usize] = 1.0;
+            splice[end as usize] = TRACK_ONE;
         }
     }
 
-    /// The 6-track encoding as `[TRACKS][len]` rows, for inspection and tests.
+    /// The 6-track encoding as `[TRACKS][len]` rows of values (not units), for inspection and tests.
     pub fn tracks(&self) -> Vec<[f32; TRACKS]> {
         let len = self.len();
-        let mut flat = vec![0.0; TRACKS * len];
+        let mut flat = vec![0; TRACKS * len];
         self.write_tracks(&mut flat, len, 0);
         (0..len)
-            .map(|pos| std::array::from_fn(|t| flat[t * len + pos]))
+            .map(|pos| std::array::from_fn(|t| f32::from(flat[t * len + pos]) * TRACK_UNIT))
             .collect()
     }
 }
@@ -261,11 +268,12 @@ mod tests {
     fn write_tracks_respects_offset_and_leaves_padding_alone() {
         let t = Transcript::new("t", "g", 0, b"ACG", vec![2], Some((0, 3))).unwrap();
         let stride = 8;
-        let mut out = vec![0.0; 6 * stride];
+        let mut out = vec![0u8; 6 * stride];
         t.write_tracks(&mut out, stride, 2);
-        assert_eq!(&out[0..stride], &[0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
-        assert_eq!(&out[4 * stride..5 * stride], &[0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
-        assert_eq!(&out[5 * stride..6 * stride], &[0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]);
+        // Values in quarter units: 4 is 1.0.
+        assert_eq!(&out[0..stride], &[0, 0, 4, 0, 0, 0, 0, 0]);
+        assert_eq!(&out[4 * stride..5 * stride], &[0, 0, 4, 0, 0, 0, 0, 0]);
+        assert_eq!(&out[5 * stride..6 * stride], &[0, 0, 0, 0, 4, 0, 0, 0]);
     }
 
     #[test]

@@ -90,3 +90,20 @@ int isoclr_cuda_empty_cache() {
   }
 }
 }
+
+// Host-to-device copies without a stall. `Tensor::pin_memory(device)`, the only form tch binds, prints a
+// deprecation warning on every call in libtorch 2.11; this calls the argument-free form.
+#include <ATen/core/Tensor.h>
+
+extern "C" {
+
+// A copy of the host tensor `tensor` (an at::Tensor*) in page-locked memory from libtorch's caching host
+// allocator, as a new at::Tensor* the caller owns; null on error (no CUDA backend, not a CPU tensor).
+void* isoclr_pin_memory(const void* tensor) {
+  try {
+    return new at::Tensor(static_cast<const at::Tensor*>(tensor)->pin_memory());
+  } catch (...) {
+    return nullptr;
+  }
+}
+}

@@ -68,8 +68,9 @@ impl AdamW {
         }
     }
 
-    /// Clips gradients in place; returns the global gradient norm before clipping.
-    pub fn clip_gradients(&mut self, kind: ClipKind, max_norm: f64) -> f64 {
+    /// Clips gradients in place; returns the global gradient norm before clipping, as a scalar tensor on
+    /// the parameters' device: reading it waits for the device, so a step reads it once everything is queued.
+    pub fn clip_gradients(&mut self, kind: ClipKind, max_norm: f64) -> Tensor {
         tch::no_grad(|| {
             let grads: Vec<Tensor> = self
                 .params
@@ -78,7 +79,7 @@ impl AdamW {
                 .filter(|g| g.defined())
                 .collect();
             if grads.is_empty() {
-                return 0.0;
+                return Tensor::from(0.0f32);
             }
             let norms: Vec<Tensor> = grads.iter().map(|g| g.norm().to_kind(Kind::Float)).collect();
             let total = Tensor::stack(&norms, 0).square().sum(Kind::Float).sqrt();
@@ -98,7 +99,7 @@ impl AdamW {
                     }
                 }
             }
-            total.double_value(&[])
+            total
         })
     }
 
@@ -258,7 +259,7 @@ mod tests {
             ((&a * &a.detach()).sum(Kind::Float) + (&b * &b.detach()).sum(Kind::Float)).backward();
             let total = opt.clip_gradients(kind, 1.0);
             (
-                total,
+                total.double_value(&[]),
                 a.grad().norm().double_value(&[]),
                 b.grad().norm().double_value(&[]),
             )

@@ -130,7 +130,7 @@ impl Trainer {
                 .iter()
                 .map(|p| group_size_weight(p.group_size) as f32)
                 .collect();
-            Tensor::from_slice(&w).to_device(device)
+            crate::device::upload(&Tensor::from_slice(&w), device)
         });
         let share = contrastive_loss(t.loss, &global, batch.offset as i64, n, t.temperature, weights.as_ref());
         share.backward();
@@ -155,7 +155,7 @@ impl Trainer {
                 .collect();
             for (pass, m) in batch.micro.iter().enumerate() {
                 let rows: Vec<i64> = m.rows.iter().map(|&r| r as i64).collect();
-                let rows = Tensor::from_slice(&rows).to_device(device);
+                let rows = crate::device::upload(&Tensor::from_slice(&rows), device);
                 seed_pass(pass);
                 let e = crate::device::autocast_bf16(cuda, || self.model.embed_micro_batch(m, Pooling::Mean, true));
                 (e.to_kind(Kind::Float) * cached.index_select(0, &rows))
@@ -169,16 +169,18 @@ impl Trainer {
             });
         }
         self.all_reduce_gradients(comm)?;
-        let mut loss = [share.to_kind(Kind::Float).double_value(&[]) as f32];
-        comm.all_reduce(&mut loss, ReduceOp::Sum)?;
         let grad_norm = self.optimizer.clip_gradients(t.clip, t.clip_norm);
         let lr = self.lr(batch.step);
         self.optimizer.step(lr);
+        // Values are read back only now: each read waits for the device, and an earlier one would leave
+        // it idle while the host queues the clip and the update.
+        let mut loss = [share.to_kind(Kind::Float).double_value(&[]) as f32];
+        comm.all_reduce(&mut loss, ReduceOp::Sum)?;
         Ok(StepReport {
             loss: f64::from(loss[0]),
             accuracy: contrastive_accuracy(&global),
             lr,
-            grad_norm,
+            grad_norm: grad_norm.double_value(&[]),
         })
     }
 

@@ -100,6 +100,15 @@ fn masked_max_pool(x: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
     (pooled, mask)
 }
 
+/// Max-pools by 2 a block's output, which is zero in padding and never negative (it leaves a ReLU): then
+/// padding cannot win a window against a real position (real ≥ 0 = padding, and on a tie the first
+/// position, the real one, wins, in the value and in the gradient), and a window of padding pools to 0.
+/// Same result as [`masked_max_pool`] with three full-size kernels fewer.
+fn max_pool_after_relu(x: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
+    let halve = |t: &Tensor| t.max_pool1d([2], [2], [0], [1], false);
+    (halve(x), halve(mask))
+}
+
 /// Masks `[n, 3, L]` of each sequence's 5'UTR, CDS and 3'UTR from the codon-start track of `x` `[n, 6, L]`
 /// (within the real positions `mask` `[n, 1, L]`): the CDS runs from the first codon start to the last one
 /// (the stop codon's, whose two further bases a pooled resolution cannot tell apart), the UTRs lie either side.
@@ -198,7 +207,7 @@ impl Encoder {
             for block in stage {
                 h = block.forward(&h, &mask, train);
             }
-            (h, mask) = masked_max_pool(&h, &mask);
+            (h, mask) = max_pool_after_relu(&h, &mask);
             regions = regions.map(|r| halve(&r));
         }
         let h = h.to_kind(Kind::Float);
@@ -234,6 +243,34 @@ mod tests {
             Tensor::from_slice(&tracks).view([2, 6, 32]),
             Tensor::from_slice(&[30i64, 20]),
         )
+    }
+
+    /// On what a block emits (the ReLU of something zero in padding; odd lengths, so windows straddle the
+    /// end of a sequence; exact zeros among the real values) the short pool equals the masked one: the
+    /// values, and the gradient through the ReLU (ReLU passes none at 0, so whatever the short pool sends
+    /// to a padded position stops there, as in the encoder).
+    #[test]
+    fn pooling_after_relu_equals_the_masked_pool() {
+        let _generator = crate::model::lock_generator();
+        tch::manual_seed(5);
+        let mask = Tensor::arange(16, (Kind::Int64, tch::Device::Cpu))
+            .unsqueeze(0)
+            .lt_tensor(&Tensor::from_slice(&[16i64, 9, 1]).unsqueeze(1))
+            .unsqueeze(1)
+            .to_kind(Kind::Float);
+        let mut z = (Tensor::randn([3, 4, 16], (Kind::Float, tch::Device::Cpu)) * &mask).set_requires_grad(true);
+        let weights = Tensor::randn([3, 4, 8], (Kind::Float, tch::Device::Cpu));
+        let mut results = Vec::new();
+        for pool in [masked_max_pool, max_pool_after_relu] {
+            z.zero_grad();
+            let (pooled, pooled_mask) = pool(&z.relu(), &mask);
+            (&pooled * &weights).sum(Kind::Float).backward();
+            results.push((pooled.detach(), pooled_mask, z.grad().copy()));
+        }
+        let (a, b) = (&results[0], &results[1]);
+        assert!(a.0.equal(&b.0) && a.1.equal(&b.1), "values");
+        assert!(a.2.equal(&b.2), "gradients");
+        assert!(a.2.abs().sum(Kind::Float).double_value(&[]) > 0.0);
     }
 
     #[test]

@@ -289,16 +289,20 @@ def seq_per_s(rows):
 
 one, two = metrics(1), metrics(2)
 setting = f"tiny, layer norm, no dropout, {dist_batch} pairs × {dist_steps} steps, train.device={device}"
-# Tolerances: f32 on CPU, as tests/distributed.rs; bf16 autocast rounds activations to 8 significant bits
-# (2^-8 = 3.9e-3), and the two runs encode different pass shapes (each worker pads its own shard), so a
-# step-0 loss can differ by ~1e-3 and the gap grows as the weights drift apart over the steps.
-tol_first, tol_all = (1e-5, 1e-5) if not cuda else (1e-2, 5e-2)
+# Tolerances. f32 on CPU: every step within 1e-5, as tests/distributed.rs. bf16 autocast on the GPU: the
+# two runs round differently (each worker plans and pads its own shard, so the passes differ), and
+# training amplifies rounding differences until the trajectories part (on an H100 the first 6 steps
+# agreed within 2.3e-4 in each of three runs, later steps differed by up to 6.1e-2). So the equivalence is
+# checked where it is defined, the first `early` steps, within 1e-3; every later step only within 0.1, a
+# bound that catches a rank training on the wrong data or weights, not rounding.
+early = 6
+tol_early, tol_all = (1e-5, 1e-5) if not cuda else (1e-3, 1e-1)
 if status("train-workers-1") == 0 and status("train-workers-2") == 0 and len(one) == len(two) == int(dist_steps):
     rel = [abs(a["loss"] - b["loss"]) / abs(b["loss"]) for a, b in zip(two, one)]
     with open(os.path.join(logs, "workers-loss-diff.txt"), "w") as f:
         f.write("step loss_1_worker loss_2_workers rel_diff\n")
         f.writelines(f"{a['step']} {b['loss']:.8g} {a['loss']:.8g} {r:.3e}\n" for a, b, r in zip(two, one, rel))
-    passed = rel[0] <= tol_first and max(rel) <= tol_all
+    passed = max(rel[:early]) <= tol_early and max(rel) <= tol_all
     if not passed:
         failed.append("workers")
     s1, s2 = seq_per_s(one), seq_per_s(two)
@@ -309,8 +313,9 @@ if status("train-workers-1") == 0 and status("train-workers-2") == 0 and len(one
         f"1 worker: {rate(s1)} seq/s",
         f"{s2 / s1:.2f}",
         "—",
-        f"{'pass' if passed else '**FAILED**'}: max rel. Δloss {max(rel):.1e}, median "
-        f"{sorted(rel)[len(rel) // 2]:.1e}, step 0 {rel[0]:.1e} (tolerance {tol_all:.0e}; step 0 {tol_first:.0e})",
+        f"{'pass' if passed else '**FAILED**'}: rel. Δloss steps 0–{early - 1} max {max(rel[:early]):.1e} "
+        f"(tolerance {tol_early:.0e}); all steps max {max(rel):.1e}, median {sorted(rel)[len(rel) // 2]:.1e} "
+        f"(tolerance {tol_all:.0e})",
     ))
 else:
     failed.append("workers")

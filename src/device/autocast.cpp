@@ -107,3 +107,34 @@ void* isoclr_pin_memory(const void* tensor) {
   }
 }
 }
+
+// One AdamW update of many tensors by libtorch's fused multi-tensor kernel (what torch.optim.AdamW runs with
+// fused=True; CPU and CUDA), which tch does not bind. The arrays hold `count` at::Tensor* each; `step` is a
+// float scalar tensor on the tensors' device holding the step number after this update (for the bias
+// corrections). Updates the parameters and moments in place. 0, or -1 on error (nothing updated then: the
+// kernel checks its arguments before it writes).
+#include <ATen/ops/_fused_adamw.h>
+
+extern "C" {
+
+int isoclr_fused_adamw(const void* const* params, const void* const* grads, const void* const* exp_avgs,
+                       const void* const* exp_avg_sqs, int count, const void* step, double lr, double beta1,
+                       double beta2, double weight_decay, double eps) {
+  try {
+    auto list = [count](const void* const* tensors) {
+      std::vector<at::Tensor> out;
+      out.reserve(static_cast<size_t>(count));
+      for (int i = 0; i < count; ++i) {
+        out.push_back(*static_cast<const at::Tensor*>(tensors[i]));
+      }
+      return out;
+    };
+    std::vector<at::Tensor> steps(static_cast<size_t>(count), *static_cast<const at::Tensor*>(step));
+    at::_fused_adamw_(list(params), list(grads), list(exp_avgs), list(exp_avg_sqs), {}, steps, lr, beta1, beta2,
+                      weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
+}

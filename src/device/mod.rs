@@ -20,6 +20,86 @@ unsafe extern "C" {
     fn isoclr_cuda_reset_peak_stats(device: i32) -> i32;
     fn isoclr_cuda_empty_cache() -> i32;
     fn isoclr_pin_memory(tensor: *const std::ffi::c_void) -> *mut std::ffi::c_void;
+    fn isoclr_fused_adamw(
+        params: *const *const std::ffi::c_void,
+        grads: *const *const std::ffi::c_void,
+        exp_avgs: *const *const std::ffi::c_void,
+        exp_avg_sqs: *const *const std::ffi::c_void,
+        count: i32,
+        step: *const std::ffi::c_void,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+    ) -> i32;
+}
+
+/// Hyper-parameters of one [`fused_adamw`] call.
+#[derive(Debug, Clone, Copy)]
+pub struct FusedAdamW {
+    /// Learning rate.
+    pub lr: f64,
+    /// β1, β2.
+    pub betas: (f64, f64),
+    /// Decoupled weight decay for every tensor of the call.
+    pub weight_decay: f64,
+    /// ε, added after the square root.
+    pub eps: f64,
+}
+
+/// One AdamW update of `params` in place, with their gradients `grads` and moments `exp_avgs` and
+/// `exp_avg_sqs` (all the same length, kind and device), by libtorch's fused multi-tensor kernel: a few
+/// launches for all tensors where a loop issues seven per tensor. `step` is the step number after this
+/// update. Returns false, with nothing updated, if libtorch refused (then update them another way).
+pub fn fused_adamw(
+    params: &[&tch::Tensor],
+    grads: &[&tch::Tensor],
+    exp_avgs: &[&tch::Tensor],
+    exp_avg_sqs: &[&tch::Tensor],
+    step: i64,
+    h: FusedAdamW,
+) -> bool {
+    let count = params.len();
+    if count == 0 {
+        return true;
+    }
+    if grads.len() != count || exp_avgs.len() != count || exp_avg_sqs.len() != count {
+        return false;
+    }
+    let Ok(count_i32) = i32::try_from(count) else {
+        return false;
+    };
+    let pointers = |tensors: &[&tch::Tensor]| -> Vec<*const std::ffi::c_void> {
+        tensors.iter().map(|t| t.as_ptr().cast()).collect()
+    };
+    let (p, g, m, v) = (
+        pointers(params),
+        pointers(grads),
+        pointers(exp_avgs),
+        pointers(exp_avg_sqs),
+    );
+    // A scalar made on the device by a fill, not copied from the host (which would wait for the device).
+    let step = tch::Tensor::full([], step as f64, (tch::Kind::Float, params[0].device()));
+    // SAFETY: every pointer is a live at::Tensor owned by a tch::Tensor that the caller's slices (or `step`)
+    // keep alive for the call; the arrays hold exactly `count` entries; the shim only copies the handles
+    // and catches every C++ exception.
+    let status = unsafe {
+        isoclr_fused_adamw(
+            p.as_ptr(),
+            g.as_ptr(),
+            m.as_ptr(),
+            v.as_ptr(),
+            count_i32,
+            step.as_ptr().cast(),
+            h.lr,
+            h.betas.0,
+            h.betas.1,
+            h.weight_decay,
+            h.eps,
+        )
+    };
+    status == 0
 }
 
 /// Loads `libtorch_cuda.so` so libtorch registers its CUDA backend.

@@ -103,9 +103,53 @@ impl AdamW {
         })
     }
 
-    /// One AdamW update of every parameter that has a gradient, at learning rate `lr`.
+    /// One AdamW update of every parameter that has a gradient, at learning rate `lr`: by libtorch's fused
+    /// multi-tensor kernel, one call for the tensors with weight decay and one for those without, or,
+    /// for a group where libtorch refuses, tensor by tensor (the same arithmetic).
     pub fn step(&mut self, lr: f64) {
         self.step += 1;
+        for decay in [true, false] {
+            if !self.fused_update(lr, decay) {
+                self.update_each(lr, decay);
+            }
+        }
+    }
+
+    /// Whether a parameter belongs to the group with weight decay: kernels and matrices, not biases and
+    /// norm scales.
+    fn decays(p: &Tensor) -> bool {
+        p.dim() >= 2
+    }
+
+    /// The fused update of one group; false, with nothing updated, if libtorch refused.
+    fn fused_update(&mut self, lr: f64, decay: bool) -> bool {
+        fn pick<'a>(all: impl Iterator<Item = &'a Tensor>, chosen: &[usize]) -> Vec<&'a Tensor> {
+            let all: Vec<&Tensor> = all.collect();
+            chosen.iter().map(|&i| all[i]).collect()
+        }
+        let c = self.config;
+        let grads: Vec<Tensor> = self.params.iter().map(|(_, p)| p.grad()).collect();
+        let chosen: Vec<usize> = (0..self.params.len())
+            .filter(|&i| grads[i].defined() && Self::decays(&self.params[i].1) == decay)
+            .collect();
+        crate::device::fused_adamw(
+            &pick(self.params.iter().map(|(_, p)| p), &chosen),
+            &pick(grads.iter(), &chosen),
+            &pick(self.exp_avg.iter(), &chosen),
+            &pick(self.exp_avg_sq.iter(), &chosen),
+            self.step,
+            crate::device::FusedAdamW {
+                lr,
+                betas: (c.beta1, c.beta2),
+                weight_decay: if decay { c.weight_decay } else { 0.0 },
+                eps: c.eps,
+            },
+        )
+    }
+
+    /// The update tensor by tensor of the group with (or without) weight decay, for the step counted in
+    /// `self.step`.
+    fn update_each(&mut self, lr: f64, decay: bool) {
         let AdamWConfig {
             beta1,
             beta2,
@@ -117,10 +161,10 @@ impl AdamW {
         tch::no_grad(|| {
             for (((_, p), m), v) in self.params.iter_mut().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq) {
                 let g = p.grad();
-                if !g.defined() {
+                if !g.defined() || Self::decays(p) != decay {
                     continue;
                 }
-                if weight_decay > 0.0 && p.dim() >= 2 {
+                if weight_decay > 0.0 && decay {
                     let _ = p.g_mul_scalar_(1.0 - lr * weight_decay);
                 }
                 // In-place forms: the naive expressions made ~8 temporaries per tensor and ran the
@@ -239,6 +283,62 @@ mod tests {
             ["step", "w.exp_avg", "w.exp_avg_sq", "b.exp_avg", "b.exp_avg_sq"]
         );
         assert_eq!(opt.step_count(), 5);
+    }
+
+    /// The fused kernel runs here (CPU) and computes what the tensor-by-tensor loop computes, over steps
+    /// with both groups (weight decay on the matrix, none on the vector) and a parameter without gradient.
+    #[test]
+    fn fused_update_equals_the_loop() {
+        let _generator = crate::model::lock_generator();
+        tch::manual_seed(3);
+        let c = AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-6,
+            weight_decay: 0.05,
+        };
+        let init = [
+            Tensor::randn([3, 5], (Kind::Float, tch::Device::Cpu)),
+            Tensor::randn([7], (Kind::Float, tch::Device::Cpu)),
+            Tensor::randn([2], (Kind::Float, tch::Device::Cpu)),
+        ];
+        let make = || {
+            let params: Vec<Tensor> = init.iter().map(|t| t.copy().set_requires_grad(true)).collect();
+            let named = params
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("p{i}"), p.shallow_clone()))
+                .collect();
+            (params, AdamW::new(named, c))
+        };
+        let ((a, mut fused), (b, mut each)) = (make(), make());
+        for step in 1..=4 {
+            let lr = 0.01 * step as f64;
+            for (params, opt) in [(&a, &mut fused), (&b, &mut each)] {
+                opt.zero_grad();
+                // p2 takes no part: no gradient, no update.
+                ((&params[0] * &params[0]).sum(Kind::Float) * step as f64 + params[1].sin().sum(Kind::Float))
+                    .backward();
+                opt.step += 1;
+            }
+            for decay in [true, false] {
+                assert!(fused.fused_update(lr, decay), "libtorch ran the fused kernel");
+                each.update_each(lr, decay);
+            }
+        }
+        let worst = |x: &Tensor, y: &Tensor| (x - y).abs().max().double_value(&[]);
+        // Relative to the largest value: f32 rounding of differently ordered arithmetic.
+        let relative = |x: &Tensor, y: &Tensor| worst(x, y) / y.abs().max().double_value(&[]).max(1e-30);
+        for i in 0..3 {
+            assert!(
+                relative(&a[i], &b[i]) < 1e-6,
+                "parameter {i}: {}",
+                relative(&a[i], &b[i])
+            );
+            assert!(relative(&fused.exp_avg[i], &each.exp_avg[i]) < 1e-6 || i == 2);
+            assert!(relative(&fused.exp_avg_sq[i], &each.exp_avg_sq[i]) < 1e-6 || i == 2);
+        }
+        assert!(worst(&a[0], &init[0]) > 1e-3 && worst(&a[2], &init[2]) == 0.0);
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! With the `torch` feature: embeds an rpath to libtorch so `isoclr` runs without LD_LIBRARY_PATH, and
-//! compiles the small C++ shim for bf16 autocast (src/device/autocast.cpp) against the same libtorch.
+//! compiles the small C++ shim (src/device/shim.cpp: bf16 autocast, CUDA memory statistics, pinned
+//! uploads, the fused AdamW kernel) against the same libtorch.
 //! LIBTORCH is set by .cargo/config.toml to the venv that scripts/setup.sh makes.
 
 use std::path::Path;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
-    println!("cargo:rerun-if-changed=src/device/autocast.cpp");
+    println!("cargo:rerun-if-changed=src/device/shim.cpp");
     if std::env::var_os("CARGO_FEATURE_TORCH").is_none() {
         return;
     }
@@ -20,7 +21,7 @@ fn main() {
     println!("cargo:rustc-env=ISOCLR_LIBTORCH_LIB={}", lib.display());
     cc::Build::new()
         .cpp(true)
-        .file("src/device/autocast.cpp")
+        .file("src/device/shim.cpp")
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")

@@ -1,6 +1,7 @@
-//! libtorch start-up and mixed precision: make CUDA visible to tch, and run autocast in bf16 without
-//! libtorch's deprecation-warning flood; plus the CUDA caching allocator's peak-memory statistics, which tch
-//! does not expose (for benchmarks).
+//! What libtorch offers and tch does not bind, through a small C++ shim (src/device/shim.cpp): make CUDA
+//! visible to tch; run autocast in bf16 without libtorch's deprecation-warning flood; copy host tensors to
+//! the GPU without stalling it ([`upload`]); update many tensors with the fused AdamW kernel
+//! ([`fused_adamw`]); and read the CUDA caching allocator's peak-memory statistics (for benchmarks).
 //!
 //! Call [`init`] first thing in `main`, before any tch call.
 

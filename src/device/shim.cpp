@@ -1,3 +1,5 @@
+// What isoclr needs of libtorch that tch does not bind (src/device/mod.rs wraps each function).
+//
 // Mixed precision on CUDA through libtorch's current autocast API.
 //
 // tch's `autocast` calls the deprecated `at::autocast::set_enabled(bool)`, which prints a deprecation

@@ -20,16 +20,25 @@ struct SameConv {
 
 impl SameConv {
     fn new(path: &nn::Path, c_in: i64, c_out: i64, kernel: i64, dilation: i64, bias: bool) -> Self {
+        let total = (kernel - 1) * dilation;
+        // An even total pads equally on both sides, which the convolution does itself without a padded copy
+        // of its input (a full-size kernel forward and backward); an odd one needs the explicit pad.
+        let symmetric = total % 2 == 0;
         let config = nn::ConvConfig {
             dilation,
             bias,
+            padding: if symmetric { total / 2 } else { 0 },
             ..Default::default()
         };
-        let total = (kernel - 1) * dilation;
+        let (left, right) = if symmetric {
+            (0, 0)
+        } else {
+            (total / 2, total - total / 2)
+        };
         Self {
             conv: nn::conv1d(path, c_in, c_out, kernel, config),
-            left: total / 2,
-            right: total - total / 2,
+            left,
+            right,
         }
     }
 
@@ -243,6 +252,32 @@ mod tests {
             Tensor::from_slice(&tracks).view([2, 6, 32]),
             Tensor::from_slice(&[30i64, 20]),
         )
+    }
+
+    /// 'Same' padding, by the convolution itself or by an explicit pad, equals padding the input by hand
+    /// ((k−1)·d zeros, the floor half on the left) and convolving without padding.
+    #[test]
+    fn same_convolution_pads_floor_half_left_for_every_kernel_and_dilation() {
+        let _generator = crate::model::lock_generator();
+        tch::manual_seed(9);
+        let x = Tensor::randn([2, 3, 20], (Kind::Float, tch::Device::Cpu));
+        for (kernel, dilation) in [(2, 1), (2, 2), (2, 8), (3, 1), (3, 4), (4, 3), (1, 1), (5, 2)] {
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let conv = SameConv::new(&vs.root(), 3, 4, kernel, dilation, true);
+            let total = (kernel - 1) * dilation;
+            let by_hand = x.constant_pad_nd([total / 2, total - total / 2]).conv1d(
+                &conv.conv.ws,
+                conv.conv.bs.as_ref(),
+                [1],
+                [0],
+                [dilation],
+                1,
+            );
+            let got = conv.forward(&x);
+            assert_eq!(got.size(), vec![2, 4, 20], "k {kernel} d {dilation}");
+            let diff = (&got - &by_hand).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "k {kernel} d {dilation}: {diff}");
+        }
     }
 
     /// On what a block emits (the ReLU of something zero in padding; odd lengths, so windows straddle the

@@ -21,6 +21,12 @@ unsafe extern "C" {
     fn isoclr_cuda_reset_peak_stats(device: i32) -> i32;
     fn isoclr_cuda_empty_cache() -> i32;
     fn isoclr_pin_memory(tensor: *const std::ffi::c_void) -> *mut std::ffi::c_void;
+    fn isoclr_foreach_norms(tensors: *const *const std::ffi::c_void, count: i32) -> *mut std::ffi::c_void;
+    fn isoclr_foreach_scale_(
+        tensors: *const *const std::ffi::c_void,
+        count: i32,
+        factors: *const std::ffi::c_void,
+    ) -> i32;
     fn isoclr_fused_adamw(
         params: *const *const std::ffi::c_void,
         grads: *const *const std::ffi::c_void,
@@ -186,6 +192,33 @@ pub fn cuda_empty_cache() -> bool {
     unsafe { isoclr_cuda_empty_cache() == 0 }
 }
 
+/// The L2 norm of each tensor, as one 1-D `f32` tensor on their device, by libtorch's multi-tensor kernel
+/// (a few launches where a loop issues one per tensor); `None` if libtorch refused.
+pub fn foreach_norms(tensors: &[&tch::Tensor]) -> Option<tch::Tensor> {
+    let count = i32::try_from(tensors.len()).ok().filter(|&n| n > 0)?;
+    let pointers: Vec<*const std::ffi::c_void> = tensors.iter().map(|t| t.as_ptr().cast()).collect();
+    // SAFETY: the pointers are live at::Tensors held by the caller's slice for the call, `count` of them;
+    // the shim catches every C++ exception and returns null or a new heap at::Tensor that `from_ptr` owns.
+    unsafe {
+        let norms = isoclr_foreach_norms(pointers.as_ptr(), count);
+        (!norms.is_null()).then(|| tch::Tensor::from_ptr(norms.cast()))
+    }
+}
+
+/// Multiplies each tensor in place by the matching element of the 1-D tensor `factors` (on their device),
+/// by libtorch's multi-tensor kernel; false, with nothing changed, if libtorch refused.
+pub fn foreach_scale_(tensors: &[&tch::Tensor], factors: &tch::Tensor) -> bool {
+    let Ok(count) = i32::try_from(tensors.len()) else {
+        return false;
+    };
+    if factors.size() != [i64::from(count)] {
+        return false;
+    }
+    let pointers: Vec<*const std::ffi::c_void> = tensors.iter().map(|t| t.as_ptr().cast()).collect();
+    // SAFETY: as in `foreach_norms`; `factors` is held by the caller for the call.
+    unsafe { isoclr_foreach_scale_(pointers.as_ptr(), count, factors.as_ptr().cast()) == 0 }
+}
+
 /// Copies the host tensor `host` to `device` without making the host wait for the device.
 ///
 /// A copy from ordinary (pageable) host memory to a GPU first waits for every kernel already queued on the
@@ -240,6 +273,29 @@ mod tests {
         assert_eq!(on_device.size(), vec![2, 3]);
         let back = Vec::<u8>::try_from(on_device.to_device(tch::Device::Cpu).view([-1])).unwrap();
         assert_eq!(back, vec![0, 1, 4, 255, 7, 3]);
+    }
+
+    /// The multi-tensor kernels run here and agree with one tensor at a time; a mis-sized factor list is
+    /// refused without touching anything.
+    #[test]
+    fn foreach_norms_and_scaling_match_a_loop() {
+        let tensors = [
+            tch::Tensor::from_slice(&[3.0f32, 4.0]),
+            tch::Tensor::from_slice(&[1.0f32, 2.0, 2.0]).view([3, 1]),
+            tch::Tensor::from_slice(&[0.0f32]),
+        ];
+        let refs: Vec<&tch::Tensor> = tensors.iter().collect();
+        let norms = foreach_norms(&refs).expect("libtorch's _foreach_norm");
+        assert_eq!(Vec::<f32>::try_from(&norms).unwrap(), vec![5.0, 3.0, 0.0]);
+        assert!(!foreach_scale_(&refs, &tch::Tensor::from_slice(&[2.0f32, 3.0])));
+        assert_eq!(Vec::<f32>::try_from(&tensors[0]).unwrap(), vec![3.0, 4.0]);
+        assert!(foreach_scale_(&refs, &tch::Tensor::from_slice(&[2.0f32, 0.5, 7.0])));
+        assert_eq!(Vec::<f32>::try_from(&tensors[0]).unwrap(), vec![6.0, 8.0]);
+        assert_eq!(
+            Vec::<f32>::try_from(tensors[1].view([-1])).unwrap(),
+            vec![0.5, 1.0, 1.0]
+        );
+        assert_eq!(foreach_norms(&[]).map(|t| t.size()), None);
     }
 
     /// On CPU the statistics are cleanly unavailable; on a GPU they count a tensor's bytes and reset.

@@ -140,3 +140,45 @@ int isoclr_fused_adamw(const void* const* params, const void* const* grads, cons
   }
 }
 }
+
+// Gradient clipping's two passes over many tensors by libtorch's multi-tensor kernels (what
+// torch.nn.utils.clip_grad_norm_ uses), which tch does not bind either.
+#include <ATen/ops/_foreach_mul.h>
+#include <ATen/ops/_foreach_norm.h>
+#include <ATen/ops/stack.h>
+#include <ATen/ops/unbind.h>
+
+namespace {
+std::vector<at::Tensor> tensor_list(const void* const* tensors, int count) {
+  std::vector<at::Tensor> out;
+  out.reserve(static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) {
+    out.push_back(*static_cast<const at::Tensor*>(tensors[i]));
+  }
+  return out;
+}
+}  // namespace
+
+extern "C" {
+
+// The L2 norm of each of `count` tensors, stacked into a new 1-D tensor the caller owns; null on error.
+void* isoclr_foreach_norms(const void* const* tensors, int count) {
+  try {
+    return new at::Tensor(at::stack(at::_foreach_norm(tensor_list(tensors, count), 2)));
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+// Multiplies tensor i of `count` in place by element i of the 1-D tensor `factors` (all on one device);
+// 0, or -1 on error (then nothing was multiplied: the kernel checks its arguments first).
+int isoclr_foreach_scale_(const void* const* tensors, int count, const void* factors) {
+  try {
+    auto list = tensor_list(tensors, count);
+    at::_foreach_mul_(list, at::unbind(*static_cast<const at::Tensor*>(factors), 0));
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
+}

@@ -81,22 +81,24 @@ impl AdamW {
             if grads.is_empty() {
                 return Tensor::from(0.0f32);
             }
-            let norms: Vec<Tensor> = grads.iter().map(|g| g.norm().to_kind(Kind::Float)).collect();
-            let total = Tensor::stack(&norms, 0).square().sum(Kind::Float).sqrt();
-            match kind {
-                ClipKind::None => {}
-                // Same formula as torch.nn.utils.clip_grad_norm_.
-                ClipKind::Global => {
-                    let coef = (max_norm / (&total + 1e-6)).clamp_max(1.0);
-                    for g in &grads {
-                        let _ = g.shallow_clone().g_mul_(&coef);
-                    }
-                }
-                ClipKind::PerTensor => {
-                    for (g, norm) in grads.iter().zip(&norms) {
-                        let coef = (max_norm / (norm + 1e-6)).clamp_max(1.0);
-                        let _ = g.shallow_clone().g_mul_(&coef);
-                    }
+            // Multi-tensor kernels where libtorch has them (a few launches, not one or two per tensor).
+            let refs: Vec<&Tensor> = grads.iter().collect();
+            let norms = crate::device::foreach_norms(&refs)
+                .unwrap_or_else(|| Tensor::stack(&grads.iter().map(Tensor::norm).collect::<Vec<_>>(), 0))
+                .to_kind(Kind::Float);
+            let total = norms.square().sum(Kind::Float).sqrt();
+            // Same formula as torch.nn.utils.clip_grad_norm_, per tensor or for all.
+            let coefs = match kind {
+                ClipKind::None => return total,
+                ClipKind::Global => (max_norm / (&total + 1e-6))
+                    .clamp_max(1.0)
+                    .expand([norms.size()[0]], false),
+                ClipKind::PerTensor => (max_norm / (&norms + 1e-6)).clamp_max(1.0),
+            };
+            let coefs = coefs.to_kind(grads[0].kind()).contiguous();
+            if !crate::device::foreach_scale_(&refs, &coefs) {
+                for (i, g) in grads.iter().enumerate() {
+                    let _ = g.shallow_clone().g_mul_(&coefs.get(i as i64));
                 }
             }
             total

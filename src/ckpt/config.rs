@@ -39,7 +39,8 @@ pub struct CheckpointConfig {
     pub multipart_threshold_mib: u64,
     /// Size of one multipart part (MiB; S3 needs at least 5).
     pub part_size_mib: u64,
-    /// How long shutdown waits for the save in flight to finish, in seconds.
+    /// How long shutdown waits for the save in flight to finish, in seconds; the final save (end of run,
+    /// stop signal) is retried through storage outages for as long.
     pub wait_timeout_s: f64,
     /// Endpoint of an S3-compatible store (`http://127.0.0.1:8333`); unset: AWS (or `AWS_ENDPOINT`).
     pub s3_endpoint: Option<String>,

@@ -26,7 +26,12 @@ pub struct SaveFailure {
 struct Job {
     step: u64,
     files: Vec<(String, Bytes)>,
+    /// A final save retries transient failures until this instant; a periodic one does not retry.
+    retry_until: Option<Instant>,
 }
+
+/// The longest pause between two tries of a final save.
+const MAX_FINAL_BACKOFF: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct State {
@@ -117,6 +122,28 @@ impl AsyncSaver {
     /// queued); [`CheckpointError::SaveFailed`] once a save has failed for good with `required`;
     /// [`CheckpointError::Runtime`] when the background thread is gone.
     pub fn submit(&self, step: u64, files: Vec<(String, Bytes)>) -> Result<()> {
+        self.submit_job(Job {
+            step,
+            files,
+            retry_until: None,
+        })
+    }
+
+    /// Like [`submit`](AsyncSaver::submit), for the last save of a run (its end, or a stop signal): nothing
+    /// later will replace it, so a save that fails transiently (storage down, timeouts) is tried again,
+    /// with back-off up to 10 s, for up to `patience` before it counts as failed.
+    ///
+    /// Errors: those of [`submit`](AsyncSaver::submit).
+    pub fn submit_final(&self, step: u64, files: Vec<(String, Bytes)>, patience: Duration) -> Result<()> {
+        self.submit_job(Job {
+            step,
+            files,
+            retry_until: Some(Instant::now() + patience),
+        })
+    }
+
+    fn submit_job(&self, job: Job) -> Result<()> {
+        let step = job.step;
         let mut state = self.shared.lock();
         if let Some(fatal) = &state.fatal {
             return Err(required_failure(fatal));
@@ -133,7 +160,7 @@ impl AsyncSaver {
                 "the checkpoint saver thread has stopped".to_owned(),
             ));
         };
-        jobs.send(Job { step, files })
+        jobs.send(job)
             .map_err(|_| CheckpointError::Runtime("the checkpoint saver thread has stopped".to_owned()))?;
         state.in_flight = Some(step);
         Ok(())
@@ -215,9 +242,32 @@ fn required_failure(fatal: &SaveFailure) -> CheckpointError {
 
 /// The background thread: one job at a time until the saver is dropped.
 fn run(store: &CheckpointStore, shared: &Shared, queue: &mpsc::Receiver<Job>, required: bool) {
-    while let Ok(Job { step, files }) = queue.recv() {
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| store.save(step, files)))
-            .unwrap_or_else(|_| Err(CheckpointError::Runtime(format!("the save of step {step} panicked"))));
+    while let Ok(Job {
+        step,
+        files,
+        retry_until,
+    }) = queue.recv()
+    {
+        let mut backoff = Duration::from_secs(1);
+        let outcome = loop {
+            // `Bytes` clones share their buffers: a retry copies no data.
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| store.save(step, files.clone())))
+                .unwrap_or_else(|_| Err(CheckpointError::Runtime(format!("the save of step {step} panicked"))));
+            match (&outcome, retry_until) {
+                (Err(e), Some(until)) if e.is_transient() && Instant::now() + backoff < until => {
+                    warn!(
+                        step,
+                        url = %store.url(),
+                        error = %e,
+                        retry_in = ?backoff,
+                        "the final checkpoint save failed; trying again"
+                    );
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_FINAL_BACKOFF);
+                }
+                _ => break outcome,
+            }
+        };
         let mut state = shared.lock();
         match outcome {
             Ok(saved) => {

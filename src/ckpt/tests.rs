@@ -334,6 +334,39 @@ fn an_optional_save_that_fails_is_reported_and_training_goes_on() {
 }
 
 #[test]
+fn a_final_save_is_tried_again_until_storage_comes_back() {
+    let (store, control) = failpoint_store(quick_options());
+    let store = Arc::new(store);
+    let saver = AsyncSaver::new(Arc::clone(&store), true).unwrap();
+    control.writes_down.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    saver
+        .submit_final(10, sample_files(10), Duration::from_secs(60))
+        .unwrap();
+    let healer = {
+        let control = Arc::clone(&control);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1_500));
+            control.writes_down.store(false, Ordering::SeqCst);
+        })
+    };
+    assert_eq!(saver.wait(Duration::from_secs(60)).unwrap().unwrap().step, 10);
+    healer.join().unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(1_500));
+    assert!(saver.last_error().is_none());
+    assert_eq!(store.load_latest(true).unwrap().unwrap().step, 10);
+
+    // Without enough patience left for another try, the failure is final (and, being required, fatal).
+    control.writes_down.store(true, Ordering::SeqCst);
+    saver
+        .submit_final(20, sample_files(20), Duration::from_millis(100))
+        .unwrap();
+    let err = saver.wait(Duration::from_secs(60)).unwrap_err();
+    assert!(matches!(err, CheckpointError::SaveFailed { step: 20, .. }), "{err}");
+    assert_eq!(store.latest_step().unwrap(), Some(10));
+}
+
+#[test]
 fn dropping_the_saver_lets_the_save_in_flight_finish() {
     let (store, control) = failpoint_store(quick_options());
     let store = Arc::new(store);

@@ -102,8 +102,9 @@ impl Checkpointing {
 
     /// Hands a snapshot of `trainer` after `completed` steps to the background uploader and returns at once.
     /// A periodic save is skipped (with a warning) while the previous one is still uploading, so training
-    /// never waits on storage; a `final_save` (end of run, stop signal) first waits for it. Errors only when
-    /// `checkpoint.required` is set and a save failed for good.
+    /// never waits on storage; a `final_save` (end of run, stop signal) first waits for it, and is retried
+    /// through transient storage failures for up to `checkpoint.wait_timeout_s`, since nothing later
+    /// replaces it. Errors only when `checkpoint.required` is set and a save failed for good.
     pub fn save(&self, trainer: &Trainer, state: TrainState, final_save: bool) -> Result<()> {
         if let Some(busy) = self.saver.in_flight() {
             if !final_save {
@@ -122,7 +123,13 @@ impl Checkpointing {
             ("optimizer.safetensors".to_owned(), Bytes::from(snapshot.optimizer)),
             (STATE_FILE.to_owned(), state.to_json()),
         ];
-        self.saver.submit(state.step, files).map_err(ckpt_error)
+        if final_save {
+            self.saver
+                .submit_final(state.step, files, self.config.checkpoint.wait_timeout())
+                .map_err(ckpt_error)
+        } else {
+            self.saver.submit(state.step, files).map_err(ckpt_error)
+        }
     }
 
     /// Waits (bounded by `checkpoint.wait_timeout_s`) for the save in flight.

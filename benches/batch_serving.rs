@@ -165,7 +165,7 @@ fn main() -> Result<()> {
         steps,
         world,
     };
-    let budget = config.train.positions_per_pass;
+    let layout = config.pass_layout();
     println!(
         "dataset: {} transcripts in {} groups, length median {} mean {:.0} max {}; {world} ranks, {batch} pairs \
          ({} views) per step, {steps} steps",
@@ -215,7 +215,7 @@ fn main() -> Result<()> {
         Ok(())
     })?;
     let with_tracks = time_in_process(&setup, |step, rank| {
-        plan(step, rank)?.encode(budget);
+        plan(step, rank)?.encode(layout);
         Ok(())
     })?;
 
@@ -228,7 +228,7 @@ fn main() -> Result<()> {
         Ok(views)
     })?;
     let grpc_batches = serve_over_grpc(&setup, move |client, rank| {
-        let batches = client.batches(rank, 0, budget, 4)?;
+        let batches = client.batches(rank, 0, layout, 4)?;
         let mut views = 0;
         for batch in batches {
             views += batch?.micro.iter().map(|m| m.rows.len() as u64).sum::<u64>();

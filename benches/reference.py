@@ -52,6 +52,8 @@ Batch file (for `step` and `bench`)
   x2 [n2,6,L2] f32, len2 [n2] i64   the second encoder pass; x3, len3, ... further passes, if any
   rows1 [n1] i64, rows2 [n2] i64    optional: the view-major row of each pass's sequences (Rust
                                     `MicroBatch::rows`); default: the passes' rows in order
+  line1 [n1] i64, offset1 [n1] i64  optional: a packed pass (Rust `MicroBatch::placements`): x1 is then
+                                    [lines,6,L] and sequence i lies in line line1[i] from offset1[i]
   weights [N] f32                   optional: positive-pair weights of the N = (n1+n2+...)/2 pairs
 Rows 0..N are view 1 of each pair and rows N..2N view 2, as in `isoclr::data::StepBatch`.
 """
@@ -303,10 +305,16 @@ class Encoder(nn.Module):
             self.stages.append(stage)
         self.out_dim = c_in
 
-    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        """x [n, 6, L] f32 (L a multiple of 32), lengths [n] i64 -> [n, out_dim]."""
-        positions = torch.arange(x.shape[2], device=x.device)
-        mask = (positions.unsqueeze(0) < lengths.to(x.device).unsqueeze(1)).unsqueeze(1).float()
+    def forward(self, x: Tensor, lengths: Tensor, packed: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """x [n, 6, L] f32 (L a multiple of 32), lengths [n] i64 -> [n, out_dim].
+
+        A packed pass gives `packed` = (mask [lines, 1, L], owner [lines * L/32]) from `packed_layout`: x is
+        then [lines, 6, L], and each sequence is pooled over its own span."""
+        if packed is None:
+            positions = torch.arange(x.shape[2], device=x.device)
+            mask = (positions.unsqueeze(0) < lengths.to(x.device).unsqueeze(1)).unsqueeze(1).float()
+        else:
+            mask = packed[0]
         x = x[:, : self.tracks] * mask
         h = self.stem.norm(self.stem.conv(x), mask)
         h, mask = masked_max_pool(h, mask)
@@ -314,7 +322,26 @@ class Encoder(nn.Module):
             for block in stage:
                 h = block(h, mask)
             h, mask = masked_max_pool(h, mask)
-        return (h * mask).sum(dim=2) / mask.sum(dim=2).clamp_min(1.0)
+        if packed is None:
+            return (h * mask).sum(dim=2) / mask.sum(dim=2).clamp_min(1.0)
+        owner = packed[1]
+        n = lengths.shape[0]
+        flat = (h.float() * mask).permute(0, 2, 1).reshape(-1, h.shape[1])
+        sums = torch.zeros(n + 1, h.shape[1], device=h.device).index_add(0, owner, flat)
+        counts = torch.zeros(n + 1, 1, device=h.device).index_add(0, owner, mask.permute(0, 2, 1).reshape(-1, 1))
+        return (sums / counts.clamp_min(1.0))[:n]
+
+
+def packed_layout(lines: int, length: int, line: Tensor, offset: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """Mask [lines, 1, length] of the sequences' positions, and the sequence owning each position of the last
+    stage's output [lines * length/32] (n where none does), for sequence i at (line[i], offset[i])."""
+    n = lengths.shape[0]
+    mask = torch.zeros(lines, 1, length)
+    owner = torch.full((lines * (length // 32),), n, dtype=torch.long)
+    for i, (l, o, size) in enumerate(zip(line.tolist(), offset.tolist(), lengths.tolist())):
+        mask[l, 0, o : o + size] = 1.0
+        owner[l * (length // 32) + o // 32 : l * (length // 32) + (o + size + 31) // 32] = i
+    return mask, owner
 
 
 class ProjectionHead(nn.Module):
@@ -430,10 +457,17 @@ class Batch:
             x = tensors[f"x{k}"].float()
             if self.device.type == "cuda":
                 x = x.pin_memory()
-            lengths = tensors[f"len{k}"].long().to(device)
-            rows = tensors.get(f"rows{k}", torch.arange(start, start + x.shape[0])).long().to(device)
-            self.passes.append((x, lengths, rows))
-            start += x.shape[0]
+            lengths = tensors[f"len{k}"].long()
+            rows = tensors.get(f"rows{k}", torch.arange(start, start + lengths.shape[0])).long().to(device)
+            packed = None
+            if f"line{k}" in tensors:
+                packed = packed_layout(
+                    x.shape[0], x.shape[2], tensors[f"line{k}"].long(), tensors[f"offset{k}"].long(), lengths
+                )
+                if self.device.type == "cuda":
+                    packed = tuple(t.pin_memory() for t in packed)
+            self.passes.append((x, lengths.to(device), rows, packed))
+            start += lengths.shape[0]
         self.rows = start
         self.pairs = start // 2
         self.weights = tensors.get("weights")
@@ -477,9 +511,16 @@ def train_step(
     device = batch.device
     n = batch.pairs
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        pieces = [model.encoder(x.to(device, non_blocking=True), lengths) for x, lengths, _ in batch.passes]
+        pieces = [
+            model.encoder(
+                x.to(device, non_blocking=True),
+                lengths,
+                None if packed is None else tuple(t.to(device, non_blocking=True) for t in packed),
+            )
+            for x, lengths, _, packed in batch.passes
+        ]
         # Passes hold rows in their own order (Rust sorts a pass by length): put row r of the step at r.
-        order = torch.cat([rows for _, _, rows in batch.passes])
+        order = torch.cat([rows for _, _, rows, _ in batch.passes])
         inverse = torch.empty_like(order)
         inverse[order] = torch.arange(len(order), device=order.device)
         embeddings = torch.cat(pieces).index_select(0, inverse)

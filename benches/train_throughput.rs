@@ -26,6 +26,7 @@
 //! | `ISOCLR_BENCH_ALTERNATE` | `0`: all isoclr steps first, then PyTorch, instead of taking turns | `1` (CPU), `0` (CUDA) |
 //! | `ISOCLR_BENCH_JSON` | append the results as one JSON line to this file | none |
 //! | `ISOCLR_BENCH_POSITIONS` | length-aware passes: the 2N sequences sorted by length and cut into passes of at most this many positions, as `train.positions_per_pass` (both sides run the same passes) | one pass per view |
+//! | `ISOCLR_BENCH_PACKING` | `1` (with `ISOCLR_BENCH_POSITIONS`): passes packed several sequences to a line, as `train.packing` cuts them (both sides run the same passes) | off |
 //! | `ISOCLR_BENCH_GRADIENT_CACHE` | `1`: isoclr trains with `train.gradient_cache` (the reference does not) | off |
 //! | `ISOCLR_BENCH_REFERENCE` | path of `reference.py` (for a bench binary run outside its checkout) | `benches/reference.py` |
 //! | `ISOCLR_PYTHON` | the interpreter with torch | `.venv/bin/python` |
@@ -51,7 +52,8 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
 use isoclr::config::{Config, ModelConfig, Norm, Preset, ScheduleKind, TrainConfig};
-use isoclr::data::batch::encode_for_embedding;
+use isoclr::data::batch::{PassLayout, ViewSpec, encode_for_embedding, encode_views};
+use isoclr::data::packing::Placement;
 use isoclr::data::{Pair, StepBatch, TRACK_UNIT, TRACKS, Transcript};
 use isoclr::dist::SingleProcess;
 use isoclr::model::{Views, contrastive_loss};
@@ -75,6 +77,8 @@ struct Settings {
     json: Option<PathBuf>,
     /// Length-aware passes of at most this many positions; `None`: one pass per view.
     positions: Option<usize>,
+    /// Packed passes (with `positions`), as `train.packing`.
+    packing: bool,
     /// isoclr side with `train.gradient_cache`.
     gradient_cache: bool,
 }
@@ -137,6 +141,7 @@ impl Settings {
             positions: std::env::var("ISOCLR_BENCH_POSITIONS")
                 .ok()
                 .map(|_| env_or("ISOCLR_BENCH_POSITIONS", 0)),
+            packing: env_or("ISOCLR_BENCH_PACKING", 0) != 0,
             gradient_cache: env_or("ISOCLR_BENCH_GRADIENT_CACHE", 0) != 0,
         }
     }
@@ -178,7 +183,7 @@ fn draw_length(rng: &mut ChaCha8Rng, spec: LengthSpec) -> usize {
 
 /// The step's batch: pair i's views are rows i and N + i; each view is one pass, sorted and padded to its
 /// longest member as isoclr does it.
-fn make_batch(settings: &Settings) -> StepBatch {
+fn make_batch(settings: &Settings, model: &ModelConfig) -> StepBatch {
     let mut rng = ChaCha8Rng::seed_from_u64(2024);
     let n = settings.batch;
     // Rows 0..n are view 1, n..2n view 2.
@@ -190,6 +195,21 @@ fn make_batch(settings: &Settings) -> StepBatch {
         .collect();
     let refs: Vec<&Transcript> = transcripts.iter().collect();
     let micro = match settings.positions {
+        // As `isoclr train` cuts a step with `train.packing`: several sequences to a line.
+        Some(budget) if settings.packing => {
+            let views: Vec<ViewSpec> = (transcripts.iter())
+                .map(|t| ViewSpec {
+                    transcript: t.clone(),
+                    shift: 0,
+                    masked: Vec::new(),
+                })
+                .collect();
+            let layout = PassLayout {
+                position_budget: budget,
+                packing_gap: Some(model.shape().packing_gap()),
+            };
+            encode_views(&views, layout)
+        }
         // As `isoclr train` cuts a step: the 2n sequences sorted by length into passes within the budget.
         Some(budget) => encode_for_embedding(&refs, budget),
         // As the plain PyTorch loop: one pass per view, padded to its longest member.
@@ -235,7 +255,7 @@ fn export_batch(batch: &StepBatch, path: &std::path::Path) {
     let mut tensors = Vec::new();
     for (k, m) in batch.micro.iter().enumerate() {
         let x = Tensor::from_slice(&m.tracks)
-            .view([m.rows.len() as i64, TRACKS as i64, m.padded_len as i64])
+            .view([m.lines as i64, TRACKS as i64, m.padded_len as i64])
             .to_kind(tch::Kind::Float)
             * f64::from(TRACK_UNIT);
         let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
@@ -245,6 +265,15 @@ fn export_batch(batch: &StepBatch, path: &std::path::Path) {
             (format!("len{}", k + 1), lengths),
             (format!("rows{}", k + 1), rows),
         ]);
+        if m.is_packed() {
+            let column = |f: fn(&Placement) -> u32| {
+                Tensor::from_slice(&m.placements.iter().map(|p| i64::from(f(p))).collect::<Vec<_>>())
+            };
+            tensors.extend([
+                (format!("line{}", k + 1), column(|p| p.line)),
+                (format!("offset{}", k + 1), column(|p| p.offset)),
+            ]);
+        }
     }
     Tensor::write_safetensors(&tensors, path).expect("writing the batch");
 }
@@ -518,13 +547,23 @@ fn main() {
         train,
         ..Default::default()
     };
-    let batch = make_batch(&settings);
+    assert!(
+        !settings.packing || settings.positions.is_some(),
+        "ISOCLR_BENCH_PACKING=1 needs ISOCLR_BENCH_POSITIONS"
+    );
+    let batch = make_batch(&settings, &config.model);
     let sequences = 2 * settings.batch;
     let padded: Vec<String> = batch.micro.iter().map(|m| m.padded_len.to_string()).collect();
     eprintln!(
-        "batch: {} pairs, {} passes padded to {} ({:.0} % padding), {} threads, {:?}{}",
+        "batch: {} pairs, {} passes{} padded to {} ({:.0} % padding), {} threads, {:?}{}",
         settings.batch,
         batch.micro.len(),
+        if settings.packing {
+            let lines: Vec<String> = batch.micro.iter().map(|m| m.lines.to_string()).collect();
+            format!(" of {} packed lines", lines.join(" and "))
+        } else {
+            String::new()
+        },
         padded.join(" and "),
         100.0 * batch.pad_fraction(),
         settings.threads,
@@ -661,6 +700,8 @@ fn main() {
             "length": settings.lengths.to_string(),
             "padded": batch.micro.iter().map(|m| m.padded_len).collect::<Vec<_>>(),
             "positions_per_pass": settings.positions,
+            "packing": settings.packing,
+            "lines": batch.micro.iter().map(|m| m.lines).collect::<Vec<_>>(),
             "gradient_cache": settings.gradient_cache,
             "pad_fraction": batch.pad_fraction(),
             "threads": settings.threads,

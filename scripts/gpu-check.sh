@@ -9,8 +9,10 @@
 #   (a) training throughput, isoclr vs the PyTorch eager reference (benches/reference.py) on the same
 #       batch and starting weights, bf16 autocast, presets small and medium, every sequence 12,288 nt or
 #       the realistic length mix (mix:12288) cut into length-aware passes by a position budget as
-#       `isoclr train` cuts it (both sides run the same passes), with their ratio and each side's peak GPU
-#       memory; and `small` with a 3× larger batch, isoclr with gradient caching (train.gradient_cache);
+#       `isoclr train` cuts it (both sides run the same passes), one sequence per line or packed several to
+#       a line (train.packing), with their ratio and each side's peak GPU memory; below the table, isoclr's
+#       seq/s on the mix against fixed padding (issue 7's 2.5× goal); and `small` with a 3× larger batch,
+#       isoclr with gradient caching (train.gradient_cache);
 #   (b) the library's NCCL unit tests (src/dist/nccl.rs) at world size 1, plus the device:: tests
 #       (autocast, CUDA memory statistics);
 #   (c) `isoclr train --workers 2` (two processes sharing the GPU, TCP ring) against `--workers 1` on the
@@ -126,27 +128,30 @@ done
 
 # ---- (a) throughput: isoclr vs PyTorch eager, same batch and weights ----------------------------------
 if ((quick)); then
-  cases=("small 2 256" "small 2 mix:512 2048" "medium 2 256" "medium 2 mix:512 2048" "small 4 256 1024 gc")
+  cases=("small 2 256" "small 2 mix:512 2048" "small 2 mix:512 2048 pack" "medium 2 256" "medium 2 mix:512 2048"
+    "medium 2 mix:512 2048 pack" "small 4 256 1024 gc")
   bench_steps=2 bench_warmup=1
 else
   # Pairs per step chosen so each case takes well under a minute and fits an 80 GB card (small at 2×64
   # sequences of 12,288 nt is the configuration measured in TOOLCHAIN.md; medium holds ~2.5× the
   # activations per sequence). A case that runs out of memory is retried once at half the batch.
   # Case: preset, pairs, length, then optionally the positions per length-aware pass (as
-  # train.positions_per_pass: one view's worth of the fixed case, so a pass holds as many activations) and
-  # `gc` for isoclr with gradient caching (the reference keeps the whole batch's activations: at 2×192
-  # sequences of 12,288 nt it needs about 3× the memory of the 2×64 case).
-  cases=("small 64 12288" "small 64 mix:12288 786432" "medium 32 12288" "medium 32 mix:12288 393216"
-    "small 192 12288 786432 gc")
+  # train.positions_per_pass: one view's worth of the fixed case, so a pass holds as many activations), then
+  # `pack` for packed passes (train.packing, both sides) or `gc` for isoclr with gradient caching (the
+  # reference keeps the whole batch's activations: at 2×192 sequences of 12,288 nt it needs about 3× the
+  # memory of the 2×64 case).
+  cases=("small 64 12288" "small 64 mix:12288 786432" "small 64 mix:12288 786432 pack" "medium 32 12288"
+    "medium 32 mix:12288 393216" "medium 32 mix:12288 393216 pack" "small 192 12288 786432 gc")
   bench_steps=20 bench_warmup=3
 fi
 rm -f "$logs/bench.jsonl"
 for case in "${cases[@]}"; do
-  read -r preset pairs len positions gc <<<"$case"
-  name="bench-$preset-${len/:/}${positions:+-p$positions}${gc:+-gc}"
-  unset ISOCLR_BENCH_POSITIONS ISOCLR_BENCH_GRADIENT_CACHE
+  read -r preset pairs len positions flag <<<"$case"
+  name="bench-$preset-${len/:/}${positions:+-p$positions}${flag:+-$flag}"
+  unset ISOCLR_BENCH_POSITIONS ISOCLR_BENCH_GRADIENT_CACHE ISOCLR_BENCH_PACKING
   [[ -n "$positions" ]] && export ISOCLR_BENCH_POSITIONS=$positions
-  [[ "$gc" == gc ]] && export ISOCLR_BENCH_GRADIENT_CACHE=1
+  [[ "$flag" == gc ]] && export ISOCLR_BENCH_GRADIENT_CACHE=1
+  [[ "$flag" == pack ]] && export ISOCLR_BENCH_PACKING=1
   for attempt in 1 2; do
     echo "gpu-check: throughput $preset, $pairs pairs, length $len" >&2
     smi_pid=""
@@ -217,22 +222,31 @@ def smi_max(name):
 
 
 rows = []
+speeds = {}  # isoclr seq/s by (preset, length, flag)
 bench = [json.loads(l) for l in read("bench.jsonl").splitlines() if l.strip()]
 for case in cases:
-    preset, pairs, length, positions, gc = (case.split() + ["", ""])[:5]
+    preset, pairs, length, positions, flag = (case.split() + ["", ""])[:5]
     positions = int(positions) if positions else None
-    gc = gc == "gc"
-    name = f"bench-{preset}-{length.replace(':', '')}" + (f"-p{positions}" if positions else "") + ("-gc" if gc else "")
+    gc, pack = flag == "gc", flag == "pack"
+    name = f"bench-{preset}-{length.replace(':', '')}" + (f"-p{positions}" if positions else "") + (f"-{flag}" if flag else "")
     want = length.replace("mix:", "mix≤")
     found = [b for b in bench if b["preset"] == preset and b["length"] == want
-             and b.get("positions_per_pass") == positions and b.get("gradient_cache", False) == gc]
-    setting = f"{preset}, {length}" + (f", passes ≤ {positions:,} positions" if positions else "") + (", isoclr gradient caching" if gc else "")
+             and b.get("positions_per_pass") == positions and b.get("gradient_cache", False) == gc
+             and b.get("packing", False) == pack]
+    setting = (f"{preset}, {length}" + (f", passes ≤ {positions:,} positions" if positions else "")
+               + (", isoclr gradient caching" if gc else "") + (", packed" if pack else ""))
     if not found or status(name) != 0:
         failed.append(name)
         rows.append(("throughput", setting, "—", "—", "—", "—", f"**FAILED** (exit {status(name)}, logs/{name}.log)"))
         continue
     b = found[-1]
-    if positions:
+    speeds[(preset, length, flag)] = b["isoclr_seq_s"]
+    if pack:
+        count = len(b["padded"])
+        lines = " + ".join(str(n) for n in b["lines"])
+        passes = (f"{count} packed pass{'es' if count != 1 else ''} of ≤ {positions:,} positions, "
+                  f"{lines} lines of {b['padded'][0]:,}")
+    elif positions:
         count = len(b["padded"])
         passes = f"{count} length-aware pass{'es' if count != 1 else ''} of ≤ {positions:,} positions"
     else:
@@ -329,6 +343,15 @@ print(f"| check ({card.split(' (')[0]}) | setting | isoclr | reference | ratio |
 print("|---|---|---|---|---|---|---|")
 for r in rows:
     print("| " + " | ".join(r) + " |")
+print()
+# Issue 7's length-aware goal: isoclr's seq/s on the realistic mix against every sequence padded to the
+# mix's maximum, both from the rows above (≥ 2.5× wanted).
+for (preset, length, flag), speed in sorted(speeds.items()):
+    fixed = speeds.get((preset, length.replace("mix:", ""), ""))
+    if length.startswith("mix:") and fixed and flag in ("", "pack"):
+        how = "packed passes" if flag == "pack" else "one sequence per line"
+        print(f"- {preset}, mix ≤ {length[4:]}, {how}: {speed / fixed:.2f}× the seq/s of fixed {length[4:]} padding "
+              f"(isoclr; goal 2.5×)")
 print()
 print(f"reference: PyTorch eager (benches/reference.py) for throughput; `--workers 1` for the 2-worker row. "
       f"ratio: isoclr ÷ reference seq/s (> 1: isoclr faster). Peak memory: libtorch caching allocator's peak "

@@ -14,7 +14,7 @@ use isoclr::coord::{CoordError, Coordinator, CoordinatorHandle, CoordinatorOptio
 use isoclr::data::batch::{Shard, plan_shard};
 use isoclr::data::prep::{PrepOptions, prep};
 use isoclr::data::synth::{SynthOptions, synth};
-use isoclr::data::{Augment, Dataset, Sampler};
+use isoclr::data::{Augment, Dataset, PassLayout, Sampler};
 use isoclr::worker::{Action, ClientTls, ErrorKind, Registration, StepMetrics, Token, WorkerClient};
 use isoclr_proto::CoordinatorClient;
 use isoclr_proto::v1::{RegisterRequest, StreamBatchesRequest};
@@ -231,11 +231,15 @@ fn batches_arrive_encoded_as_the_one_process_trainer_builds_them() {
     assert_eq!(rendezvous.ring_addresses, vec!["127.0.0.1:9".to_string()]);
     let sampler = Sampler::new(config.train.seed, BATCH, data.groups.len()).unwrap();
     assert_eq!(rendezvous.steps_per_epoch, sampler.steps_per_epoch());
-    let budget = 4096;
-    let batches = client.batches(0, 0, budget, 2).unwrap();
+    // Packed passes (the default layout with batch norm), as `isoclr train` cuts them.
+    let layout = PassLayout {
+        position_budget: 4096,
+        packing_gap: Some(config.model.shape().packing_gap()),
+    };
+    let batches = client.batches(0, 0, layout, 2).unwrap();
     for step in 0..2u64 {
         let batch = batches.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
-        let expected = planned(&data, &config, step, 0, 1).encode(budget);
+        let expected = planned(&data, &config, step, 0, 1).encode(layout);
         assert_eq!((batch.step, batch.offset, batch.global_pairs), (step, 0, BATCH));
         assert_eq!(batch.pairs, expected.pairs);
         assert_eq!(batch.micro, expected.micro);

@@ -9,6 +9,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::data::PassLayout;
+
 /// Errors reading or validating a configuration; each names the key (and, for figment, its source).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -239,6 +241,26 @@ pub struct EncoderShape {
     pub kernel: i64,
 }
 
+impl EncoderShape {
+    /// Positions between two sequences packed into one line (src/data/packing.rs) so that neither sees the
+    /// other. The encoder zeroes every position outside a sequence after each layer, so what matters is the
+    /// farthest one convolution reads, at each resolution: 'same' padding of `(k−1)·d` reads
+    /// `⌈(k−1)·d/2⌉` positions to the right (the floor half to the left). At resolution `ρ` (the stem at 1,
+    /// stage `s` at `2^(s+1)`) a gap of `(reach + 1)·ρ` input positions leaves more than `reach` positions
+    /// of that resolution between the last one the earlier sequence touches and the first of the later one,
+    /// however the ends fall in their pooling windows.
+    pub fn packing_gap(&self) -> usize {
+        let reach = |dilation: i64| ((self.kernel - 1) * dilation + 1) / 2;
+        let stem = (reach(1) + 1) as usize;
+        let stages = self
+            .dilations
+            .iter()
+            .enumerate()
+            .map(|(s, &d)| ((reach(d) + 1) as usize) << (s + 1));
+        stages.fold(stem, usize::max)
+    }
+}
+
 impl ModelConfig {
     /// The preset's shape with the explicit keys applied.
     pub fn shape(&self) -> EncoderShape {
@@ -347,6 +369,10 @@ pub struct TrainConfig {
     pub max_shift: u32,
     /// Positions (sequences × padded length) per encoder pass; short sequences share a pass.
     pub positions_per_pass: usize,
+    /// Pack several short sequences into one line of a pass, far enough apart that none sees another
+    /// (docs/DESIGN.md, "Packing"), instead of padding each to the longest of its pass. Needs batch norm
+    /// (group and layer norm take statistics per line); ignored with the others.
+    pub packing: bool,
     /// Gradient caching: encode the whole batch without keeping activations, take the loss's gradient
     /// with respect to the embeddings, then run each encoder pass again with gradients. The encoder's
     /// activation memory is then that of one pass, not of the batch, for a second forward pass's compute;
@@ -386,6 +412,7 @@ impl Default for TrainConfig {
             mask_fraction: 0.15,
             max_shift: 3,
             positions_per_pass: 64 * 12_288,
+            packing: true,
             gradient_cache: false,
             log_every: 10,
             device: DeviceChoice::Auto,
@@ -416,6 +443,16 @@ fn override_provider(assignment: &str) -> Result<Serialized<toml::Value>> {
 }
 
 impl Config {
+    /// How training cuts a step into encoder passes: `train.positions_per_pass`, packed when
+    /// `train.packing` is set and the model uses batch norm.
+    pub fn pass_layout(&self) -> PassLayout {
+        let packs = self.train.packing && self.model.norm == Norm::Batch;
+        PassLayout {
+            position_budget: self.train.positions_per_pass,
+            packing_gap: packs.then(|| self.model.shape().packing_gap()),
+        }
+    }
+
     /// Layers defaults, an optional TOML file, `ISOCLR_<SECTION>_<KEY>` environment variables and
     /// `--set key=value` overrides (in that order of precedence, last wins), then validates.
     ///

@@ -1,9 +1,11 @@
-//! Batch payloads as plain buffers: a step's 2N views encoded, augmented and cut into length-sorted
-//! micro-batches, each padded only to its own longest member.
+//! Batch payloads as plain buffers: a step's 2N views encoded, augmented and cut into micro-batches
+//! (encoder passes): length-sorted, each padded only to its own longest member, or packed several
+//! sequences to a line ([`super::packing`]).
 //!
 //! Rows are numbered view-major: row `r < N` is view 1 of pair `r`, row `N + r` is view 2 of pair `r`.
 //! Micro-batching changes only how the encoder's work is cut, never which rows form the loss.
 
+use super::packing::{Placement, plan_packed_passes};
 use super::sampler::{Augment, Pair, Sampler};
 use super::transcript::{TRACKS, Transcript, UNKNOWN_VALUE};
 use super::{DataError, Dataset, Result};
@@ -16,18 +18,50 @@ pub fn padded_length(len: usize) -> usize {
     len.max(1).div_ceil(LENGTH_MULTIPLE) * LENGTH_MULTIPLE
 }
 
-/// One encoder pass: `rows.len()` sequences padded to `padded_len`.
+/// One encoder pass: `lines` lines of `padded_len` positions holding `rows.len()` sequences, one per line
+/// at offset 0 unless the pass is packed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MicroBatch {
     /// Row of each sequence in the step's view-major order.
     pub rows: Vec<usize>,
     /// Real length of each sequence (shift included).
     pub lengths: Vec<u32>,
-    /// Length every sequence is padded to; a multiple of [`LENGTH_MULTIPLE`].
+    /// Where each sequence lies: line `i` at offset 0 for sequence `i` unless packed.
+    pub placements: Vec<Placement>,
+    /// Lines of the pass: `rows.len()` unless packed.
+    pub lines: usize,
+    /// Positions per line; a multiple of [`LENGTH_MULTIPLE`].
     pub padded_len: usize,
-    /// `[rows.len()][TRACKS][padded_len]` row-major track values in [`TRACK_UNIT`](super::TRACK_UNIT)s (bytes), zero in
-    /// padding.
+    /// `[lines][TRACKS][padded_len]` row-major track values in [`TRACK_UNIT`](super::TRACK_UNIT)s (bytes), zero
+    /// outside the sequences.
     pub tracks: Vec<u8>,
+}
+
+impl MicroBatch {
+    /// True when some line holds more than one sequence.
+    pub fn is_packed(&self) -> bool {
+        self.lines != self.rows.len()
+    }
+}
+
+/// How a step's sequences are cut into encoder passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassLayout {
+    /// Positions per pass (lines × line length) at most; a longer sequence gets a pass of its own.
+    pub position_budget: usize,
+    /// Several sequences to a line, at least this many positions apart; `None`: one sequence per line, in
+    /// length-sorted passes ([`plan_micro_batches`]).
+    pub packing_gap: Option<usize>,
+}
+
+impl PassLayout {
+    /// One sequence per line, length-sorted passes of at most `position_budget` positions.
+    pub fn one_per_line(position_budget: usize) -> Self {
+        Self {
+            position_budget,
+            packing_gap: None,
+        }
+    }
 }
 
 /// Everything one training step needs on one process: its pairs and their encoded, micro-batched views.
@@ -53,7 +87,7 @@ impl StepBatch {
 
     /// Positions computed, padding included.
     pub fn padded_positions(&self) -> u64 {
-        self.micro.iter().map(|m| (m.rows.len() * m.padded_len) as u64).sum()
+        self.micro.iter().map(|m| (m.lines * m.padded_len) as u64).sum()
     }
 
     /// Fraction of computed positions that are padding.
@@ -208,48 +242,71 @@ pub fn plan_shard(
     })
 }
 
-/// Encodes `views` into one micro-batch holding the listed rows.
-fn encode_micro_batch(rows: Vec<usize>, views: &[ViewSpec]) -> MicroBatch {
+/// Encodes `views` into one micro-batch holding the listed rows where `placements` say, in `lines` lines of
+/// `padded_len` positions.
+fn encode_micro_batch(
+    rows: Vec<usize>,
+    placements: Vec<Placement>,
+    lines: usize,
+    padded_len: usize,
+    views: &[ViewSpec],
+) -> MicroBatch {
     let lengths: Vec<u32> = rows.iter().map(|&r| views[r].len()).collect();
-    let padded_len = padded_length(lengths.iter().copied().max().unwrap_or(1) as usize);
-    let mut tracks = vec![0u8; rows.len() * TRACKS * padded_len];
-    for (i, &r) in rows.iter().enumerate() {
+    let mut tracks = vec![0u8; lines * TRACKS * padded_len];
+    for (&r, place) in rows.iter().zip(&placements) {
         let view = &views[r];
-        let sample = &mut tracks[i * TRACKS * padded_len..(i + 1) * TRACKS * padded_len];
-        view.transcript.write_tracks(sample, padded_len, view.shift as usize);
+        let line = place.line as usize;
+        let offset = place.offset as usize;
+        let sample = &mut tracks[line * TRACKS * padded_len..(line + 1) * TRACKS * padded_len];
+        view.transcript
+            .write_tracks(sample, padded_len, offset + view.shift as usize);
         for &p in &view.masked {
             for t in 0..TRACKS {
-                sample[t * padded_len + p as usize] = UNKNOWN_VALUE;
+                sample[t * padded_len + offset + p as usize] = UNKNOWN_VALUE;
             }
         }
     }
     MicroBatch {
         rows,
         lengths,
+        placements,
+        lines,
         padded_len,
         tracks,
     }
 }
 
-/// Encodes views into length-sorted micro-batches within `position_budget` positions each; rows are
-/// numbered in the order given.
-pub fn encode_views(views: &[ViewSpec], position_budget: usize) -> Vec<MicroBatch> {
+/// Encodes views into micro-batches as `layout` says; rows are numbered in the order given.
+pub fn encode_views(views: &[ViewSpec], layout: PassLayout) -> Vec<MicroBatch> {
     let lengths: Vec<u32> = views.iter().map(ViewSpec::len).collect();
-    plan_micro_batches(&lengths, position_budget)
-        .into_iter()
-        .map(|rows| encode_micro_batch(rows, views))
-        .collect()
+    match layout.packing_gap {
+        None => plan_micro_batches(&lengths, layout.position_budget)
+            .into_iter()
+            .map(|rows| {
+                let padded_len = padded_length(rows.iter().map(|&r| lengths[r]).max().unwrap_or(1) as usize);
+                let placements = (0..rows.len() as u32)
+                    .map(|line| Placement { line, offset: 0 })
+                    .collect();
+                let lines = rows.len();
+                encode_micro_batch(rows, placements, lines, padded_len, views)
+            })
+            .collect(),
+        Some(gap) => plan_packed_passes(&lengths, gap, layout.position_budget)
+            .into_iter()
+            .map(|pass| encode_micro_batch(pass.rows, pass.placements, pass.lines, pass.line_len, views))
+            .collect(),
+    }
 }
 
 impl Shard {
-    /// Encodes the shard's views into a [`StepBatch`] of length-sorted micro-batches.
-    pub fn encode(&self, position_budget: usize) -> StepBatch {
+    /// Encodes the shard's views into a [`StepBatch`] of micro-batches laid out as `layout` says.
+    pub fn encode(&self, layout: PassLayout) -> StepBatch {
         StepBatch {
             step: self.step,
             offset: self.offset,
             global_pairs: self.global_pairs,
             pairs: self.pairs.clone(),
-            micro: encode_views(&self.views, position_budget),
+            micro: encode_views(&self.views, layout),
         }
     }
 }
@@ -261,13 +318,13 @@ pub fn build_step(
     augment: &Augment,
     seed: u64,
     global_step: u64,
-    position_budget: usize,
+    layout: PassLayout,
 ) -> Result<StepBatch> {
-    Ok(plan_shard(dataset, sampler, augment, seed, global_step, 0, 1)?.encode(position_budget))
+    Ok(plan_shard(dataset, sampler, augment, seed, global_step, 0, 1)?.encode(layout))
 }
 
-/// Encodes transcripts without augmentation, for embedding: micro-batches in the same length-sorted
-/// layout, rows numbered in the order given.
+/// Encodes transcripts without augmentation, for embedding: length-sorted micro-batches, one sequence per
+/// line (region pooling needs that), rows numbered in the order given.
 pub fn encode_for_embedding(transcripts: &[&Transcript], position_budget: usize) -> Vec<MicroBatch> {
     let views: Vec<ViewSpec> = transcripts
         .iter()
@@ -277,7 +334,7 @@ pub fn encode_for_embedding(transcripts: &[&Transcript], position_budget: usize)
             masked: Vec::new(),
         })
         .collect();
-    encode_views(&views, position_budget)
+    encode_views(&views, PassLayout::one_per_line(position_budget))
 }
 
 #[cfg(test)]
@@ -454,36 +511,58 @@ mod tests {
             max_shift: 3,
             max_len: 64,
         };
-        let step = build_step(&ds, &sampler, &augment, 5, 4, 64).unwrap();
         let shift = augment.shift(5, 4);
-        let mut rows: Vec<usize> = step.micro.iter().flat_map(|m| m.rows.clone()).collect();
-        rows.sort();
-        assert_eq!(rows, vec![0, 1, 2, 3]);
-        for m in &step.micro {
-            assert!(m.rows.len() * m.padded_len <= 64 || m.rows.len() == 1);
-            for (i, &r) in m.rows.iter().enumerate() {
-                let pair = step.pairs[r % 2];
-                let t = &ds.transcripts[pair.views[r / 2] as usize];
-                assert_eq!(m.lengths[i], t.len + shift);
-                let sample = &m.tracks[i * 6 * m.padded_len..(i + 1) * 6 * m.padded_len];
-                let masked = augment.masked_positions(5, 4, r as u64, t.len + shift);
-                for p in 0..m.padded_len {
-                    let col: Vec<f32> = (0..6)
-                        .map(|c| f32::from(sample[c * m.padded_len + p]) * TRACK_UNIT)
-                        .collect();
-                    if masked.contains(&(p as u32)) {
-                        assert_eq!(col, vec![0.25; 6]);
-                    } else if p < shift as usize || p >= (t.len + shift) as usize {
-                        assert_eq!(col, vec![0.0; 6], "shift prefix and padding are zero");
-                    } else {
-                        assert_eq!(col.iter().take(4).sum::<f32>(), 1.0);
+        let packed = PassLayout {
+            position_budget: 256,
+            packing_gap: Some(2),
+        };
+        for (layout, budget) in [(PassLayout::one_per_line(64), 64), (packed, 256)] {
+            let step = build_step(&ds, &sampler, &augment, 5, 4, layout).unwrap();
+            let mut rows: Vec<usize> = step.micro.iter().flat_map(|m| m.rows.clone()).collect();
+            rows.sort();
+            assert_eq!(rows, vec![0, 1, 2, 3]);
+            for m in &step.micro {
+                assert!(m.lines * m.padded_len <= budget || m.lines == 1);
+                assert_eq!(m.tracks.len(), m.lines * 6 * m.padded_len);
+                // Each line's positions outside its sequences must be zero: count what the sequences cover.
+                let mut covered = vec![false; m.lines * m.padded_len];
+                for (i, &r) in m.rows.iter().enumerate() {
+                    let pair = step.pairs[r % 2];
+                    let t = &ds.transcripts[pair.views[r / 2] as usize];
+                    assert_eq!(m.lengths[i], t.len + shift);
+                    let (line, offset) = (m.placements[i].line as usize, m.placements[i].offset as usize);
+                    let sample = &m.tracks[line * 6 * m.padded_len..(line + 1) * 6 * m.padded_len];
+                    let masked = augment.masked_positions(5, 4, r as u64, t.len + shift);
+                    for p in 0..(t.len + shift) as usize {
+                        covered[line * m.padded_len + offset + p] = true;
+                        let col: Vec<f32> = (0..6)
+                            .map(|c| f32::from(sample[c * m.padded_len + offset + p]) * TRACK_UNIT)
+                            .collect();
+                        if masked.contains(&(p as u32)) {
+                            assert_eq!(col, vec![0.25; 6]);
+                        } else if p < shift as usize {
+                            assert_eq!(col, vec![0.0; 6], "the shift prefix is zero");
+                        } else {
+                            assert_eq!(col.iter().take(4).sum::<f32>(), 1.0);
+                        }
                     }
                 }
+                for (k, _) in covered.iter().enumerate().filter(|(_, c)| !**c) {
+                    let (line, p) = (k / m.padded_len, k % m.padded_len);
+                    let sample = &m.tracks[line * 6 * m.padded_len..(line + 1) * 6 * m.padded_len];
+                    assert!(
+                        (0..6).all(|c| sample[c * m.padded_len + p] == 0),
+                        "padding at {line}:{p}"
+                    );
+                }
+            }
+            assert!(step.pad_fraction() >= 0.0 && step.pad_fraction() < 1.0);
+            let again = build_step(&ds, &sampler, &augment, 5, 4, layout).unwrap();
+            assert_eq!(again.micro, step.micro, "a step is a pure function of (seed, step)");
+            if layout.packing_gap.is_some() {
+                assert!(step.micro.iter().any(MicroBatch::is_packed), "{:?}", step.micro);
             }
         }
-        assert!(step.pad_fraction() >= 0.0 && step.pad_fraction() < 1.0);
-        let again = build_step(&ds, &sampler, &augment, 5, 4, 64).unwrap();
-        assert_eq!(again.micro, step.micro, "a step is a pure function of (seed, step)");
     }
 
     #[test]

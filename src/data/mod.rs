@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod dataset;
+pub mod packing;
 pub mod prep;
 pub mod sampler;
 pub mod synth;
@@ -12,7 +13,7 @@ pub mod transcript;
 
 use std::path::PathBuf;
 
-pub use batch::{MicroBatch, StepBatch};
+pub use batch::{MicroBatch, PassLayout, StepBatch};
 pub use dataset::{Dataset, Group, Manifest};
 pub use sampler::{Augment, Pair, Sampler};
 pub use transcript::{CODON_TRACK, TRACK_UNIT, TRACKS, Transcript};

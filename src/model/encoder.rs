@@ -3,10 +3,12 @@
 //! Input `[n, 6, L]` float tracks with real lengths; output `[n, F_last]` embeddings, the masked mean over
 //! the real positions of the last stage. Padded positions are zeroed after every layer and normalisation
 //! counts real positions only, so a sequence's embedding does not depend on the padding of its pass.
+//! A packed pass ([`PackedLayout`], src/data/packing.rs) holds several sequences per line, far enough apart
+//! that, for the same reason, none sees another; its embeddings are means over each sequence's own span.
 
 use tch::{Kind, Tensor, nn};
 
-use super::norm::MaskedNorm;
+use super::norm::{MaskedNorm, accumulation_kind};
 use crate::config::{EncoderShape, ModelConfig, Pooling};
 use crate::data::CODON_TRACK;
 
@@ -138,6 +140,38 @@ fn region_masks(x: &Tensor, mask: &Tensor) -> Tensor {
     Tensor::cat(&[utr5, cds, utr3], 1) * mask
 }
 
+/// Where the sequences of a packed pass lie in its `[lines, C, L]` input, on the device.
+#[derive(Debug)]
+pub struct PackedLayout {
+    /// `[lines, 1, L]` `f32`: 1 at positions of a sequence.
+    mask: Tensor,
+    /// `[lines · L/32]` `i64`: the sequence owning each position of the last stage's output (its
+    /// ×32-pooled windows), `sequences` where none does.
+    owner: Tensor,
+    sequences: i64,
+}
+
+impl PackedLayout {
+    /// The layout of `lines` lines of `line_len` positions (a multiple of 32) holding sequence `i` at
+    /// `spans[i] = (line, offset, length)`, offsets multiples of 32, spans inside their lines and apart.
+    pub fn new(lines: usize, line_len: usize, spans: &[(usize, usize, usize)], device: tch::Device) -> Self {
+        let pooled_len = line_len / 32;
+        let mut mask = vec![0u8; lines * line_len];
+        let mut owner = vec![spans.len() as i64; lines * pooled_len];
+        for (i, &(line, offset, len)) in spans.iter().enumerate() {
+            mask[line * line_len + offset..line * line_len + offset + len].fill(1);
+            let first = line * pooled_len + offset / 32;
+            owner[first..line * pooled_len + (offset + len).div_ceil(32)].fill(i as i64);
+        }
+        let mask = Tensor::from_slice(&mask).view([lines as i64, 1, line_len as i64]);
+        Self {
+            mask: crate::device::upload(&mask, device).to_kind(Kind::Float),
+            owner: crate::device::upload(&Tensor::from_slice(&owner), device),
+            sequences: spans.len() as i64,
+        }
+    }
+}
+
 /// The encoder: stem, stages of residual blocks each followed by max-pooling, masked mean pooling.
 #[derive(Debug)]
 pub struct Encoder {
@@ -197,15 +231,62 @@ impl Encoder {
     pub fn forward_pooled(&self, x: &Tensor, lengths: &Tensor, pooling: Pooling, train: bool) -> Tensor {
         let l = x.size()[2];
         let positions = Tensor::arange(l, (Kind::Int64, x.device()));
-        let mut mask = positions
+        let mask = positions
             .unsqueeze(0)
             .lt_tensor(&lengths.to_device(x.device()).unsqueeze(1))
             .unsqueeze(1)
             .to_kind(Kind::Float);
-        let mut regions = match pooling {
+        let regions = match pooling {
             Pooling::Mean => None,
             Pooling::Regions => Some(region_masks(x, &mask)),
         };
+        let (h, mask, regions) = self.trunk(x, mask, regions, train);
+        let kind = accumulation_kind(&h);
+        let h = h.to_kind(kind);
+        let mean_over = |m: &Tensor| {
+            let count = m.sum_dim_intlist([2i64].as_slice(), false, kind).clamp_min(1.0);
+            (&h * m).sum_dim_intlist([2i64].as_slice(), false, kind) / count
+        };
+        let whole = mean_over(&mask);
+        match regions {
+            None => whole,
+            Some(r) => {
+                let mut parts = vec![whole];
+                parts.extend((0..3).map(|k| mean_over(&r.narrow(1, k, 1))));
+                Tensor::cat(&parts, 1)
+            }
+        }
+    }
+
+    /// Embeds the sequences of a packed pass, `x` `[lines, 6, L]` laid out as `layout` says; returns
+    /// `[sequences, out_dim]` `f32` (mean pooling; region pooling needs one sequence per line).
+    pub fn forward_packed(&self, x: &Tensor, layout: &PackedLayout, train: bool) -> Tensor {
+        let (h, mask, _) = self.trunk(x, layout.mask.shallow_clone(), None, train);
+        // Sum each sequence's span of the last stage (h is zero outside spans) by its owner index; the
+        // row past the last sequence collects the positions that belong to none.
+        let (lines, channels, pooled_len) = h.size3().unwrap_or((0, 0, 0));
+        let flat = |t: &Tensor, c: i64| t.permute([0, 2, 1]).reshape([lines * pooled_len, c]);
+        let rows = layout.sequences + 1;
+        let kind = accumulation_kind(&h);
+        let sums = Tensor::zeros([rows, channels], (kind, h.device())).index_add(
+            0,
+            &layout.owner,
+            &flat(&(h.to_kind(kind) * &mask), channels),
+        );
+        let counts =
+            Tensor::zeros([rows, 1], (kind, h.device())).index_add(0, &layout.owner, &flat(&mask.to_kind(kind), 1));
+        (sums / counts.clamp_min(1.0)).narrow(0, 0, layout.sequences)
+    }
+
+    /// Stem and stages on `x` `[n, 6, L]` with its positions of sequence `mask` `[n, 1, L]`; returns the last
+    /// stage's output, its mask, and `regions` pooled along.
+    fn trunk(
+        &self,
+        x: &Tensor,
+        mut mask: Tensor,
+        mut regions: Option<Tensor>,
+        train: bool,
+    ) -> (Tensor, Tensor, Option<Tensor>) {
         let x = x.narrow(1, 0, self.in_tracks) * &mask;
         let h = self.stem_norm.forward(&self.stem_conv.forward(&x), &mask, train);
         let (mut h, pooled_mask) = masked_max_pool(&h, &mask);
@@ -219,20 +300,7 @@ impl Encoder {
             (h, mask) = max_pool_after_relu(&h, &mask);
             regions = regions.map(|r| halve(&r));
         }
-        let h = h.to_kind(Kind::Float);
-        let mean_over = |m: &Tensor| {
-            let count = m.sum_dim_intlist([2i64].as_slice(), false, Kind::Float).clamp_min(1.0);
-            (&h * m).sum_dim_intlist([2i64].as_slice(), false, Kind::Float) / count
-        };
-        let whole = mean_over(&mask);
-        match regions {
-            None => whole,
-            Some(r) => {
-                let mut parts = vec![whole];
-                parts.extend((0..3).map(|k| mean_over(&r.narrow(1, k, 1))));
-                Tensor::cat(&parts, 1)
-            }
-        }
+        (h, mask, regions)
     }
 }
 

@@ -193,13 +193,23 @@ impl Model {
         in_row_order(&pieces, micro)
     }
 
-    /// Embeds one micro-batch: `[m.rows.len(), D]` in the micro-batch's own order.
+    /// Embeds one micro-batch: `[m.rows.len(), D]` in the micro-batch's own order. A packed micro-batch
+    /// (only training makes them) is pooled by mean whatever `pooling` says: region pooling needs one
+    /// sequence per line.
     pub fn embed_micro_batch(&self, m: &MicroBatch, pooling: Pooling, train: bool) -> Tensor {
         let device = self.vars.device();
-        let n = m.rows.len() as i64;
+        let lines = m.lines as i64;
         // Bytes in quarter units travel; the floats are made on the device (4× less to copy).
-        let units = Tensor::from_slice(&m.tracks).view([n, crate::data::TRACKS as i64, m.padded_len as i64]);
+        let units = Tensor::from_slice(&m.tracks).view([lines, crate::data::TRACKS as i64, m.padded_len as i64]);
         let x = crate::device::upload(&units, device).to_kind(Kind::Float) * f64::from(crate::data::TRACK_UNIT);
+        if m.is_packed() {
+            debug_assert_eq!(pooling, Pooling::Mean, "region pooling of a packed micro-batch");
+            let spans: Vec<(usize, usize, usize)> = (m.placements.iter().zip(&m.lengths))
+                .map(|(p, &len)| (p.line as usize, p.offset as usize, len as usize))
+                .collect();
+            let layout = encoder::PackedLayout::new(m.lines, m.padded_len, &spans, device);
+            return self.encoder.forward_packed(&x, &layout, train);
+        }
         let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
         let lengths = crate::device::upload(&lengths, device);
         self.encoder.forward_pooled(&x, &lengths, pooling, train)
@@ -293,6 +303,127 @@ mod tests {
             assert!(diff < 1e-5, "{norm:?}: {diff}");
             let scale = alone.abs().max().double_value(&[]);
             assert!(scale > 1e-3, "embedding is not trivially zero");
+        }
+    }
+
+    /// Sequences of awkward lengths (not multiples of 32) in one pass, one per line or packed `gap` apart.
+    fn packing_case(gap: usize) -> (Vec<MicroBatch>, Vec<MicroBatch>) {
+        use crate::data::batch::{PassLayout, ViewSpec, encode_views};
+        let views: Vec<ViewSpec> = [301usize, 77, 1000, 45, 530, 120]
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| ViewSpec {
+                transcript: random_transcript(40 + i as u64, len),
+                shift: 0,
+                masked: Vec::new(),
+            })
+            .collect();
+        let unpacked = encode_views(&views, PassLayout::one_per_line(1 << 20));
+        let packed = encode_views(
+            &views,
+            PassLayout {
+                position_budget: 1 << 20,
+                packing_gap: Some(gap),
+            },
+        );
+        assert_eq!((unpacked.len(), packed.len()), (1, 1));
+        assert!(
+            packed[0].lines < packed[0].rows.len(),
+            "not packed: {:?}",
+            packed[0].placements
+        );
+        (unpacked, packed)
+    }
+
+    /// Embeds one micro-batch with `model` (run in `f64`), through the layout's own encoder entry.
+    fn embed_f64(model: &Model, m: &MicroBatch, train: bool) -> Tensor {
+        let x = Tensor::from_slice(&m.tracks)
+            .view([m.lines as i64, 6, m.padded_len as i64])
+            .to_kind(Kind::Double)
+            * f64::from(crate::data::TRACK_UNIT);
+        let e = if m.is_packed() {
+            let spans: Vec<(usize, usize, usize)> = (m.placements.iter().zip(&m.lengths))
+                .map(|(p, &len)| (p.line as usize, p.offset as usize, len as usize))
+                .collect();
+            let layout = encoder::PackedLayout::new(m.lines, m.padded_len, &spans, Device::Cpu);
+            model.encoder.forward_packed(&x, &layout, train)
+        } else {
+            let lengths: Vec<i64> = m.lengths.iter().map(|&l| i64::from(l)).collect();
+            model.encoder.forward(&x, &Tensor::from_slice(&lengths), train)
+        };
+        in_row_order(&[e], std::slice::from_ref(m))
+    }
+
+    /// Packed `packing_gap` apart, a sequence's embedding is the one it gets alone in its line, in
+    /// evaluation (per sequence) and in training (batch statistics over the same positions), and so are
+    /// the gradients: in `f64`, to 1e-9 relative (in `f32` the two layouts' different reduction orders
+    /// leave ~5e-3 in the gradients, which `f64` shows to be rounding). Packed closer, sequences see each
+    /// other. Two shapes: the presets' kernel 2 with dilations 1–8, and kernel 4 with odd and even ones.
+    /// The `f32` path of training is checked on values.
+    #[test]
+    fn packed_sequences_do_not_see_each_other() {
+        let _generator = crate::model::lock_generator();
+        tch::manual_seed(17);
+        let shapes = [
+            config(Norm::Batch),
+            ModelConfig {
+                kernel: Some(4),
+                dilations: Some(vec![3, 2, 5, 1]),
+                ..config(Norm::Batch)
+            },
+        ];
+        let relative =
+            |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]) / a.abs().max().double_value(&[]).max(1e-12);
+        for base in shapes {
+            let config = ModelConfig { dropout: 0.0, ..base };
+            let gap = config.shape().packing_gap();
+            let (unpacked, packed) = packing_case(gap);
+            let (_, adjacent) = packing_case(0);
+            let f32_model = Model::new(&config, Device::Cpu, 3);
+            let f32_diff = relative(
+                &tch::no_grad(|| f32_model.embed_micro_batches(&unpacked, true)),
+                &tch::no_grad(|| f32_model.embed_micro_batches(&packed, true)),
+            );
+            assert!(f32_diff < 1e-4, "gap {gap}, f32 training values: {f32_diff}");
+
+            let mut model = Model::new(&config, Device::Cpu, 3);
+            model.vars.double();
+            // Evaluation, with non-trivial running statistics.
+            let _ = tch::no_grad(|| embed_f64(&model, &unpacked[0], true));
+            let alone = tch::no_grad(|| embed_f64(&model, &unpacked[0], false));
+            let together = tch::no_grad(|| embed_f64(&model, &packed[0], false));
+            assert!(
+                relative(&alone, &together) < 1e-9,
+                "gap {gap}, evaluation {}",
+                relative(&alone, &together)
+            );
+            let near = tch::no_grad(|| embed_f64(&model, &adjacent[0], false));
+            let leak = relative(&alone, &near);
+            assert!(leak > 1e-3, "gap 0 should leak: {leak}");
+            // Training: values and every encoder parameter's gradient.
+            let weights = Tensor::randn([6, model.encoder.out_dim()], (Kind::Double, Device::Cpu));
+            let mut runs = Vec::new();
+            for m in [&unpacked[0], &packed[0]] {
+                let mut model = Model::new(&config, Device::Cpu, 3);
+                model.vars.double();
+                let e = embed_f64(&model, m, true);
+                (&e * &weights).sum(Kind::Double).backward();
+                let grads: Vec<(String, Tensor)> = (model.named_parameters().into_iter())
+                    .filter(|(name, _)| name.starts_with("encoder."))
+                    .map(|(name, t)| (name, t.grad().copy()))
+                    .collect();
+                runs.push((e.detach(), grads));
+            }
+            let (a, b) = (&runs[0], &runs[1]);
+            assert!(relative(&a.0, &b.0) < 1e-9, "gap {gap}, training values");
+            for ((name, ga), (_, gb)) in a.1.iter().zip(&b.1) {
+                // The stem convolution's bias has a true gradient of 0 (batch norm follows): skip it.
+                if ga.abs().max().double_value(&[]) < 1e-6 {
+                    continue;
+                }
+                let rel = relative(ga, gb);
+                assert!(rel < 1e-9, "gap {gap}, gradient of {name}: {rel}");
+            }
         }
     }
 

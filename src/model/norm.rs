@@ -11,6 +11,16 @@ use crate::config::Norm;
 /// PyTorch's convention: new = (1 − momentum)·running + momentum·batch statistic.
 const MOMENTUM: f64 = 0.1;
 
+/// The kind statistics are summed in: `f32` for `f32` and autocast's `bf16`, `f64` for a model run in
+/// `f64` (the tests' reference computations).
+pub(crate) fn accumulation_kind(x: &Tensor) -> Kind {
+    if x.kind() == Kind::Double {
+        Kind::Double
+    } else {
+        Kind::Float
+    }
+}
+
 /// A normalisation layer over `[n, C, L]` activations with a padding mask.
 #[derive(Debug)]
 pub enum MaskedNorm {
@@ -72,6 +82,7 @@ impl MaskedNorm {
     /// Normalises `x` `[n, C, L]` over the real positions marked by `mask` `[n, 1, L]`; in training, batch
     /// norm uses (and records) the statistics of this pass, in evaluation its running averages.
     pub fn forward(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let kind = accumulation_kind(x);
         match self {
             MaskedNorm::Batch {
                 weight,
@@ -86,11 +97,11 @@ impl MaskedNorm {
                     // in f32 (x·m promotes a bf16 x against the f32 mask). Fewer full-size kernels than
                     // centring first, which mattered on the GPU; the cancellation when |mean| ≫ std is
                     // bounded in the tests below (mean 50 × std: error < 1e-3 relative).
-                    let count = mask.sum(Kind::Float).clamp_min(1.0);
+                    let count = mask.sum(kind).clamp_min(1.0);
                     let xm = x * mask;
                     let dims = [0i64, 2].as_slice();
-                    let mean = xm.sum_dim_intlist(dims, true, Kind::Float) / &count;
-                    let mean_square = xm.square().sum_dim_intlist(dims, true, Kind::Float) / &count;
+                    let mean = xm.sum_dim_intlist(dims, true, kind) / &count;
+                    let mean_square = xm.square().sum_dim_intlist(dims, true, kind) / &count;
                     let var = (mean_square - mean.square()).clamp_min(0.0);
                     tch::no_grad(|| {
                         let unbiased = &var * &count / (&count - 1.0).clamp_min(1.0);
@@ -119,14 +130,10 @@ impl MaskedNorm {
                 let (n, c, l) = x.size3().unwrap_or((0, 0, 0));
                 let xg = x.view([n, *groups, c / groups, l]);
                 let m = mask.view([n, 1, 1, l]);
-                let count =
-                    (m.sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Float) * (c / groups) as f64).clamp_min(1.0);
-                let mean = (&xg * &m).sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Float) / &count;
+                let count = (m.sum_dim_intlist([2i64, 3].as_slice(), true, kind) * (c / groups) as f64).clamp_min(1.0);
+                let mean = (&xg * &m).sum_dim_intlist([2i64, 3].as_slice(), true, kind) / &count;
                 let centred = (&xg - &mean) * &m;
-                let var = centred
-                    .square()
-                    .sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Float)
-                    / &count;
+                let var = centred.square().sum_dim_intlist([2i64, 3].as_slice(), true, kind) / &count;
                 let y = (centred / (var + *eps).sqrt()).view([n, c, l]) * weight.view([1, c, 1]) + bias.view([1, c, 1]);
                 y * mask
             }

@@ -137,7 +137,7 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
         let (dataset, sampler, augment) = (&dataset, &sampler, &augment);
         scope.spawn(move || {
             for step in first_step..t.steps {
-                let batch = build_step(dataset, sampler, augment, t.seed, step, t.positions_per_pass);
+                let batch = build_step(dataset, sampler, augment, t.seed, step, config.pass_layout());
                 if sender.send(batch).is_err() {
                     return; // the loop stopped early
                 }

@@ -69,7 +69,7 @@ mod tests {
             offset: 0,
             global_pairs: 4,
             pairs,
-            micro: encode_views(&views, 1 << 12),
+            micro: encode_views(&views, crate::data::PassLayout::one_per_line(1 << 12)),
         }
     }
 

@@ -248,7 +248,7 @@ mod tests {
     use crate::config::{Norm, Preset};
     use crate::data::batch::plan_shard;
     use crate::data::dataset::Provenance;
-    use crate::data::{Augment, Dataset, Group, Sampler, Transcript};
+    use crate::data::{Augment, Dataset, Group, PassLayout, Sampler, Transcript};
     use crate::dist::{RingConfig, SingleProcess, TcpRing};
     use rand::{Rng, SeedableRng};
     use std::time::Duration;
@@ -315,7 +315,10 @@ mod tests {
         let losses = (0..steps)
             .map(|step| {
                 let shard = plan_shard(ds, &sampler, &augment, c.train.seed, step, rank, world).unwrap();
-                trainer.train_step(&shard.encode(positions), comm).unwrap().loss
+                trainer
+                    .train_step(&shard.encode(PassLayout::one_per_line(positions)), comm)
+                    .unwrap()
+                    .loss
             })
             .collect();
         (
@@ -401,18 +404,15 @@ mod tests {
             max_shift: 3,
             max_len: 512,
         };
-        let batch = plan_shard(&ds, &sampler, &augment, c.train.seed, 0, 0, 1)
-            .unwrap()
-            .encode(512);
-        assert!(
-            batch.micro.len() >= 3,
-            "the step runs several encoder passes ({})",
-            batch.micro.len()
-        );
+        // One sequence per line, and packed (batch norm allows it): 3+ passes either way.
+        let packed = PassLayout {
+            packing_gap: Some(c.model.shape().packing_gap()),
+            ..PassLayout::one_per_line(512)
+        };
         // One step from the same weights; its gradients (left in place by the optimiser) and statistics.
-        let step = |c: &Config| {
+        let step = |c: &Config, batch: &StepBatch| {
             let mut trainer = Trainer::new(c, Device::Cpu, sampler.steps_per_epoch());
-            let loss = trainer.train_step(&batch, &mut SingleProcess).unwrap().loss;
+            let loss = trainer.train_step(batch, &mut SingleProcess).unwrap().loss;
             let grads: Vec<Tensor> = trainer
                 .model
                 .named_parameters()
@@ -427,30 +427,47 @@ mod tests {
                 .map(|(x, y)| (x - y).abs().max().double_value(&[]))
                 .fold(0.0, f64::max)
         };
-        let (loss, grads, statistics) = step(&c);
-        c.train.gradient_cache = true;
-        let (cached_loss, cached_grads, cached_statistics) = step(&c);
-        assert!(
-            (loss - cached_loss).abs() <= 1e-6 * loss.abs(),
-            "loss {cached_loss} vs {loss}"
-        );
+        let shard = plan_shard(&ds, &sampler, &augment, c.train.seed, 0, 0, 1).unwrap();
+        let mut batch = shard.encode(packed);
+        assert!(batch.micro.iter().any(|m| m.is_packed()));
+        for layout in [packed, PassLayout::one_per_line(512)] {
+            batch = shard.encode(layout);
+            assert!(
+                batch.micro.len() >= 3,
+                "the step runs several encoder passes ({})",
+                batch.micro.len()
+            );
+            let (loss, grads, statistics) = step(&c, &batch);
+            c.train.gradient_cache = true;
+            let (cached_loss, cached_grads, cached_statistics) = step(&c, &batch);
+            assert!(
+                (loss - cached_loss).abs() <= 1e-6 * loss.abs(),
+                "loss {cached_loss} vs {loss}"
+            );
+            let scale = grads
+                .iter()
+                .map(|g| g.abs().max().double_value(&[]))
+                .fold(0.0, f64::max);
+            let grad_difference = largest_difference(&cached_grads, &grads);
+            assert!(
+                grad_difference <= 1e-5 * scale,
+                "gradients differ by {grad_difference} (largest {scale})"
+            );
+            let statistics_difference = largest_difference(&cached_statistics, &statistics);
+            assert!(
+                statistics_difference <= 1e-6,
+                "running statistics differ by {statistics_difference}"
+            );
+            c.train.gradient_cache = false;
+        }
+        // Both checks can fail: other dropout masks move the gradients, a second record the statistics.
+        let (_, grads, _) = step(&c, &batch);
         let scale = grads
             .iter()
             .map(|g| g.abs().max().double_value(&[]))
             .fold(0.0, f64::max);
-        let grad_difference = largest_difference(&cached_grads, &grads);
-        assert!(
-            grad_difference <= 1e-5 * scale,
-            "gradients differ by {grad_difference} (largest {scale})"
-        );
-        let statistics_difference = largest_difference(&cached_statistics, &statistics);
-        assert!(
-            statistics_difference <= 1e-6,
-            "running statistics differ by {statistics_difference}"
-        );
-        // Both checks can fail: other dropout masks move the gradients, a second record the statistics.
         c.model.dropout = 0.2;
-        let (_, other_grads, _) = step(&c);
+        let (_, other_grads, _) = step(&c, &batch);
         assert!(
             largest_difference(&other_grads, &grads) > 1e-3 * scale,
             "dropout changes the gradients"

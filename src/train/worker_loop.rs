@@ -155,7 +155,7 @@ fn train_as_rank(
         Ok(())
     };
     let batches = client
-        .batches(rank, rendezvous.start_step, t.positions_per_pass, d.prefetch)
+        .batches(rank, rendezvous.start_step, config.pass_layout(), d.prefetch)
         .map_err(|e| setup("batch stream")(e.to_string()))?;
     info!(
         rank,

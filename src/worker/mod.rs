@@ -25,8 +25,8 @@ pub use isoclr_proto::{ErrorKind, TOKEN_ENV, Token, TokenError};
 pub use wire::WireError;
 
 use crate::config::{Config, DistConfig};
-use crate::data::StepBatch;
 use crate::data::batch::Shard;
+use crate::data::{PassLayout, StepBatch};
 
 /// Errors of the worker client. [`WorkerError::kind`] gives the kind to match on.
 #[derive(Debug, thiserror::Error)]
@@ -439,18 +439,18 @@ impl WorkerClient {
     }
 
     /// Ready batches of `rank` from `from_step` on: a background thread receives each shard, validates it,
-    /// and runs [`Shard::encode`] with `position_budget`, keeping at most `prefetch` batches ready. The
+    /// and runs [`Shard::encode`] with `layout`, keeping at most `prefetch` batches ready. The
     /// channel closes after the last step; a malformed message, an abort or a stalled stream arrives as
     /// an `Err` (naming the step) and ends it. Errors now when the coordinator refuses the stream.
     pub fn batches(
         &self,
         rank: usize,
         from_step: u64,
-        position_budget: usize,
+        layout: PassLayout,
         prefetch: usize,
     ) -> Result<std::sync::mpsc::Receiver<Result<StepBatch>>> {
         stream::spawn(self, rank, from_step, prefetch, move |shard: Shard| {
-            shard.encode(position_budget)
+            shard.encode(layout)
         })
     }
 

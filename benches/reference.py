@@ -11,7 +11,8 @@ Sub-commands
                                              i64; writes `embeddings` [n, D] f32 to O
   step   --weights M --inputs B --out O      one training step on batch B (see "Batch file"); writes every
                                              model tensor after the step plus `grad.NAME` (the clipped
-                                             gradient of each parameter) to O; prints {"loss": ...}
+                                             gradient of each parameter) to O; prints {"loss": ...};
+                                             --float64: model, batch and loss in f64 (an exact reference)
   bench  --inputs B [--weights M] --steps S --warmup W [--threads T] [--device D] [--serve]
                                              W + S training steps on the fixed batch B; prints one JSON line
                                              {"seq_per_s", "step_ms", "loss_first", "loss_last", ...}.
@@ -326,9 +327,11 @@ class Encoder(nn.Module):
             return (h * mask).sum(dim=2) / mask.sum(dim=2).clamp_min(1.0)
         owner = packed[1]
         n = lengths.shape[0]
-        flat = (h.float() * mask).permute(0, 2, 1).reshape(-1, h.shape[1])
-        sums = torch.zeros(n + 1, h.shape[1], device=h.device).index_add(0, owner, flat)
-        counts = torch.zeros(n + 1, 1, device=h.device).index_add(0, owner, mask.permute(0, 2, 1).reshape(-1, 1))
+        kind = torch.float64 if h.dtype == torch.float64 else torch.float32
+        flat = (h.to(kind) * mask).permute(0, 2, 1).reshape(-1, h.shape[1])
+        sums = torch.zeros(n + 1, h.shape[1], device=h.device, dtype=kind).index_add(0, owner, flat)
+        ones = mask.to(kind).permute(0, 2, 1).reshape(-1, 1)
+        counts = torch.zeros(n + 1, 1, device=h.device, dtype=kind).index_add(0, owner, ones)
         return (sums / counts.clamp_min(1.0))[:n]
 
 
@@ -447,14 +450,14 @@ class Batch:
     without blocking, as a PyTorch loop fed by DataLoader(pin_memory=True) does: isoclr too receives every
     step's batch from the host."""
 
-    def __init__(self, tensors: dict[str, Tensor], device: torch.device | str = "cpu"):
+    def __init__(self, tensors: dict[str, Tensor], device: torch.device | str = "cpu", dtype=torch.float32):
         self.passes = []
         self.device = torch.device(device)
         start = 0
         k = 0
         while f"x{k + 1}" in tensors:
             k += 1
-            x = tensors[f"x{k}"].float()
+            x = tensors[f"x{k}"].to(dtype)
             if self.device.type == "cuda":
                 x = x.pin_memory()
             lengths = tensors[f"len{k}"].long()
@@ -464,6 +467,7 @@ class Batch:
                 packed = packed_layout(
                     x.shape[0], x.shape[2], tensors[f"line{k}"].long(), tensors[f"offset{k}"].long(), lengths
                 )
+                packed = (packed[0].to(dtype), packed[1])
                 if self.device.type == "cuda":
                     packed = tuple(t.pin_memory() for t in packed)
             self.passes.append((x, lengths.to(device), rows, packed))
@@ -472,7 +476,7 @@ class Batch:
         self.pairs = start // 2
         self.weights = tensors.get("weights")
         if self.weights is not None:
-            self.weights = self.weights.float().to(device)
+            self.weights = self.weights.to(dtype).to(device)
 
 
 class Phases:
@@ -527,7 +531,8 @@ def train_step(
         phases.lap("forward")
         projections = model.head(embeddings)
         z1, z2 = normalise(projections[:n]), normalise(projections[n:])
-    z1, z2 = z1.float(), z2.float()
+    # The loss in f32 (in f64 for an f64 model).
+    z1, z2 = (z1, z2) if z1.dtype == torch.float64 else (z1.float(), z2.float())
     loss = dcl_loss(z1, z2, config["temperature"], batch.weights)
     phases.lap("head_loss")
     loss.backward()
@@ -564,9 +569,10 @@ def cmd_embed(args: argparse.Namespace, config: dict) -> None:
 def cmd_step(args: argparse.Namespace, config: dict) -> None:
     if not args.weights:
         raise SystemExit("step needs --weights")
-    model = build_model(args, config).train()
+    dtype = torch.float64 if args.float64 else torch.float32
+    model = build_model(args, config).to(dtype).train()
     optimizer = make_optimizer(model, config)
-    batch = Batch(read_safetensors(args.inputs))
+    batch = Batch(read_safetensors(args.inputs), dtype=dtype)
     loss, accuracy = train_step(model, optimizer, batch, config)
     out = dict(model.state_dict())
     out.update({f"grad.{name}": p.grad for name, p in model.named_parameters() if p.grad is not None})
@@ -651,6 +657,8 @@ def main() -> None:
         p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
         if name in ("embed", "step"):
             p.add_argument("--out", required=True, help="safetensors output")
+        if name == "step":
+            p.add_argument("--float64", action="store_true", help="model, batch and loss in f64")
         if name == "bench":
             p.add_argument("--steps", type=int, default=5, help="timed steps")
             p.add_argument("--warmup", type=int, default=1, help="untimed steps first")

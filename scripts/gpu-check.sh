@@ -128,7 +128,7 @@ done
 
 # ---- (a) throughput: isoclr vs PyTorch eager, same batch and weights ----------------------------------
 if ((quick)); then
-  cases=("small 2 256" "small 2 mix:512 2048" "small 2 mix:512 2048 pack" "medium 2 256" "medium 2 mix:512 2048"
+  cases=("small 2 512" "small 2 mix:512 2048" "small 2 mix:512 2048 pack" "medium 2 512" "medium 2 mix:512 2048"
     "medium 2 mix:512 2048 pack" "small 4 256 1024 gc")
   bench_steps=2 bench_warmup=1
 else

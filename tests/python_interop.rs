@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use isoclr::config::{ClipKind, Config, LossKind, ModelConfig, Norm, Preset, ScheduleKind, TrainConfig};
-use isoclr::data::batch::encode_for_embedding;
+use isoclr::data::batch::{PassLayout, ViewSpec, encode_for_embedding, encode_views};
 use isoclr::data::{MicroBatch, Pair, StepBatch, TRACK_UNIT, TRACKS, Transcript};
 use isoclr::dist::SingleProcess;
 use isoclr::model::{Model, group_size_weight};
@@ -115,10 +115,10 @@ fn transcript(rng: &mut ChaCha8Rng, len: usize) -> Transcript {
     Transcript::new("t", "g", 0, &seq, ends, cds).unwrap()
 }
 
-/// `[n, 6, L]` tracks and `[n]` lengths of one micro-batch, as tensors.
+/// `[lines, 6, L]` tracks and `[n]` lengths of one micro-batch, as tensors.
 fn micro_tensors(m: &MicroBatch) -> (Tensor, Tensor) {
     let x = Tensor::from_slice(&m.tracks)
-        .view([m.rows.len() as i64, TRACKS as i64, m.padded_len as i64])
+        .view([m.lines as i64, TRACKS as i64, m.padded_len as i64])
         .to_kind(tch::Kind::Float)
         * f64::from(TRACK_UNIT);
     let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
@@ -258,8 +258,10 @@ fn view_pass(transcripts: &[Transcript], first: usize) -> MicroBatch {
 #[test]
 fn one_training_step_matches_the_reference() {
     let _serial = serial();
-    for norm in [Norm::Batch, Norm::Group] {
+    // Batch norm also on one packed pass (train.packing): both sides then pool each sequence's own span.
+    for (norm, packed) in [(Norm::Batch, false), (Norm::Group, false), (Norm::Batch, true)] {
         let dir = tempfile::tempdir().unwrap();
+        let label = format!("{norm:?}{}", if packed { ", packed" } else { "" });
         // Dropout 0 so both sides compute the same function; a large weight decay so applying it to the
         // wrong tensors (or not at all) would show far above the tolerance; group-size weights on, so the
         // weighted positive term is compared too.
@@ -293,12 +295,30 @@ fn one_training_step_matches_the_reference() {
                 group_size: 1 + i % 4,
             })
             .collect();
+        let micro = if packed {
+            let views: Vec<ViewSpec> = (view1.iter().chain(&view2))
+                .map(|t| ViewSpec {
+                    transcript: t.clone(),
+                    shift: 0,
+                    masked: Vec::new(),
+                })
+                .collect();
+            let layout = PassLayout {
+                position_budget: usize::MAX,
+                packing_gap: Some(config.model.shape().packing_gap()),
+            };
+            let micro = encode_views(&views, layout);
+            assert!(micro.len() == 1 && micro[0].is_packed(), "one packed pass");
+            micro
+        } else {
+            vec![view_pass(&view1, 0), view_pass(&view2, n)]
+        };
         let batch = StepBatch {
             step: 0,
             offset: 0,
             global_pairs: pairs.len(),
             pairs: pairs.clone(),
-            micro: vec![view_pass(&view1, 0), view_pass(&view2, n)],
+            micro,
         };
 
         let mut exported = Vec::new();
@@ -310,6 +330,14 @@ fn one_training_step_matches_the_reference() {
                 (format!("len{}", k + 1), lens),
                 (format!("rows{}", k + 1), rows),
             ]);
+            if m.is_packed() {
+                let line: Vec<i64> = m.placements.iter().map(|p| i64::from(p.line)).collect();
+                let offset: Vec<i64> = m.placements.iter().map(|p| i64::from(p.offset)).collect();
+                exported.extend([
+                    (format!("line{}", k + 1), Tensor::from_slice(&line)),
+                    (format!("offset{}", k + 1), Tensor::from_slice(&offset)),
+                ]);
+            }
         }
         let w: Vec<f32> = pairs.iter().map(|p| group_size_weight(p.group_size) as f32).collect();
         exported.push(("weights".into(), Tensor::from_slice(&w)));
@@ -330,7 +358,11 @@ fn one_training_step_matches_the_reference() {
         let out = dir.path().join("after.safetensors");
         let json = config_json(&config.model, &config.train, report.lr);
         let [b, i, o] = [&before, &inputs, &out].map(|p| p.to_str().unwrap().to_owned());
-        let stdout = reference_ok(&[
+        // The packed pass against the reference in f64: the exact function, so the comparison measures
+        // isoclr's f32 error alone. (Against the reference in f32, this batch's clipped gradients differ by
+        // up to 1.6e-3: the two f32 computations round differently, while each packed implementation equals
+        // its own one-per-line layout in f64 and isoclr's f32 packed encoder stays within ~3e-6 of f64.)
+        let mut args = vec![
             "step",
             "--weights",
             &b,
@@ -340,18 +372,22 @@ fn one_training_step_matches_the_reference() {
             &o,
             "--config-json",
             &json,
-        ]);
+        ];
+        if packed {
+            args.push("--float64");
+        }
+        let stdout = reference_ok(&args);
         let line: serde_json::Value =
             serde_json::from_str(stdout.trim()).expect("reference.py step prints one JSON line");
         let python_loss = line["loss"].as_f64().expect("no loss in the reference's output");
         let loss_error = (python_loss - report.loss).abs() / report.loss.abs().max(1.0);
         eprintln!(
-            "{norm:?}: loss isoclr {:.7} PyTorch {python_loss:.7} (relative {loss_error:.2e})",
+            "{label}: loss isoclr {:.7} PyTorch {python_loss:.7} (relative {loss_error:.2e})",
             report.loss
         );
         assert!(
             loss_error <= TOLERANCE,
-            "{norm:?}: loss {} vs reference {python_loss}",
+            "{label}: loss {} vs reference {python_loss}",
             report.loss
         );
 
@@ -366,13 +402,24 @@ fn one_training_step_matches_the_reference() {
                 .get(&format!("grad.{name}"))
                 .unwrap_or_else(|| panic!("reference has no gradient of {name}"));
             let d = max_abs_diff(g, pg);
-            assert!(d <= TOLERANCE, "{norm:?}: clipped gradient of {name} differs by {d:e}");
+            // Against the f64 reference an exact zero is exactly zero (the stem convolution's bias, which
+            // batch norm cancels): isoclr's f32 sum of thousands of terms that cancel leaves noise of
+            // ~1e-4 there (3.2e-4 on this batch), a bound that a real gradient error would exceed.
+            let exact_zero = packed && pg.norm().double_value(&[]) < 1e-9;
+            if exact_zero {
+                assert!(
+                    d <= 1e-2,
+                    "{label}: gradient of {name} should be float noise around 0, is {d:e}"
+                );
+                continue;
+            }
+            assert!(d <= TOLERANCE, "{label}: clipped gradient of {name} differs by {d:e}");
             let size = g.norm().double_value(&[]);
             let relative = (g - pg).norm().double_value(&[]) / size.max(1e-30);
             if size >= 1e-3 {
                 assert!(
                     relative <= 1e-3,
-                    "{norm:?}: clipped gradient of {name} differs by {relative:e} relative"
+                    "{label}: clipped gradient of {name} differs by {relative:e} relative"
                 );
                 if relative >= worst_relative.0 {
                     worst_relative = (relative, name.clone());
@@ -418,9 +465,9 @@ fn one_training_step_matches_the_reference() {
             let u = largest(diff.masked_select(&determined.logical_not()));
             assert!(
                 u <= 2.0 * report.lr + 1e-6,
-                "{norm:?}: {name} moved by {u:e}, more than one step"
+                "{label}: {name} moved by {u:e}, more than one step"
             );
-            assert!(d <= TOLERANCE, "{norm:?}: {name} after the step differs by {d:e}");
+            assert!(d <= TOLERANCE, "{label}: {name} after the step differs by {d:e}");
             if d >= worst.0 {
                 worst = (d, name.clone());
             }
@@ -428,10 +475,10 @@ fn one_training_step_matches_the_reference() {
         // Guard against a vacuous pass: noise-level gradients must stay rare.
         assert!(
             undetermined * 100 < elements,
-            "{norm:?}: {undetermined} of {elements} elements have noise-level gradients"
+            "{label}: {undetermined} of {elements} elements have noise-level gradients"
         );
         eprintln!(
-            "{norm:?}: max |Δ| clipped gradient {:.3e} ({}), worst relative {:.3e} ({}); after the step {:.3e} ({}); \
+            "{label}: max |Δ| clipped gradient {:.3e} ({}), worst relative {:.3e} ({}); after the step {:.3e} ({}); \
              {undetermined} of {elements} elements with noise-level gradients",
             worst_grad.0, worst_grad.1, worst_relative.0, worst_relative.1, worst.0, worst.1
         );

@@ -93,16 +93,20 @@ impl MaskedNorm {
             } => {
                 let c = weight.size()[0];
                 let (mean, var) = if train {
-                    // One pass of moments: x·m and its square (m is 0/1) summed, var = E[x²] − E[x]², all
-                    // in f32 (x·m promotes a bf16 x against the f32 mask). Fewer full-size kernels than
-                    // centring first, which mattered on the GPU; the cancellation when |mean| ≫ std is
-                    // bounded in the tests below (mean 50 × std: error < 1e-3 relative).
-                    let count = mask.sum(kind).clamp_min(1.0);
+                    // One pass of moments: x·m and its square (m is 0/1) summed, var = E[x²] − E[x]².
+                    // Fewer full-size kernels than centring first, which mattered on the GPU. The sums
+                    // accumulate in f64 (x·m itself stays f32, promoted from a bf16 x by the f32 mask):
+                    // accumulated in f32, E[x²] − E[x]² cancelled badly on channels with |mean| ≫ std, and
+                    // whole training gradients came out up to 27 % off (elementwise) against an f64 run
+                    // (`model::tests::batch_statistics_keep_gradients_accurate_in_f32`).
+                    let wide = Kind::Double;
+                    let count = mask.sum(wide).clamp_min(1.0);
                     let xm = x * mask;
                     let dims = [0i64, 2].as_slice();
-                    let mean = xm.sum_dim_intlist(dims, true, kind) / &count;
-                    let mean_square = xm.square().sum_dim_intlist(dims, true, kind) / &count;
+                    let mean = xm.sum_dim_intlist(dims, true, wide) / &count;
+                    let mean_square = xm.square().sum_dim_intlist(dims, true, wide) / &count;
                     let var = (mean_square - mean.square()).clamp_min(0.0);
+                    let (mean, var, count) = (mean.to_kind(kind), var.to_kind(kind), count.to_kind(kind));
                     tch::no_grad(|| {
                         let unbiased = &var * &count / (&count - 1.0).clamp_min(1.0);
                         let mut rm = running_mean.shallow_clone();

@@ -13,8 +13,9 @@
 #       a line (train.packing), with their ratio and each side's peak GPU memory; below the table, isoclr's
 #       seq/s on the mix against fixed padding (issue 7's 2.5× goal); and `small` with a 3× larger batch,
 #       isoclr with gradient caching (train.gradient_cache);
-#   (b) the library's NCCL unit tests (src/dist/nccl.rs) at world size 1, plus the device:: tests
-#       (autocast, CUDA memory statistics);
+#   (b) the library's NCCL unit tests (src/dist/nccl.rs) at world size 1, the trainer on NCCL's device
+#       collectives against one process (train::step::tests::nccl_on_the_device_trains_as_one_process),
+#       plus the device:: tests (autocast, CUDA memory statistics);
 #   (c) `isoclr train --workers 2` (two processes sharing the GPU, TCP ring) against `--workers 1` on the
 #       tiny synthetic configuration: seq/s and the largest relative loss difference of a step;
 #   (d) embedding throughput (`isoclr embed` / the probe runner) next to the training forward pass, `small`
@@ -102,7 +103,7 @@ echo "gpu-check: $card; logs in $logs" >&2
 # ---- (b) unit tests on the device ---------------------------------------------------------------------
 if [[ "$device" == cuda ]]; then
   echo "gpu-check: NCCL and device unit tests" >&2
-  run 90 "$logs/unit-tests.log" "$bundle/isoclr-lib-tests" dist::nccl device:: --test-threads=1
+  run 90 "$logs/unit-tests.log" "$bundle/isoclr-lib-tests" dist::nccl device:: nccl_on_the_device --test-threads=1
   echo "exit $?" >"$logs/unit-tests.status"
 else
   run 60 "$logs/unit-tests.log" "$bundle/isoclr-lib-tests" --list dist::nccl
@@ -279,7 +280,7 @@ if cuda:
     passed = bool(m) and m.group(1) == "ok" and unit_status == 0 and int(m.group(2)) > 0
     if not passed:
         failed.append("unit tests")
-    rows.append(("NCCL unit tests, world size 1", "dist::nccl + device:: (isoclr-lib-tests)", result, "—", "—", "—",
+    rows.append(("NCCL unit tests, world size 1", "dist::nccl + device:: + the trainer on NCCL (isoclr-lib-tests)", result, "—", "—", "—",
                  "pass" if passed else "**FAILED** (logs/unit-tests.log)"))
 else:
     listed = len(re.findall(r"^dist::nccl::\S+: test$", unit, re.M))

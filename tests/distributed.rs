@@ -91,6 +91,24 @@ fn two_and_three_workers_match_one_process() {
     }
 }
 
+/// `dist.backend = "nccl"` where NCCL cannot run (this CPU machine) stops the job with an error that names
+/// the key and the reason, promptly, instead of hanging or silently falling back.
+#[test]
+fn nccl_asked_for_on_the_cpu_is_refused_by_name() {
+    let out = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let run = train(out.path(), Some(2), &["dist.backend=nccl", "train.device=cpu"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "training succeeded:\n{stderr}");
+    assert!(
+        // The first obstacle found: this build's missing `nccl` feature, or (built with it) the CPU.
+        stderr.contains("dist.backend = \"nccl\" cannot run")
+            && (stderr.contains("feature `nccl`") || stderr.contains("the workers train on the CPU")),
+        "{stderr}"
+    );
+    assert!(started.elapsed().as_secs() < 60, "took {:?}", started.elapsed());
+}
+
 #[test]
 fn a_killed_worker_ends_the_job_within_the_bound() {
     let out = tempfile::tempdir().unwrap();

@@ -85,6 +85,22 @@ pub struct DistConfig {
     pub tls_key: Option<PathBuf>,
     /// PEM CA certificate workers use to verify the coordinator (defaults to `tls_cert`).
     pub tls_ca: Option<PathBuf>,
+    /// Collectives between workers: `tcp` (the ring, host memory), `nccl` (device memory; needs CUDA and a
+    /// build with the `nccl` feature), or `auto`: NCCL when every worker has a GPU of its own and NCCL
+    /// loads, else TCP.
+    pub backend: CollectiveBackend,
+}
+
+/// Which collective backend workers use (`dist.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CollectiveBackend {
+    /// NCCL where it can run, else TCP.
+    Auto,
+    /// The TCP ring through host memory.
+    Tcp,
+    /// NCCL on device memory; an error where it cannot run.
+    Nccl,
 }
 
 impl Default for DistConfig {
@@ -100,6 +116,7 @@ impl Default for DistConfig {
             tls_cert: None,
             tls_key: None,
             tls_ca: None,
+            backend: CollectiveBackend::Auto,
         }
     }
 }

@@ -83,6 +83,30 @@ pub trait Collective: Send {
     fn broadcast(&mut self, buffer: &mut [f32], root: usize) -> Result<()>;
     /// Returns once every rank has entered the barrier.
     fn barrier(&mut self) -> Result<()>;
+    /// The same collectives on device memory, when this backend has them (NCCL): the trainer then never
+    /// copies gradients or projections through the host.
+    fn device_collective(&mut self) -> Option<&mut dyn DeviceCollective> {
+        None
+    }
+}
+
+/// Collectives on `f32` buffers in CUDA device memory, given by raw addresses (this layer knows no tensors),
+/// enqueued on the legacy default stream, the stream libtorch computes on: they run in order with the
+/// kernels around them, and return without waiting for the device.
+pub trait DeviceCollective {
+    /// Combines `len` values at `ptr` across ranks, in place.
+    ///
+    /// # Safety
+    /// `ptr` must address at least `len` f32 of device memory on this rank's device, alive and written by
+    /// nothing else until the operation has run on the stream (memory freed to libtorch's caching
+    /// allocator and reused by later kernels on the same stream qualifies).
+    unsafe fn all_reduce_device(&mut self, ptr: u64, len: usize, op: ReduceOp) -> Result<()>;
+    /// Gathers every rank's `len` values at `send` into `recv` (`world_size · len` values, rank order).
+    ///
+    /// # Safety
+    /// As for [`DeviceCollective::all_reduce_device`], for `send` (`len` f32) and `recv`
+    /// (`world_size · len` f32), which must not overlap.
+    unsafe fn all_gather_device(&mut self, send: u64, recv: u64, len: usize) -> Result<()>;
 }
 
 /// The world of one process: every collective is the identity.

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use cudarc::driver::{result as cu, sys as cusys};
 use cudarc::nccl::sys::ncclConfig_t;
 
-use super::{Collective, DistError, ReduceOp, Result};
+use super::{Collective, DeviceCollective, DistError, ReduceOp, Result};
 
 /// `<torch>/lib` of the libtorch the crate was built against (set by build.rs with the `torch` feature).
 const BUILD_TORCH_LIB: Option<&str> = option_env!("ISOCLR_LIBTORCH_LIB");
@@ -684,6 +684,22 @@ impl Collective for NcclComm {
 
     fn barrier(&mut self) -> Result<()> {
         self.all_reduce(&mut [0.0], ReduceOp::Sum)
+    }
+
+    fn device_collective(&mut self) -> Option<&mut dyn DeviceCollective> {
+        Some(self)
+    }
+}
+
+impl DeviceCollective for NcclComm {
+    unsafe fn all_reduce_device(&mut self, ptr: u64, len: usize, op: ReduceOp) -> Result<()> {
+        // SAFETY: the caller upholds the trait's contract, which is the inherent method's.
+        unsafe { NcclComm::all_reduce_device(self, ptr, len, op) }
+    }
+
+    unsafe fn all_gather_device(&mut self, send: u64, recv: u64, len: usize) -> Result<()> {
+        // SAFETY: as above.
+        unsafe { NcclComm::all_gather_device(self, send, recv, len) }
     }
 }
 

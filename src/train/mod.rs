@@ -4,6 +4,7 @@
 //! Must not depend on the coordinator or gRPC: distributed training reuses [`step::Trainer`] per worker.
 
 pub mod checkpointing;
+pub mod collective;
 pub mod optim;
 pub mod run;
 pub mod schedule;

@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::checkpointing::{Checkpointing, train_state};
-use super::run::{select_device, stop_flag};
+use super::collective::{
+    BackendFacts, WorkerCollective, choose_backend, devices_distinct, nccl_offer, registered_device, worker_device,
+};
+use super::run::stop_flag;
 use super::step::Trainer;
 use super::{Result, TrainError};
 use crate::dist::tcp::{RingConfig, TcpRing};
@@ -63,9 +66,10 @@ pub fn run_worker(opts: WorkerOptions) -> Result<PathBuf> {
         .to_string();
     let client = WorkerClient::connect(&opts.coordinator, &opts.token, opts.tls.clone(), opts.rpc_timeout)
         .map_err(|e| setup("coordinator")(e.to_string()))?;
-    let device_name = format!("local-rank-{}", opts.local_rank);
+    let device_name = registered_device(opts.local_rank);
     let mut registration = Registration::this_process(opts.local_rank, &device_name, &ring_address);
     registration.requested_rank = opts.requested_rank;
+    registration.nccl_unique_id_offer = nccl_offer();
     let rendezvous = client
         .register(&registration, opts.rendezvous_timeout)
         .map_err(|e| setup("rendezvous")(e.to_string()))?;
@@ -83,7 +87,7 @@ pub fn run_worker(opts: WorkerOptions) -> Result<PathBuf> {
         &heartbeat,
         &rendezvous,
         &config,
-        listener,
+        (listener, opts.local_rank),
         opts.token.expose().as_bytes(),
         &stop,
     );
@@ -103,7 +107,7 @@ fn train_as_rank(
     heartbeat: &crate::worker::Heartbeat,
     rendezvous: &crate::worker::Rendezvous,
     config: &crate::config::Config,
-    listener: crate::dist::tcp::RingListener,
+    (listener, local_rank): (crate::dist::tcp::RingListener, u32),
     token: &[u8],
     stop: &AtomicBool,
 ) -> Result<PathBuf> {
@@ -121,12 +125,28 @@ fn train_as_rank(
         connect_timeout: secs(d.rendezvous_timeout_s),
         op_timeout: secs(d.rendezvous_timeout_s),
     };
-    let mut ring =
-        TcpRing::connect(listener, rank, peers, token, start_up).map_err(|e| setup("ring")(e.to_string()))?;
+    let ring = TcpRing::connect(listener, rank, peers, token, start_up).map_err(|e| setup("ring")(e.to_string()))?;
     if config.train.threads > 0 {
         tch::set_num_threads(config.train.threads);
     }
-    let device = select_device(t.device)?;
+    let device = worker_device(t.device, local_rank)?;
+    let backend = choose_backend(BackendFacts {
+        requested: d.backend,
+        cuda: device.is_cuda(),
+        world_size: rendezvous.world_size,
+        nccl_built: cfg!(feature = "nccl"),
+        unique_id: rendezvous.nccl_unique_id.as_ref().is_some_and(|id| !id.is_empty()),
+        devices_distinct: devices_distinct(&rendezvous.peers),
+    })?;
+    let mut comm = WorkerCollective::join(
+        backend,
+        ring,
+        rendezvous.nccl_unique_id.as_deref(),
+        device,
+        secs(d.rendezvous_timeout_s),
+    )
+    .map_err(|e| setup("collectives")(e.to_string()))?;
+    info!(rank, ?device, backend = comm.name(), "collectives joined");
     let mut trainer = Trainer::new(config, device, rendezvous.steps_per_epoch);
     let fingerprint = &rendezvous.dataset_fingerprint;
     let checkpoints = Checkpointing::open(config)?;
@@ -140,7 +160,7 @@ fn train_as_rank(
         c.resume_at(&mut trainer, rendezvous.start_step, fingerprint)?;
     }
     trainer
-        .broadcast_parameters(&mut ring)
+        .broadcast_parameters(comm.collective())
         .map_err(|e| setup("broadcast")(e.to_string()))?;
     // Rank 0 writes the job's checkpoints (see the module's documentation).
     let saver = checkpoints.as_ref().filter(|_| rank == 0);
@@ -183,7 +203,7 @@ fn train_as_rank(
         let data_wait_s = waited.elapsed().as_secs_f64();
         let started = Instant::now();
         let report = trainer
-            .train_step(&batch, &mut ring)
+            .train_step(&batch, comm.collective())
             .map_err(|e| TrainError::Setup(e.to_string()))?;
         if !report.loss.is_finite() {
             return Err(TrainError::Diverged {
@@ -192,7 +212,7 @@ fn train_as_rank(
             });
         }
         if step == rendezvous.start_step {
-            ring.set_op_timeout(secs(d.collective_timeout_s));
+            comm.set_op_timeout(secs(d.collective_timeout_s));
         }
         let step_time_s = started.elapsed().as_secs_f64();
         let metrics = StepMetrics {

@@ -197,13 +197,7 @@ fn make_batch(settings: &Settings, model: &ModelConfig) -> StepBatch {
     let micro = match settings.positions {
         // As `isoclr train` cuts a step with `train.packing`: several sequences to a line.
         Some(budget) if settings.packing => {
-            let views: Vec<ViewSpec> = (transcripts.iter())
-                .map(|t| ViewSpec {
-                    transcript: t.clone(),
-                    shift: 0,
-                    masked: Vec::new(),
-                })
-                .collect();
+            let views: Vec<ViewSpec> = transcripts.iter().map(ViewSpec::plain).collect();
             let layout = PassLayout {
                 position_budget: budget,
                 packing_gap: Some(model.shape().packing_gap()),

@@ -296,13 +296,7 @@ fn one_training_step_matches_the_reference() {
             })
             .collect();
         let micro = if packed {
-            let views: Vec<ViewSpec> = (view1.iter().chain(&view2))
-                .map(|t| ViewSpec {
-                    transcript: t.clone(),
-                    shift: 0,
-                    masked: Vec::new(),
-                })
-                .collect();
+            let views: Vec<ViewSpec> = view1.iter().chain(&view2).map(ViewSpec::plain).collect();
             let layout = PassLayout {
                 position_budget: usize::MAX,
                 packing_gap: Some(config.model.shape().packing_gap()),

@@ -160,6 +160,15 @@ pub struct ViewSpec {
 }
 
 impl ViewSpec {
+    /// `transcript` as it is: no shift, nothing masked (embedding, benchmarks, tests).
+    pub fn plain(transcript: &Transcript) -> Self {
+        Self {
+            transcript: transcript.clone(),
+            shift: 0,
+            masked: Vec::new(),
+        }
+    }
+
     /// Real length including the shift.
     pub fn len(&self) -> u32 {
         self.transcript.len + self.shift
@@ -326,15 +335,23 @@ pub fn build_step(
 /// Encodes transcripts without augmentation, for embedding: length-sorted micro-batches, one sequence per
 /// line (region pooling needs that), rows numbered in the order given.
 pub fn encode_for_embedding(transcripts: &[&Transcript], position_budget: usize) -> Vec<MicroBatch> {
-    let views: Vec<ViewSpec> = transcripts
-        .iter()
-        .map(|&t| ViewSpec {
-            transcript: t.clone(),
-            shift: 0,
-            masked: Vec::new(),
-        })
-        .collect();
+    let views: Vec<ViewSpec> = transcripts.iter().map(|&t| ViewSpec::plain(t)).collect();
     encode_views(&views, PassLayout::one_per_line(position_budget))
+}
+
+/// `n` lengths drawn log-normally between 300 and 12,288 (median near 3 kb), as human mRNAs: a step's
+/// realistic mix, for the planners' tests.
+#[cfg(test)]
+pub(crate) fn mrna_like_lengths(seed: u64, n: usize) -> Vec<u32> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            // A sum of 12 uniforms less 6 is close to a standard normal.
+            let z: f64 = (0..12).map(|_| rng.random::<f64>()).sum::<f64>() - 6.0;
+            (2900.0 * (0.6 * z).exp()).clamp(300.0, 12_288.0) as u32
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -434,14 +451,7 @@ mod tests {
     /// row (which filled one pass with everything up to the budget), in no more passes.
     #[test]
     fn plan_pads_a_length_mix_less_than_greedy_packing() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        // Log-normal-ish lengths between 300 and 12,288 (median near 3 kb), as human mRNAs.
-        let lengths: Vec<u32> = (0..128)
-            .map(|_| {
-                let z: f64 = (0..12).map(|_| rng.random::<f64>()).sum::<f64>() - 6.0;
-                (2900.0 * (0.6 * z).exp()).clamp(300.0, 12_288.0) as u32
-            })
-            .collect();
+        let lengths = mrna_like_lengths(3, 128);
         let budget = 64 * 12_288;
         let real: usize = lengths.iter().map(|&l| l as usize).sum();
         let padded = |plan: &[Vec<usize>]| -> usize {

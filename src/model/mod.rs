@@ -312,11 +312,7 @@ mod tests {
         let views: Vec<ViewSpec> = [301usize, 77, 1000, 45, 530, 120]
             .iter()
             .enumerate()
-            .map(|(i, &len)| ViewSpec {
-                transcript: random_transcript(40 + i as u64, len),
-                shift: 0,
-                masked: Vec::new(),
-            })
+            .map(|(i, &len)| ViewSpec::plain(&random_transcript(40 + i as u64, len)))
             .collect();
         let unpacked = encode_views(&views, PassLayout::one_per_line(1 << 20));
         let packed = encode_views(

@@ -388,7 +388,9 @@ pub struct TrainConfig {
     pub positions_per_pass: usize,
     /// Pack several short sequences into one line of a pass, far enough apart that none sees another
     /// (docs/DESIGN.md, "Packing"), instead of padding each to the longest of its pass. Needs batch norm
-    /// (group and layer norm take statistics per line); ignored with the others.
+    /// (group and layer norm take statistics per line); ignored with the others. Off by default: it changes
+    /// which sequences share batch statistics, and what that does to the learned encoder is not measured
+    /// (docs/DESIGN.md).
     pub packing: bool,
     /// Gradient caching: encode the whole batch without keeping activations, take the loss's gradient
     /// with respect to the embeddings, then run each encoder pass again with gradients. The encoder's
@@ -429,7 +431,7 @@ impl Default for TrainConfig {
             mask_fraction: 0.15,
             max_shift: 3,
             positions_per_pass: 64 * 12_288,
-            packing: true,
+            packing: false,
             gradient_cache: false,
             log_every: 10,
             device: DeviceChoice::Auto,

@@ -204,11 +204,7 @@ impl Model {
         let x = crate::device::upload(&units, device).to_kind(Kind::Float) * f64::from(crate::data::TRACK_UNIT);
         if m.is_packed() {
             debug_assert_eq!(pooling, Pooling::Mean, "region pooling of a packed micro-batch");
-            let spans: Vec<(usize, usize, usize)> = (m.placements.iter().zip(&m.lengths))
-                .map(|(p, &len)| (p.line as usize, p.offset as usize, len as usize))
-                .collect();
-            let layout = encoder::PackedLayout::new(m.lines, m.padded_len, &spans, device);
-            return self.encoder.forward_packed(&x, &layout, train);
+            return self.encoder.forward_packed(&x, &packed_layout(m, device), train);
         }
         let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
         let lengths = crate::device::upload(&lengths, device);
@@ -224,6 +220,14 @@ impl Model {
             .map(|(_, t)| t)
             .collect()
     }
+}
+
+/// The encoder's view of a packed micro-batch's placements, on `device`.
+fn packed_layout(m: &MicroBatch, device: Device) -> encoder::PackedLayout {
+    let spans: Vec<(usize, usize, usize)> = (m.placements.iter().zip(&m.lengths))
+        .map(|(p, &len)| (p.line as usize, p.offset as usize, len as usize))
+        .collect();
+    encoder::PackedLayout::new(m.lines, m.padded_len, &spans, device)
 }
 
 /// Serialises the tests that seed and draw from libtorch's generator, which is process-wide: the test
@@ -338,11 +342,7 @@ mod tests {
             .to_kind(kind)
             * f64::from(crate::data::TRACK_UNIT);
         let e = if m.is_packed() {
-            let spans: Vec<(usize, usize, usize)> = (m.placements.iter().zip(&m.lengths))
-                .map(|(p, &len)| (p.line as usize, p.offset as usize, len as usize))
-                .collect();
-            let layout = encoder::PackedLayout::new(m.lines, m.padded_len, &spans, Device::Cpu);
-            model.encoder.forward_packed(&x, &layout, train)
+            model.encoder.forward_packed(&x, &packed_layout(m, Device::Cpu), train)
         } else {
             let lengths: Vec<i64> = m.lengths.iter().map(|&l| i64::from(l)).collect();
             model.encoder.forward(&x, &Tensor::from_slice(&lengths), train)

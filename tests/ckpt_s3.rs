@@ -7,6 +7,8 @@
 //! Everything runs in one test function: the credentials go into this process's environment (the only place
 //! the store takes them from), which is only safe while no other test thread runs.
 
+mod common;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -385,6 +387,7 @@ fn train_through_an_outage(server: &Seaweed, access_key: &str, secret: &str) -> 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stderr = common::StderrReader::start(&mut child);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !matches!(store.latest_step(), Ok(Some(_))) {
         assert!(Instant::now() < deadline, "no checkpoint reached S3");
@@ -405,14 +408,25 @@ fn train_through_an_outage(server: &Seaweed, access_key: &str, secret: &str) -> 
         child.try_wait().unwrap().is_none(),
         "the final save gave up within 3 s while S3 was down"
     );
-    server.run_start(access_key, secret).expect("SeaweedFS did not restart");
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "training failed:\n{stderr}");
+    let so_far = stderr.so_far();
     assert!(
-        stderr.contains("CHECKPOINT SAVE FAILED") && stderr.contains("the final checkpoint save failed; trying again"),
-        "the failed saves were reported:\n{stderr}"
+        so_far.contains("CHECKPOINT SAVE FAILED") && so_far.contains("the final checkpoint save failed; trying again"),
+        "the failed saves were reported while S3 was down:\n{so_far}"
     );
+    server.run_start(access_key, secret).expect("SeaweedFS did not restart");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("training did not end once S3 was back:\n{}", stderr.so_far());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = stderr.finish();
+    assert!(status.success(), "training failed:\n{stderr}");
     // The final checkpoint was written once the server came back, and is complete.
     assert_eq!(store.latest_step().unwrap(), Some(TRAIN_STEPS));
     assert_eq!(store.load_latest(true).unwrap().unwrap().step, TRAIN_STEPS);

@@ -140,6 +140,7 @@ fn a_killed_worker_ends_the_job_within_the_bound() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stderr = common::StderrReader::start(&mut job);
     // Wait until training is under way: a few steps in the job's metrics.
     let start = Instant::now();
     while std::fs::read_to_string(out.path().join("metrics.jsonl")).map_or(0, |m| m.lines().count()) < 3 {
@@ -168,12 +169,7 @@ fn a_killed_worker_ends_the_job_within_the_bound() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let elapsed = killed_at.elapsed();
-    let stderr = {
-        use std::io::Read;
-        let mut s = String::new();
-        job.stderr.take().unwrap().read_to_string(&mut s).unwrap();
-        s
-    };
+    let stderr = stderr.finish();
     assert!(!status.success(), "a lost worker must fail the job");
     assert!(
         elapsed.as_secs_f64() <= bound + 5.0,

@@ -81,7 +81,7 @@ fn wait_until(child: &mut Child, what: &str, ready: impl Fn() -> bool) {
 }
 
 /// Waits (at most 3 minutes) for `child` to end and returns its exit code and stderr.
-fn finish(mut child: Child) -> (Option<i32>, String) {
+fn finish(mut child: Child, stderr: common::StderrReader) -> (Option<i32>, String) {
     let start = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -93,12 +93,7 @@ fn finish(mut child: Child) -> (Option<i32>, String) {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        use std::io::Read;
-        pipe.read_to_string(&mut stderr).unwrap();
-    }
-    (status.code(), stderr)
+    (status.code(), stderr.finish())
 }
 
 /// The steps of `metrics.jsonl`, in file order.
@@ -126,10 +121,11 @@ fn stop_and_resume(workers: Option<usize>, reference: &(Vec<u8>, Vec<u8>)) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stderr = common::StderrReader::start(&mut child);
     wait_until(&mut child, "5 steps logged", || metrics_lines(&out) >= 5);
     // SAFETY: signals the process group of our own child (its pid, as we made it a group leader).
     assert_eq!(unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) }, 0);
-    let (code, stderr) = finish(child);
+    let (code, stderr) = finish(child, stderr);
     assert_eq!(
         code,
         Some(75),
@@ -176,6 +172,7 @@ fn a_sigkilled_worker_restarts_the_job_which_ends_as_if_undisturbed() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let stderr = common::StderrReader::start(&mut child);
     // Kill after the first checkpoint, part-way to the next, so the restart must resume and redo steps.
     wait_until(&mut child, "a checkpoint and 6 steps", || {
         ckpt.join("LATEST").exists() && metrics_lines(&out) >= 6
@@ -184,7 +181,7 @@ fn a_sigkilled_worker_restarts_the_job_which_ends_as_if_undisturbed() {
     assert_eq!(workers.len(), 2, "two worker processes");
     // SAFETY: sends a signal to a process id just read from /proc; no memory is involved.
     assert_eq!(unsafe { libc::kill(workers[1] as i32, libc::SIGKILL) }, 0);
-    let (code, stderr) = finish(child);
+    let (code, stderr) = finish(child, stderr);
     assert_eq!(code, Some(0), "the job restarted itself and finished:\n{stderr}");
     assert!(stderr.contains("starting it again"), "{stderr}");
     assert!(stderr.contains("resuming the job from its checkpoint"), "{stderr}");

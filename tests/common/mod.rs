@@ -54,3 +54,50 @@ pub fn project_python(module: &str) -> std::path::PathBuf {
         Err(e) => panic!("cannot run {}: {e}\n{how}", python.display()),
     }
 }
+
+/// A child's stderr, read on a thread as the child writes it. A piped stderr that nobody reads fills its
+/// buffer (64 KiB on Linux) and then blocks the child at its next log line, which stalls it in ways a test
+/// would misread (a trainer that seems to wait on storage is waiting on its own log).
+pub struct StderrReader {
+    text: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StderrReader {
+    /// Starts reading `child`'s stderr (spawned with `Stdio::piped()`; otherwise there is nothing to read).
+    pub fn start(child: &mut std::process::Child) -> Self {
+        let text = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let thread = child.stderr.take().map(|mut pipe| {
+            let text = text.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut chunk = [0u8; 8192];
+                while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                    text.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            })
+        });
+        Self { text, thread }
+    }
+
+    /// What the child has written so far.
+    pub fn so_far(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
+    }
+
+    /// Everything the child wrote. Call it once the child has exited: it waits (at most 60 s, since a
+    /// grandchild may still hold the pipe open) for the pipe to close.
+    pub fn finish(mut self) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        if let Some(thread) = self.thread.take() {
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            if !thread.is_finished() {
+                return self.so_far() + "\n(stderr still open 60 s after the child ended)";
+            }
+            let _ = thread.join();
+        }
+        self.so_far()
+    }
+}

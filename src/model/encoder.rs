@@ -8,7 +8,7 @@
 
 use tch::{Kind, Tensor, nn};
 
-use super::norm::{MaskedNorm, accumulation_kind};
+use super::norm::{MaskedNorm, Positions, accumulation_kind};
 use crate::config::{EncoderShape, ModelConfig, Pooling};
 use crate::data::CODON_TRACK;
 
@@ -84,15 +84,15 @@ impl ResidualBlock {
         }
     }
 
-    fn forward(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+    fn forward(&self, x: &Tensor, positions: &Positions, train: bool) -> Tensor {
         let h = self
             .norm1
-            .forward(&self.conv1.forward(x), mask, train)
+            .forward(&self.conv1.forward(x), positions, train)
             .relu()
             .dropout(self.dropout, train);
-        let h = self.norm2.forward(&self.conv2.forward(&h), mask, train);
+        let h = self.norm2.forward(&self.conv2.forward(&h), positions, train);
         let residual = match &self.shortcut {
-            Some((conv, norm)) => norm.forward(&conv.forward(x), mask, train),
+            Some((conv, norm)) => norm.forward(&conv.forward(x), positions, train),
             None => x.shallow_clone(),
         };
         (h + residual).relu()
@@ -288,14 +288,19 @@ impl Encoder {
         train: bool,
     ) -> (Tensor, Tensor, Option<Tensor>) {
         let x = x.narrow(1, 0, self.in_tracks) * &mask;
-        let h = self.stem_norm.forward(&self.stem_conv.forward(&x), &mask, train);
+        let h = self.stem_norm.forward(
+            &self.stem_conv.forward(&x),
+            &Positions::new(mask.shallow_clone()),
+            train,
+        );
         let (mut h, pooled_mask) = masked_max_pool(&h, &mask);
         mask = pooled_mask;
         let halve = |m: &Tensor| m.max_pool1d([2], [2], [0], [1], false);
         regions = regions.map(|r| halve(&r));
         for stage in &self.stages {
+            let positions = Positions::new(mask.shallow_clone());
             for block in stage {
-                h = block.forward(&h, &mask, train);
+                h = block.forward(&h, &positions, train);
             }
             (h, mask) = max_pool_after_relu(&h, &mask);
             regions = regions.map(|r| halve(&r));

@@ -6,7 +6,7 @@
 
 use tch::{Kind, Tensor, nn};
 
-use super::norm::MaskedNorm;
+use super::norm::{MaskedNorm, Positions};
 use crate::config::ModelConfig;
 
 /// The projection head.
@@ -38,8 +38,8 @@ impl ProjectionHead {
 
     /// Projects `[n, D]` embeddings to `[n, P]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let ones = Tensor::ones([x.size()[0], 1, 1], (Kind::Float, x.device()));
-        let bn = |norm: &MaskedNorm, h: Tensor| norm.forward(&h.unsqueeze(2), &ones, train).squeeze_dim(2);
+        let rows = Positions::new(Tensor::ones([x.size()[0], 1, 1], (Kind::Float, x.device())));
+        let bn = |norm: &MaskedNorm, h: Tensor| norm.forward(&h.unsqueeze(2), &rows, train).squeeze_dim(2);
         let h = bn(&self.norm1, x.apply(&self.fc1)).relu();
         let h = bn(&self.norm2, h.apply(&self.fc2)).relu();
         h.apply(&self.fc3)

@@ -4,6 +4,8 @@
 //! Shapes: activations `[n, C, L]` `f32` (or the autocast dtype), masks `[n, 1, L]` with 1 at real positions
 //! and 0 in padding. Outputs are zero in padding.
 
+use std::cell::OnceCell;
+
 use tch::{Kind, Tensor, nn};
 
 use crate::config::Norm;
@@ -18,6 +20,45 @@ pub(crate) fn accumulation_kind(x: &Tensor) -> Kind {
         Kind::Double
     } else {
         Kind::Float
+    }
+}
+
+/// The kind batch norm sums its moments in: one-pass moments about 0 cancel on channels whose mean is far
+/// from 0, and summed in f32 they left whole training gradients up to 27 % off (elementwise) against an f64
+/// run (`model::tests::batch_statistics_keep_gradients_accurate_in_f32`).
+const MOMENTS: Kind = Kind::Double;
+
+/// The real positions of a pass at one resolution: the mask `[n, 1, L]` (1 at real positions, 0 in
+/// padding) and, computed on first use and then shared by every batch norm at that resolution, their
+/// count and Bessel factor. A pass's kernels are issued one at a time, and on a GPU a short pass is bound
+/// by their number rather than their size, so what every layer would compute alike is computed once.
+#[derive(Debug)]
+pub struct Positions {
+    mask: Tensor,
+    /// `(count clamped to ≥ 1, count / (count − 1))`, 0-dimensional, in [`MOMENTS`].
+    counts: OnceCell<(Tensor, Tensor)>,
+}
+
+impl Positions {
+    /// The positions marked by `mask` `[n, 1, L]`.
+    pub fn new(mask: Tensor) -> Self {
+        Self {
+            mask,
+            counts: OnceCell::new(),
+        }
+    }
+
+    /// The mask `[n, 1, L]`.
+    pub fn mask(&self) -> &Tensor {
+        &self.mask
+    }
+
+    fn counts(&self) -> &(Tensor, Tensor) {
+        self.counts.get_or_init(|| {
+            let count = self.mask.sum(MOMENTS).clamp_min(1.0);
+            let bessel = &count / (&count - 1.0).clamp_min(1.0);
+            (count, bessel)
+        })
     }
 }
 
@@ -79,10 +120,11 @@ impl MaskedNorm {
         }
     }
 
-    /// Normalises `x` `[n, C, L]` over the real positions marked by `mask` `[n, 1, L]`; in training, batch
-    /// norm uses (and records) the statistics of this pass, in evaluation its running averages.
-    pub fn forward(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+    /// Normalises `x` `[n, C, L]` over the real `positions`; in training, batch norm uses (and records) the
+    /// statistics of this pass, in evaluation its running averages.
+    pub fn forward(&self, x: &Tensor, positions: &Positions, train: bool) -> Tensor {
         let kind = accumulation_kind(x);
+        let mask = positions.mask();
         match self {
             MaskedNorm::Batch {
                 weight,
@@ -93,28 +135,19 @@ impl MaskedNorm {
             } => {
                 let c = weight.size()[0];
                 let (mean, var) = if train {
-                    // One pass of moments: x·m and its square (m is 0/1) summed, var = E[x²] − E[x]².
-                    // Fewer full-size kernels than centring first, which mattered on the GPU. The sums
-                    // accumulate in f64 (x·m itself stays f32, promoted from a bf16 x by the f32 mask):
-                    // accumulated in f32, E[x²] − E[x]² cancelled badly on channels with |mean| ≫ std, and
-                    // whole training gradients came out up to 27 % off (elementwise) against an f64 run
-                    // (`model::tests::batch_statistics_keep_gradients_accurate_in_f32`).
-                    let wide = Kind::Double;
-                    let count = mask.sum(wide).clamp_min(1.0);
+                    // One pass of moments: x·m and its square (m is 0/1) summed, var = E[x²] − E[x]², in
+                    // `MOMENTS` (x·m itself stays f32, promoted from a bf16 x by the f32 mask). Fewer
+                    // full-size kernels than centring first, which mattered on the GPU.
+                    let (count, bessel) = positions.counts();
                     let xm = x * mask;
                     let dims = [0i64, 2].as_slice();
-                    let mean = xm.sum_dim_intlist(dims, true, wide) / &count;
-                    let mean_square = xm.square().sum_dim_intlist(dims, true, wide) / &count;
+                    let mean = xm.sum_dim_intlist(dims, true, MOMENTS) / count;
+                    let mean_square = xm.square().sum_dim_intlist(dims, true, MOMENTS) / count;
                     let var = (mean_square - mean.square()).clamp_min(0.0);
-                    let (mean, var, count) = (mean.to_kind(kind), var.to_kind(kind), count.to_kind(kind));
+                    let (mean, var) = (mean.to_kind(kind), var.to_kind(kind));
                     tch::no_grad(|| {
-                        let unbiased = &var * &count / (&count - 1.0).clamp_min(1.0);
-                        let mut rm = running_mean.shallow_clone();
-                        let mut rv = running_var.shallow_clone();
-                        let _ = rm.g_mul_scalar_(1.0 - MOMENTUM).g_add_(&(mean.view([c]) * MOMENTUM));
-                        let _ = rv
-                            .g_mul_scalar_(1.0 - MOMENTUM)
-                            .g_add_(&(unbiased.view([c]) * MOMENTUM));
+                        let _ = running_mean.shallow_clone().lerp_(&mean.view([c]), MOMENTUM);
+                        let _ = running_var.shallow_clone().lerp_(&(var.view([c]) * bessel), MOMENTUM);
                     });
                     (mean, var)
                 } else {
@@ -174,10 +207,10 @@ mod tests {
         tch::manual_seed(0);
         let x = Tensor::randn([2, 4, 8], (Kind::Float, tch::Device::Cpu));
         let m = mask(&[5, 3], 8);
-        let y = norm.forward(&(&x * &m), &m, true);
+        let y = norm.forward(&(&x * &m), &Positions::new(m.shallow_clone()), true);
         // Padding content must not matter: fill it with garbage and compare.
         let garbage = &x * &m + (1.0 - &m) * 1000.0;
-        let y2 = norm.forward(&(garbage * &m), &m, true);
+        let y2 = norm.forward(&(garbage * &m), &Positions::new(m.shallow_clone()), true);
         assert!(y.allclose(&y2, 1e-6, 1e-6, false));
         // Real positions of every channel have mean 0, variance 1.
         let count = 8.0;
@@ -211,7 +244,7 @@ mod tests {
         let x = (Tensor::randn([n, c, l], (Kind::Float, tch::Device::Cpu)) + &offsets) * &m;
         let x = x.set_requires_grad(true);
         let r = Tensor::randn([n, c, l], (Kind::Float, tch::Device::Cpu));
-        let y = norm.forward(&x, &m, true);
+        let y = norm.forward(&x, &Positions::new(m.shallow_clone()), true);
         (&y * &r).sum(Kind::Float).backward();
 
         let x64 = x.detach().to_kind(Kind::Double).set_requires_grad(true);
@@ -253,8 +286,12 @@ mod tests {
             let (_vs, norm) = layer(kind, groups);
             let x = Tensor::randn([2, 4, 8], (Kind::Float, tch::Device::Cpu));
             let m = mask(&[6, 8], 8);
-            let both = norm.forward(&(&x * &m), &m, true);
-            let alone = norm.forward(&(x.narrow(0, 0, 1).narrow(2, 0, 6)), &mask(&[6], 6), true);
+            let both = norm.forward(&(&x * &m), &Positions::new(m.shallow_clone()), true);
+            let alone = norm.forward(
+                &(x.narrow(0, 0, 1).narrow(2, 0, 6)),
+                &Positions::new(mask(&[6], 6)),
+                true,
+            );
             assert!(
                 both.narrow(0, 0, 1).narrow(2, 0, 6).allclose(&alone, 1e-5, 1e-5, false),
                 "{kind:?}"

@@ -142,6 +142,15 @@ fn stop_and_resume(workers: Option<usize>, reference: &(Vec<u8>, Vec<u8>)) {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
     assert!(stderr.contains("resum"), "the second start resumed:\n{stderr}");
+    if workers.is_some_and(|w| w > 1) {
+        // Rank 0 alone reads the checkpoint; the others receive its state over the collective.
+        assert_eq!(
+            stderr.matches("resumed from checkpoint").count(),
+            1,
+            "one rank read the checkpoint:\n{stderr}"
+        );
+        assert!(stderr.contains("resumed with rank 0's state"), "{stderr}");
+    }
     let got = final_state(&out, &ckpt);
     assert!(got.0 == reference.0, "model.safetensors differs");
     assert!(got.1 == reference.1, "optimizer.safetensors differs");

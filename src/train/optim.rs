@@ -183,6 +183,21 @@ impl AdamW {
         });
     }
 
+    /// The moment tensors, every `exp_avg` then every `exp_avg_sq`, sharing storage with the optimiser:
+    /// writing into them sets its state (a rank receiving another's state does).
+    pub fn moments(&self) -> Vec<Tensor> {
+        self.exp_avg
+            .iter()
+            .chain(&self.exp_avg_sq)
+            .map(Tensor::shallow_clone)
+            .collect()
+    }
+
+    /// Sets the count of steps taken (it drives the bias correction), with [`AdamW::moments`] written.
+    pub fn set_step_count(&mut self, step: i64) {
+        self.step = step;
+    }
+
     /// Restores the state written by [`AdamW::state`]; errors name a missing or mis-shaped entry.
     pub fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<(), String> {
         let state: std::collections::HashMap<String, Tensor> = state.into_iter().collect();

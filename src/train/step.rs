@@ -55,11 +55,27 @@ impl Trainer {
         self.schedule.lr(step)
     }
 
-    /// Makes every rank start from rank 0's weights and normalisation statistics.
-    pub fn broadcast_parameters(&mut self, comm: &mut dyn Collective) -> Result<(), DistError> {
-        let tensors: Vec<Tensor> = self.model.named_tensors().into_iter().map(|(_, t)| t).collect();
+    /// Makes every rank start from rank 0's weights and normalisation statistics, and with `optimizer` also
+    /// from its optimiser state (moments and step count): a resumed job reads its checkpoint on rank 0
+    /// alone and hands it on this way, one read of storage instead of one per rank.
+    pub fn broadcast_state(&mut self, comm: &mut dyn Collective, optimizer: bool) -> Result<(), DistError> {
+        let mut tensors: Vec<Tensor> = self.model.named_tensors().into_iter().map(|(_, t)| t).collect();
+        if optimizer {
+            tensors.extend(self.optimizer.moments());
+        }
         let mut flat = flatten(&tensors);
+        // The step count travels as two f32 values below 2^24 each, which f32 holds exactly.
+        const HALF: u32 = 24;
+        if optimizer {
+            let step = self.optimizer.step_count();
+            flat.extend([(step >> HALF) as f32, (step & ((1 << HALF) - 1)) as f32]);
+        }
         comm.broadcast(&mut flat, 0)?;
+        if optimizer {
+            let (high, low) = (flat[flat.len() - 2] as i64, flat[flat.len() - 1] as i64);
+            self.optimizer.set_step_count((high << HALF) | low);
+            flat.truncate(flat.len() - 2);
+        }
         unflatten_into(&flat, &tensors);
         Ok(())
     }
@@ -361,7 +377,7 @@ mod tests {
             _ => Device::Cpu,
         };
         let mut trainer = Trainer::new(c, device, sampler.steps_per_epoch());
-        trainer.broadcast_parameters(comm).unwrap();
+        trainer.broadcast_state(comm, false).unwrap();
         let losses = (0..steps)
             .map(|step| {
                 let shard = plan_shard(ds, &sampler, &augment, c.train.seed, step, rank, world).unwrap();
@@ -437,6 +453,67 @@ mod tests {
         }
         let losses = &one.0;
         assert!(losses[3] < losses[0], "the run learns: {losses:?}");
+    }
+
+    /// A resumed job loads its checkpoint on rank 0 alone: the other ranks must end up with its weights,
+    /// statistics, optimiser moments and step count bit for bit, whatever they started from.
+    #[test]
+    fn a_broadcast_hands_every_rank_rank_zeros_whole_state() {
+        let _generator = crate::model::lock_generator();
+        let dir = tempfile::tempdir().unwrap();
+        let ds = dataset(dir.path());
+        let listeners: Vec<_> = (0..2)
+            .map(|_| TcpRing::bind("127.0.0.1:0".parse().unwrap()).unwrap())
+            .collect();
+        let peers: Vec<_> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let states: Vec<Vec<(String, Tensor)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = listeners
+                .into_iter()
+                .enumerate()
+                .map(|(rank, listener)| {
+                    let (peers, ds) = (peers.clone(), &ds);
+                    s.spawn(move || {
+                        let timeouts = RingConfig {
+                            connect_timeout: Duration::from_secs(20),
+                            op_timeout: Duration::from_secs(20),
+                        };
+                        let mut ring = TcpRing::connect(listener, rank, peers, b"test-token", timeouts).unwrap();
+                        // Rank 0 as if restored: trained, with a step count that needs both halves. Rank 1
+                        // from other weights and zero moments.
+                        let mut c = config();
+                        c.train.seed = 10 + rank as u64;
+                        let sampler = Sampler::new(c.train.seed, c.train.batch_size, ds.groups.len()).unwrap();
+                        let mut trainer = Trainer::new(&c, Device::Cpu, sampler.steps_per_epoch());
+                        if rank == 0 {
+                            for step in 0..2 {
+                                let augment = Augment {
+                                    mask_fraction: 0.0,
+                                    max_shift: 0,
+                                    max_len: 512,
+                                };
+                                let shard = plan_shard(ds, &sampler, &augment, 1, step, 0, 1).unwrap();
+                                let batch = shard.encode(PassLayout::one_per_line(1 << 14));
+                                trainer.train_step(&batch, &mut SingleProcess).unwrap();
+                            }
+                            trainer.optimizer.set_step_count((3 << 24) + 7);
+                        }
+                        trainer.broadcast_state(&mut ring, true).unwrap();
+                        assert_eq!(trainer.optimizer.step_count(), (3 << 24) + 7, "rank {rank}");
+                        let mut state = trainer.model.named_tensors();
+                        state.extend(trainer.optimizer.state());
+                        state
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(states[0].len(), states[1].len());
+        let mut moved = 0;
+        for ((name, a), (_, b)) in states[0].iter().zip(&states[1]) {
+            assert!(a.equal(b), "{name} differs after the broadcast");
+            moved += usize::from(name.ends_with("exp_avg_sq") && a.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        }
+        assert!(moved > 0, "the optimiser's moments were all zero: nothing was tested");
     }
 
     /// On a GPU (`scripts/gpu-check.sh` runs it): NCCL at world size 1 carries the projections' gather and

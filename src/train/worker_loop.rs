@@ -7,7 +7,8 @@
 //!
 //! Checkpoints: every rank holds the same model and optimiser state bit for bit (gradients are summed
 //! before every update), so rank 0 alone writes a checkpoint when the coordinator answers CHECKPOINT,
-//! SUSPEND or STOP; on resume every rank loads the step the coordinator names. A stop signal (SIGTERM,
+//! SUSPEND or STOP; on resume rank 0 alone loads the step the coordinator names and broadcasts the model and
+//! optimiser state to the others. A stop signal (SIGTERM,
 //! SIGUSR2) only sets a flag that the next report carries to the coordinator, which suspends the whole job
 //! at one step boundary.
 
@@ -149,21 +150,25 @@ fn train_as_rank(
     info!(rank, ?device, backend = comm.name(), "collectives joined");
     let mut trainer = Trainer::new(config, device, rendezvous.steps_per_epoch);
     let fingerprint = &rendezvous.dataset_fingerprint;
-    let checkpoints = Checkpointing::open(config)?;
-    if rendezvous.start_step > 0 {
-        let c = checkpoints.as_ref().ok_or_else(|| {
-            TrainError::Setup(format!(
-                "the coordinator resumes at step {} but checkpoint.url is not set",
-                rendezvous.start_step
-            ))
-        })?;
+    // Rank 0 alone reads and writes the job's checkpoints (see the module's documentation).
+    let resuming = rendezvous.start_step > 0;
+    if resuming && config.checkpoint.url.is_none() {
+        return Err(TrainError::Setup(format!(
+            "the coordinator resumes at step {} but checkpoint.url is not set",
+            rendezvous.start_step
+        )));
+    }
+    let saver = if rank == 0 { Checkpointing::open(config)? } else { None };
+    if let Some(c) = saver.as_ref().filter(|_| resuming) {
         c.resume_at(&mut trainer, rendezvous.start_step, fingerprint)?;
     }
     trainer
-        .broadcast_parameters(comm.collective())
+        .broadcast_state(comm.collective(), resuming)
         .map_err(|e| setup("broadcast")(e.to_string()))?;
-    // Rank 0 writes the job's checkpoints (see the module's documentation).
-    let saver = checkpoints.as_ref().filter(|_| rank == 0);
+    if resuming && rank > 0 {
+        info!(rank, step = rendezvous.start_step, "resumed with rank 0's state");
+    }
+    let saver = saver.as_ref();
     let save = |trainer: &Trainer, completed: u64, lr: f64, final_save: bool| -> Result<()> {
         let Some(c) = saver else { return Ok(()) };
         let epoch = completed / rendezvous.steps_per_epoch.max(1);

@@ -449,6 +449,22 @@ fn local_ip_towards(coordinator: &str) -> Result<std::net::IpAddr> {
 }
 
 fn main() -> Result<()> {
+    match run() {
+        // Output piped into a reader that stopped early (`| head`) is not this program failing.
+        Err(e)
+            if e.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(())
+        }
+        outcome => outcome,
+    }
+}
+
+fn run() -> Result<()> {
     let cuda_loaded = isoclr::device::init();
     let cli = Cli::parse();
     init_tracing();

@@ -161,4 +161,37 @@ fn synth_prep_inspect_round_trip() {
     );
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("nope"));
+
+    // `inspect ... --tracks | head`: a reader that stops early is no error.
+    let long = dataset.transcripts.iter().max_by_key(|t| t.len()).unwrap();
+    let args = ["inspect", ds.to_str().unwrap(), "--transcript", &long.id, "--tracks"];
+    let whole = isoclr(&args, &[]).stdout.len();
+    assert!(
+        whole > 128 << 10,
+        "{whole} bytes fit a pipe's buffer: the reader would not stop the writer"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_isoclr"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
+    assert!(first.starts_with(&format!("# {}", long.id)), "{first}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "inspect did not end once its reader had gone"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -197,12 +197,25 @@ fn classify(op: &'static str, object: &str, error: object_store::Error) -> Failu
         E::NotFound { .. } => Failure::Permanent(CheckpointError::NotFound {
             object: object.to_owned(),
         }),
-        E::Generic { .. } | E::JoinError { .. } => Failure::Transient(error.to_string()),
+        E::Generic { .. } | E::JoinError { .. } => Failure::Transient(with_credential_hint(error.to_string())),
         other => Failure::Permanent(CheckpointError::Storage {
             op,
             object: object.to_owned(),
             why: other.to_string(),
         }),
+    }
+}
+
+/// The cloud credential chains end at the instance metadata service (169.254.169.254): an error from there
+/// means that no credentials were found anywhere else, which the raw message does not say.
+fn with_credential_hint(why: String) -> String {
+    if why.contains("169.254.169.254") {
+        format!(
+            "{why} (no credentials were found: for S3 set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the \
+             environment; the instance metadata service, asked last, gave none)"
+        )
+    } else {
+        why
     }
 }
 
@@ -444,5 +457,22 @@ impl Storage {
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_credential_lookup_says_which_variables_to_set() {
+        let imds = "Generic S3 error: Error performing PUT http://169.254.169.254/latest/api/token in 2ms";
+        let hinted = with_credential_hint(imds.to_owned());
+        assert!(
+            hinted.starts_with(imds) && hinted.contains("AWS_ACCESS_KEY_ID"),
+            "{hinted}"
+        );
+        let other = "Generic S3 error: Error performing GET http://127.0.0.1:9000/b/LATEST";
+        assert_eq!(with_credential_hint(other.to_owned()), other);
     }
 }

@@ -68,13 +68,22 @@ fn unknown_keys_fail_with_their_name() {
     );
     assert!(!run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(stderr.contains("lrate"), "{stderr}");
+    // The key, and the layer it came from as the user wrote it, once.
+    assert!(
+        stderr.contains("train.lrate: unknown field") && stderr.contains("(from --set train.lrate=0.1)"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("unknown field").count(), 1, "{stderr}");
     let run = isoclr(
         &["train", "--config", &tiny(), "--out", o],
         &[("ISOCLR_MODEL_PRESTE", "small")],
     );
     assert!(!run.status.success());
-    assert!(String::from_utf8_lossy(&run.stderr).contains("preste"));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("model.preste") && stderr.contains("environment variable"),
+        "{stderr}"
+    );
     let run = isoclr(&["train", "--config", "/no/such.toml", "--out", o], &[]);
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("/no/such.toml"));

@@ -14,9 +14,10 @@ use crate::data::PassLayout;
 /// Errors reading or validating a configuration; each names the key (and, for figment, its source).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A layer could not be read, a key is unknown or has the wrong type.
+    /// A layer could not be read, a key is unknown or has the wrong type: each problem with its key and
+    /// the layer it came from.
     #[error("configuration: {0}")]
-    Layer(#[from] Box<figment::Error>),
+    Layer(String),
     /// A `--set` argument is not `key=value`.
     #[error("--set {0:?}: expected key=value, e.g. train.lr=0.001")]
     BadOverride(String),
@@ -28,6 +29,42 @@ pub enum ConfigError {
         /// What is wrong.
         why: String,
     },
+}
+
+impl From<Box<figment::Error>> for ConfigError {
+    fn from(error: Box<figment::Error>) -> Self {
+        let problems: Vec<String> = (*error)
+            .into_iter()
+            .map(|e| {
+                let origin = match &e.metadata {
+                    Some(m) => match &m.source {
+                        Some(source) => format!("{} {source}", m.name),
+                        None => m.name.to_string(),
+                    },
+                    None => "an unknown layer".to_owned(),
+                };
+                format!("{}: {} (from {origin})", e.path.join("."), e.kind)
+            })
+            .collect();
+        ConfigError::Layer(problems.join("; "))
+    }
+}
+
+/// One `--set key=value`, named as such in errors (a plain serialized provider is named by the line of code
+/// that made it).
+struct SetArgument {
+    assignment: String,
+    value: Serialized<toml::Value>,
+}
+
+impl figment::Provider for SetArgument {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(format!("--set {}", self.assignment))
+    }
+
+    fn data(&self) -> std::result::Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        self.value.data()
+    }
 }
 
 /// Result alias of the configuration layer.
@@ -446,7 +483,7 @@ pub const ENV_PREFIX: &str = "ISOCLR_";
 const SECTIONS: [&str; 5] = ["data", "model", "train", "dist", "checkpoint"];
 
 /// Parses one `--set key=value`; the value is read as a TOML value (number, bool, array) or else a string.
-fn override_provider(assignment: &str) -> Result<Serialized<toml::Value>> {
+fn override_provider(assignment: &str) -> Result<SetArgument> {
     let (key, raw) = assignment
         .split_once('=')
         .ok_or_else(|| ConfigError::BadOverride(assignment.into()))?;
@@ -458,7 +495,10 @@ fn override_provider(assignment: &str) -> Result<Serialized<toml::Value>> {
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
-    Ok(Serialized::default(key, value))
+    Ok(SetArgument {
+        assignment: assignment.to_owned(),
+        value: Serialized::default(key, value),
+    })
 }
 
 impl Config {

@@ -270,21 +270,7 @@ fn probe(
     let report = isoclr::probe::runner::run_probes(&encoder, tasks, out, &options)?;
     for task in &report.tasks {
         for target in &task.targets {
-            let r = &target.results;
-            let at = |m| {
-                r.method(m)
-                    .and_then(|c| c.sizes.first())
-                    .and_then(|s| s.primary().map(|p| format!("{:.3} at {}", p.mean, s.size)))
-            };
-            println!(
-                "{}/{}: {} pre-trained {}; random {}; k-mer {}",
-                task.task.name,
-                target.target,
-                r.primary_metric,
-                at(isoclr::probe::evaluate::Method::Pretrained).unwrap_or_default(),
-                at(isoclr::probe::evaluate::Method::Random).unwrap_or_else(|| "–".into()),
-                at(isoclr::probe::evaluate::Method::Kmer).unwrap_or_else(|| "–".into()),
-            );
+            println!("{}", target.summary_line(&task.task.name));
         }
     }
     println!("probe report:     {}", out.join("report.md").display());

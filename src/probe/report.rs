@@ -62,6 +62,29 @@ pub struct TargetReport {
     pub by_group: Option<GroupDecomposition>,
 }
 
+impl TargetReport {
+    /// One line for a terminal: the primary metric of the pre-trained encoder and the random and k-mer
+    /// baselines on the largest training subset (the whole training split by default); the low-data end of
+    /// the curves, where the methods differ most, is in the report with its intervals.
+    pub fn summary_line(&self, task: &str) -> String {
+        let r = &self.results;
+        let at = |method| {
+            r.method(method)
+                .and_then(|c| c.sizes.iter().max_by(|a, b| a.train_rows.total_cmp(&b.train_rows)))
+                .and_then(|s| s.primary().map(|p| format!("{:.3} at {}", p.mean, s.size)))
+                .unwrap_or_else(|| "–".to_owned())
+        };
+        format!(
+            "{task}/{}: {} pre-trained {}; random {}; k-mer {}",
+            self.target,
+            r.primary_metric,
+            at(Method::Pretrained),
+            at(Method::Random),
+            at(Method::Kmer)
+        )
+    }
+}
+
 /// One task.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskReport {
@@ -403,7 +426,7 @@ mod tests {
                 .enumerate()
                 .map(|(draw, predictions)| DrawPredictions {
                     draw,
-                    train_rows: 12,
+                    train_rows: if size == SubsetSize::Count(30) { 30 } else { 7 },
                     penalty: Some(1.0),
                     epochs: None,
                     predictions,
@@ -461,6 +484,27 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_line_gives_the_largest_training_subset() {
+        let r = report();
+        let target = &r.tasks[0].targets[0];
+        let largest = |method| {
+            let sizes = &target.results.method(method).unwrap().sizes;
+            let s = sizes.iter().find(|s| s.train_rows == 30.0).or(sizes.last()).unwrap();
+            format!("{:.3} at {}", s.primary().unwrap().mean, s.size)
+        };
+        let line = target.summary_line("hl");
+        assert_eq!(
+            line,
+            format!(
+                "hl/half life: pearson pre-trained {}; random –; k-mer {}",
+                largest(Method::Pretrained),
+                largest(Method::Kmer)
+            )
+        );
+        assert!(line.contains("at 30 rows"), "{line}");
+    }
+
+    #[test]
     fn writes_json_markdown_and_one_plot_per_target() {
         let dir = tempfile::tempdir().unwrap();
         let r = report();
@@ -475,8 +519,8 @@ mod tests {
         let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
         for needle in [
             "## Task `hl`",
-            "| 10% | 12 |",
-            "| 30 rows | 12 |",
+            "| 10% | 7 |",
+            "| 30 rows | 30 |",
             "vs k-mer (k=3-6)",
             "Note: 3 label rows unmatched",
             "![low-data curves](hl.half_life.png)",
@@ -491,7 +535,7 @@ mod tests {
             .find(|l| l.starts_with("| 10% |") && l.contains('✓'))
             .unwrap();
         assert!(row.contains('+'), "{row}");
-        let counts_row = md.lines().find(|l| l.starts_with("| 30 rows | 12 |")).unwrap();
+        let counts_row = md.lines().find(|l| l.starts_with("| 30 rows | 30 |")).unwrap();
         assert!(counts_row.ends_with("| – |"), "{counts_row}");
         // Group means and deviations: two numbers per method that ran, a dash where it did not.
         let group_rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| 30 rows |")).collect();

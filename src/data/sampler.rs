@@ -57,7 +57,11 @@ impl Sampler {
         if batch_size < 2 || batch_size > group_count {
             return Err(DataError::Invalid {
                 what: "train.batch_size".into(),
-                why: format!("must be between 2 and the number of groups ({group_count}), got {batch_size}"),
+                why: format!(
+                    "must be between 2 and the dataset's number of homology groups ({group_count}), got \
+                     {batch_size} (every group of a batch is a distinct gene family): set a smaller \
+                     train.batch_size, or use a larger dataset"
+                ),
             });
         }
         Ok(Self {

@@ -261,21 +261,34 @@ pub const BUCKET_VALUES: usize = 4 << 20;
 /// Sums `tensors` (f32, on the collective's device) across ranks: one flat device copy, reduced in place,
 /// copied back.
 fn all_reduce_on_device(collective: &mut dyn DeviceCollective, tensors: &[Tensor]) -> Result<(), DistError> {
-    let parts: Vec<Tensor> = tensors.iter().map(|t| t.detach().reshape([-1])).collect();
-    let flat = Tensor::cat(&parts, 0).to_kind(Kind::Float).contiguous();
+    let flat = concatenated(tensors);
     // SAFETY: a contiguous f32 tensor on the device, read back below only by kernels queued after the
     // reduction on the same stream.
     unsafe { collective.all_reduce_device(flat.data_ptr() as u64, flat.numel(), ReduceOp::Sum)? };
+    scatter_into(&flat, tensors);
+    Ok(())
+}
+
+/// `tensors` as one contiguous flat `f32` tensor on their device, in order.
+fn concatenated(tensors: &[Tensor]) -> Tensor {
+    let parts: Vec<Tensor> = tensors
+        .iter()
+        .map(|t| t.detach().to_kind(Kind::Float).reshape([-1]))
+        .collect();
+    Tensor::cat(&parts, 0).contiguous()
+}
+
+/// Copies `flat` (laid out as [`concatenated`] lays out `tensors`) back into `tensors`.
+fn scatter_into(flat: &Tensor, tensors: &[Tensor]) {
     tch::no_grad(|| {
         let mut start = 0;
         for t in tensors {
             let len = t.numel() as i64;
-            let source = flat.narrow(0, start, len).view(t.size().as_slice());
-            t.shallow_clone().copy_(&source);
+            t.shallow_clone()
+                .copy_(&flat.narrow(0, start, len).view(t.size().as_slice()));
             start += len;
         }
     });
-    Ok(())
 }
 
 /// Copies tensors into one flat host `f32` buffer, in order.
@@ -283,25 +296,15 @@ fn flatten(tensors: &[Tensor]) -> Vec<f32> {
     if tensors.is_empty() {
         return Vec::new();
     }
-    let parts: Vec<Tensor> = tensors
-        .iter()
-        .map(|t| t.detach().to_kind(Kind::Float).reshape([-1]))
-        .collect();
-    let flat = Tensor::cat(&parts, 0).to_device(Device::Cpu);
-    Vec::<f32>::try_from(&flat).unwrap_or_default()
+    Vec::<f32>::try_from(&concatenated(tensors).to_device(Device::Cpu)).unwrap_or_default()
 }
 
-/// Copies a flat host buffer back into `tensors` (same order and sizes as [`flatten`] produced).
+/// Copies a flat host buffer back into `tensors` (same order and sizes as [`flatten`] produced), in one
+/// upload to their device.
 fn unflatten_into(flat: &[f32], tensors: &[Tensor]) {
-    tch::no_grad(|| {
-        let mut start = 0;
-        for t in tensors {
-            let len = t.numel();
-            let source = Tensor::from_slice(&flat[start..start + len]).view(t.size().as_slice());
-            t.shallow_clone().copy_(&source.to_device(t.device()).to_kind(t.kind()));
-            start += len;
-        }
-    });
+    if let Some(first) = tensors.first() {
+        scatter_into(&Tensor::from_slice(flat).to_device(first.device()), tensors);
+    }
 }
 
 #[cfg(test)]

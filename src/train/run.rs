@@ -45,18 +45,10 @@ pub struct TrainSummary {
     pub dataset_dir: PathBuf,
 }
 
-/// Picks the device the configuration asks for.
+/// Picks the device the configuration asks for: the first GPU when it allows CUDA and there is one (as
+/// for the worker of local rank 0).
 pub fn select_device(choice: DeviceChoice) -> Result<Device> {
-    match choice {
-        DeviceChoice::Cpu => Ok(Device::Cpu),
-        DeviceChoice::Auto => Ok(Device::cuda_if_available()),
-        DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-        DeviceChoice::Cuda => Err(TrainError::Setup(
-            "train.device = \"cuda\" but libtorch sees no CUDA device (is this a GPU machine, and was the \
-             full torch set-up used?)"
-                .into(),
-        )),
-    }
+    super::collective::worker_device(choice, 0)
 }
 
 fn progress_bar(steps: u64) -> Option<ProgressBar> {

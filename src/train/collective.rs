@@ -3,8 +3,8 @@
 //!
 //! Workers of one host take the GPUs in turn by local rank. NCCL needs one GPU per rank (two ranks on one
 //! device are refused by NCCL), CUDA, and the unique id that the coordinator hands every worker from the
-//! first that could offer one; `auto` uses it when all of that holds and there is more than one rank,
-//! else the ring. The ring is joined in every case: it is how the ranks meet.
+//! first that could offer one (a host's worker of local rank 0); `auto` uses it when all of that holds and
+//! there is more than one rank, else the ring. The ring is joined in every case: it is how the ranks meet.
 
 use std::time::Duration;
 
@@ -43,13 +43,16 @@ pub fn registered_device(local_rank: u32) -> String {
     }
 }
 
-/// What a worker can offer the coordinator as the job's NCCL unique id: one when NCCL loads here and there
-/// is a GPU (the coordinator hands every worker the first offer).
-pub fn nccl_offer() -> Option<Vec<u8>> {
+/// What a worker can offer the coordinator as the job's NCCL unique id: one from the worker of local rank 0
+/// of each host, when NCCL loads there and there is a GPU (the coordinator hands every worker the first
+/// offer). The others offer none: making an id loads libnccl and starts its bootstrap listener, which only
+/// one process of the job needs, and the workers register before they know which backend the job uses.
+pub fn nccl_offer(local_rank: u32) -> Option<Vec<u8>> {
     #[cfg(feature = "nccl")]
-    if tch::Cuda::is_available() {
+    if local_rank == 0 && tch::Cuda::is_available() {
         return crate::dist::NcclComm::unique_id().ok().map(|id| id.to_vec());
     }
+    let _ = local_rank;
     None
 }
 
@@ -299,6 +302,6 @@ mod tests {
         let err = worker_device(DeviceChoice::Cuda, 0).unwrap_err().to_string();
         assert!(err.contains("train.device"), "{err}");
         assert_eq!(registered_device(2), "cpu");
-        assert_eq!(nccl_offer(), None);
+        assert_eq!(nccl_offer(0), None);
     }
 }

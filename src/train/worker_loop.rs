@@ -70,7 +70,7 @@ pub fn run_worker(opts: WorkerOptions) -> Result<PathBuf> {
     let device_name = registered_device(opts.local_rank);
     let mut registration = Registration::this_process(opts.local_rank, &device_name, &ring_address);
     registration.requested_rank = opts.requested_rank;
-    registration.nccl_unique_id_offer = nccl_offer();
+    registration.nccl_unique_id_offer = nccl_offer(opts.local_rank);
     let rendezvous = client
         .register(&registration, opts.rendezvous_timeout)
         .map_err(|e| setup("rendezvous")(e.to_string()))?;
@@ -158,8 +158,8 @@ fn train_as_rank(
             rendezvous.start_step
         )));
     }
-    let saver = if rank == 0 { Checkpointing::open(config)? } else { None };
-    if let Some(c) = saver.as_ref().filter(|_| resuming) {
+    let checkpoints = if rank == 0 { Checkpointing::open(config)? } else { None };
+    if let Some(c) = checkpoints.as_ref().filter(|_| resuming) {
         c.resume_at(&mut trainer, rendezvous.start_step, fingerprint)?;
     }
     trainer
@@ -168,7 +168,7 @@ fn train_as_rank(
     if resuming && rank > 0 {
         info!(rank, step = rendezvous.start_step, "resumed with rank 0's state");
     }
-    let saver = saver.as_ref();
+    let saver = checkpoints.as_ref();
     let save = |trainer: &Trainer, completed: u64, lr: f64, final_save: bool| -> Result<()> {
         let Some(c) = saver else { return Ok(()) };
         let epoch = completed / rendezvous.steps_per_epoch.max(1);

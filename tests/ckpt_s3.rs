@@ -414,16 +414,8 @@ fn train_through_an_outage(server: &Seaweed, access_key: &str, secret: &str) -> 
         "the failed saves were reported while S3 was down:\n{so_far}"
     );
     server.run_start(access_key, secret).expect("SeaweedFS did not restart");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("training did not end once S3 was back:\n{}", stderr.so_far());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = common::exit_within(&mut child, Duration::from_secs(300)) else {
+        panic!("training did not end once S3 was back:\n{}", stderr.so_far());
     };
     let stderr = stderr.finish();
     assert!(status.success(), "training failed:\n{stderr}");

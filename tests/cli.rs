@@ -1,6 +1,8 @@
 #![cfg(feature = "torch")]
 //! The `isoclr` command line: configuration layering and errors, `config`, `train --resume`, `inspect`.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -188,14 +190,10 @@ fn synth_prep_inspect_round_trip() {
     let mut first = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut first).unwrap();
     assert!(first.starts_with(&format!("# {}", long.id)), "{first}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "inspect did not end once its reader had gone"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    assert!(
+        common::exit_within(&mut child, std::time::Duration::from_secs(60)).is_some(),
+        "inspect did not end once its reader had gone"
+    );
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),

@@ -157,16 +157,8 @@ fn a_killed_worker_ends_the_job_within_the_bound() {
     // SAFETY: sending a signal to a process id we just read; no memory is involved.
     assert_eq!(unsafe { libc::kill(victim as i32, libc::SIGKILL) }, 0);
     let killed_at = Instant::now();
-    let status = loop {
-        if let Some(status) = job.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            killed_at.elapsed().as_secs_f64() < 3.0 * bound,
-            "the job did not end within {}s",
-            3.0 * bound
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    let Some(status) = common::exit_within(&mut job, Duration::from_secs_f64(3.0 * bound)) else {
+        panic!("the job did not end within {}s", 3.0 * bound);
     };
     let elapsed = killed_at.elapsed();
     let stderr = stderr.finish();

@@ -373,16 +373,8 @@ fn a_stop_signal_during_the_probes_ends_the_job() {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
-    let signalled = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(30),
-            "still running 30 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    let Some(status) = common::exit_within(&mut child, Duration::from_secs(30)) else {
+        panic!("still running 30 s after SIGTERM");
     };
     log.extend(rx.try_iter());
     let log = log.join("\n");

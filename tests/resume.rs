@@ -82,16 +82,8 @@ fn wait_until(child: &mut Child, what: &str, ready: impl Fn() -> bool) {
 
 /// Waits (at most 3 minutes) for `child` to end and returns its exit code and stderr.
 fn finish(mut child: Child, stderr: common::StderrReader) -> (Option<i32>, String) {
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(180) {
-            let _ = child.kill();
-            panic!("the run did not end within 3 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = common::exit_within(&mut child, Duration::from_secs(180)) else {
+        panic!("the run did not end within 3 minutes");
     };
     (status.code(), stderr.finish())
 }

@@ -101,3 +101,20 @@ impl StderrReader {
         self.so_far()
     }
 }
+
+/// Waits at most `limit` for `child` to exit and returns its status; `None` (after killing it, so that no
+/// test leaves a process behind) when it is still running then.
+pub fn exit_within(child: &mut std::process::Child, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -18,7 +18,7 @@ use anyhow::{Context, Result, anyhow};
 use isoclr::config::Config;
 use isoclr::coord::{Coordinator, CoordinatorOptions, Progress};
 use isoclr::data::batch::plan_shard;
-use isoclr::data::prep::{PrepOptions, prep};
+use isoclr::data::prep::{PrepInput, PrepOptions, prep};
 use isoclr::data::synth::{SynthOptions, synth};
 use isoclr::data::{Augment, Dataset, Sampler};
 use isoclr::worker::wire::{shard_from_message, shard_to_message};
@@ -44,12 +44,14 @@ fn dataset(genes: usize, length_scale: f64) -> Result<Dataset> {
             length_scale,
         })?;
         prep(&PrepOptions {
-            gtf: summary.gtf,
-            genome: Some(summary.genome),
-            transcripts: None,
             homology: Some(summary.homology),
-            out: prepared.clone(),
-            max_len: 12_288,
+            ..PrepOptions::new(
+                PrepInput::Genome {
+                    annotation: summary.gtf,
+                    genome: summary.genome,
+                },
+                prepared.clone(),
+            )
         })?;
     }
     Ok(Dataset::open(&prepared)?)

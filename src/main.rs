@@ -12,7 +12,7 @@ use isoclr::config::Config;
 use isoclr::coord::{CoordinatorOptions, run_coordinator};
 use isoclr::data::Dataset;
 use isoclr::data::dataset::DEFAULT_MAX_LEN;
-use isoclr::data::prep::{PrepOptions, prep};
+use isoclr::data::prep::{CdsSource, PrepInput, PrepOptions, Unstranded, prep};
 use isoclr::data::synth::{SynthOptions, synth};
 use isoclr::train::worker_loop::{WorkerOptions, run_worker};
 use isoclr::worker::{ClientTls, Token};
@@ -128,15 +128,19 @@ enum Command {
     },
     /// Build a dataset directory from an annotation and a genome or transcript FASTA.
     Prep {
-        /// GTF or GFF3 annotation (gzip accepted).
-        #[arg(long)]
-        gtf: PathBuf,
+        /// GTF or GFF3 annotation (gzip accepted), with --genome or --transcripts.
+        #[arg(long, required_unless_present = "table", conflicts_with = "table")]
+        gtf: Option<PathBuf>,
         /// Genome FASTA: transcripts are spliced from it using the annotation's exons.
-        #[arg(long, conflicts_with = "transcripts", required_unless_present = "transcripts")]
+        #[arg(long, conflicts_with = "transcripts", required_unless_present_any = ["transcripts", "table"])]
         genome: Option<PathBuf>,
         /// Transcript FASTA whose record names are the annotation's transcript ids.
         #[arg(long)]
         transcripts: Option<PathBuf>,
+        /// A transcript table instead of an annotation: TSV/CSV (gzip accepted) or Parquet with columns `id`,
+        /// `sequence`, optional `gene`, `group`, `cds_start`, `cds_end`, `exon_ends` (the probe-table format).
+        #[arg(long, conflicts_with_all = ["genome", "transcripts"])]
+        table: Option<PathBuf>,
         /// Homology table (TSV gene_id, group_id): paralogs of a group become one contrastive group.
         #[arg(long)]
         homology: Option<PathBuf>,
@@ -146,6 +150,17 @@ enum Command {
         /// Longer transcripts are dropped (and counted in the manifest).
         #[arg(long, default_value_t = DEFAULT_MAX_LEN)]
         max_len: u32,
+        /// Coding regions: `annotation` (only what the input annotates), or `longest-orf` (the longest
+        /// ATG…stop ORF on the forward strand where the input has no CDS, as TransDecoder predicts them).
+        #[arg(long, value_enum, default_value = "annotation")]
+        cds: CdsArg,
+        /// With --cds longest-orf: the shortest ORF kept, in codons (ATG counted, stop not).
+        #[arg(long, default_value_t = isoclr::data::orf::DEFAULT_MIN_CODONS)]
+        min_orf_codons: u32,
+        /// Transcripts of unknown strand (`.`): `keep` them as given (ascending coordinates), or `drop` them
+        /// (counted in the manifest).
+        #[arg(long, value_enum, default_value = "keep")]
+        unstranded: UnstrandedArg,
     },
     /// Print a dataset's counts, or one transcript's 6-track encoding.
     Inspect {
@@ -308,7 +323,7 @@ fn embed(args: &EncoderArgs, input: &Path, out: &Path, pooling: isoclr::config::
     let owned: Vec<isoclr::data::Transcript> = if input.is_dir() {
         Dataset::open(input)?.transcripts
     } else {
-        let table = isoclr::probe::table::ProbeTable::read(input, &[])?;
+        let table = isoclr::data::table::TranscriptTable::read(input, &[])?;
         for note in &table.notes {
             eprintln!("note: {}: {note}", input.display());
         }
@@ -450,6 +465,24 @@ fn main() -> Result<()> {
     }
 }
 
+/// `prep --cds`: where coding regions come from.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum CdsArg {
+    /// Only the annotation's (or the table's) CDS.
+    Annotation,
+    /// The annotated CDS, else the longest ATG…stop ORF.
+    LongestOrf,
+}
+
+/// `prep --unstranded`: transcripts of unknown strand.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum UnstrandedArg {
+    /// Keep as given.
+    Keep,
+    /// Leave out, counted.
+    Drop,
+}
+
 fn run() -> Result<()> {
     let cuda_loaded = isoclr::device::init();
     let cli = Cli::parse();
@@ -481,17 +514,37 @@ fn run() -> Result<()> {
             gtf,
             genome,
             transcripts,
+            table,
             homology,
             out,
             max_len,
+            cds,
+            min_orf_codons,
+            unstranded,
         } => {
+            let input = match (table, gtf, genome, transcripts) {
+                (Some(table), ..) => PrepInput::Table(table),
+                (None, Some(annotation), Some(genome), _) => PrepInput::Genome { annotation, genome },
+                (None, Some(annotation), None, Some(transcripts)) => PrepInput::Transcripts {
+                    annotation,
+                    transcripts,
+                },
+                _ => anyhow::bail!("give --table, or --gtf with --genome or --transcripts"),
+            };
             let m = prep(&PrepOptions {
-                gtf,
-                genome,
-                transcripts,
                 homology,
-                out: out.clone(),
                 max_len,
+                cds: match cds {
+                    CdsArg::Annotation => CdsSource::Annotation,
+                    CdsArg::LongestOrf => CdsSource::LongestOrf {
+                        min_codons: min_orf_codons,
+                    },
+                },
+                unstranded: match unstranded {
+                    UnstrandedArg::Keep => Unstranded::Keep,
+                    UnstrandedArg::Drop => Unstranded::Drop,
+                },
+                ..PrepOptions::new(input, out.clone())
             })?;
             println!(
                 "wrote {} groups ({} with ≥2 transcripts), {} transcripts, {} dropped, to {} (fingerprint {})",

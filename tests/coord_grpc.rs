@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use isoclr::config::Config;
 use isoclr::coord::{CoordError, Coordinator, CoordinatorHandle, CoordinatorOptions, CoordinatorOutcome, Progress};
 use isoclr::data::batch::{Shard, plan_shard};
-use isoclr::data::prep::{PrepOptions, prep};
+use isoclr::data::prep::{PrepInput, PrepOptions, prep};
 use isoclr::data::synth::{SynthOptions, synth};
 use isoclr::data::{Augment, Dataset, PassLayout, Sampler};
 use isoclr::worker::{Action, ClientTls, ErrorKind, Registration, StepMetrics, Token, WorkerClient};
@@ -31,12 +31,14 @@ fn dataset(dir: &Path) -> Arc<Dataset> {
     })
     .unwrap();
     prep(&PrepOptions {
-        gtf: summary.gtf,
-        genome: Some(summary.genome),
-        transcripts: None,
         homology: Some(summary.homology),
-        out: dir.join("ds"),
-        max_len: 12_288,
+        ..PrepOptions::new(
+            PrepInput::Genome {
+                annotation: summary.gtf,
+                genome: summary.genome,
+            },
+            dir.join("ds"),
+        )
     })
     .unwrap();
     Arc::new(Dataset::open(&dir.join("ds")).unwrap())

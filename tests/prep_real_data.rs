@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use isoclr::data::Dataset;
 use isoclr::data::dataset::DEFAULT_MAX_LEN;
-use isoclr::data::prep::{PrepOptions, prep};
+use isoclr::data::prep::{PrepInput, PrepOptions, prep};
 
 /// Runs the fetch script once per test process; `None` (with a loud notice) only when
 /// `ISOCLR_SKIP_REAL_DATA=1`.
@@ -67,12 +67,14 @@ fn fasta_sequences(path: &Path) -> HashMap<String, Vec<u8>> {
 fn run(gtf: &Path, fasta: &Path, max_len: u32) -> (tempfile::TempDir, Dataset) {
     let dir = tempfile::tempdir().unwrap();
     let opts = PrepOptions {
-        gtf: gtf.to_owned(),
-        genome: None,
-        transcripts: Some(fasta.to_owned()),
-        homology: None,
-        out: dir.path().join("dataset"),
         max_len,
+        ..PrepOptions::new(
+            PrepInput::Transcripts {
+                annotation: gtf.to_owned(),
+                transcripts: fasta.to_owned(),
+            },
+            dir.path().join("dataset"),
+        )
     };
     prep(&opts).unwrap();
     let dataset = Dataset::open(&opts.out).unwrap();

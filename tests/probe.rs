@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use isoclr::probe::table::{Place, ProbeTable};
+use isoclr::data::table::{Place, TranscriptTable};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -433,11 +433,11 @@ fn parquet_tables_from_pyarrow_read_like_their_tsv_twins() {
     let dir = tempfile::tempdir().unwrap();
     pyarrow(WRITE_TABLES, &[path_str(dir.path())]);
     let targets = ["half_life", "bound"];
-    let tsv = ProbeTable::read(&dir.path().join("t.tsv"), &targets).unwrap();
+    let tsv = TranscriptTable::read(&dir.path().join("t.tsv"), &targets).unwrap();
     assert_eq!(tsv.rows.len(), 3);
     for codec in ["snappy", "zstd", "gzip", "lz4", "none"] {
         let path = dir.path().join(format!("t.{codec}.parquet"));
-        let parquet = ProbeTable::read(&path, &targets).unwrap_or_else(|e| panic!("{codec}: {e}"));
+        let parquet = TranscriptTable::read(&path, &targets).unwrap_or_else(|e| panic!("{codec}: {e}"));
         assert_eq!(parquet.groups, tsv.groups, "{codec}");
         assert_eq!(parquet.notes, tsv.notes, "{codec}");
         for (k, (p, t)) in parquet.rows.iter().zip(&tsv.rows).enumerate() {
@@ -452,7 +452,11 @@ fn parquet_tables_from_pyarrow_read_like_their_tsv_twins() {
     assert_eq!(tsv.rows[0].transcript.cds, Some((0, 9)));
     assert_eq!(tsv.rows[2].transcript.exon_ends, [2, 11]);
 
-    let err = |name: &str| ProbeTable::read(&dir.path().join(name), &[]).unwrap_err().to_string();
+    let err = |name: &str| {
+        TranscriptTable::read(&dir.path().join(name), &[])
+            .unwrap_err()
+            .to_string()
+    };
     let e = err("bad.parquet");
     assert!(
         e.contains("bad.parquet:row 2: column `sequence`: illegal letter 'X'"),

@@ -88,6 +88,17 @@ pub struct Manifest {
     pub dropped: Vec<Dropped>,
     /// Input files the dataset was made from, as given.
     pub sources: Vec<String>,
+    /// How coding regions were obtained: from the annotation, or inferred as the longest ORF where the input
+    /// has none (`prep --cds`).
+    #[serde(default)]
+    pub cds_source: String,
+    /// Transcripts whose CDS was inferred rather than annotated.
+    #[serde(default)]
+    pub cds_inferred: usize,
+    /// What a reader should know about the input: assumptions made for missing columns, transcripts kept with
+    /// an unknown strand, and the like.
+    #[serde(default)]
+    pub notes: Vec<String>,
     /// Data files with sizes and checksums.
     pub files: Vec<FileEntry>,
     /// SHA-256 over the data files' checksums: equal fingerprints mean equal content.
@@ -167,6 +178,12 @@ pub struct Provenance {
     pub dropped: Vec<Dropped>,
     /// Input files, as given.
     pub sources: Vec<String>,
+    /// How coding regions were obtained ([`Manifest::cds_source`]).
+    pub cds_source: String,
+    /// Transcripts with an inferred CDS.
+    pub cds_inferred: usize,
+    /// Caveats about the input ([`Manifest::notes`]).
+    pub notes: Vec<String>,
 }
 
 impl Dataset {
@@ -228,6 +245,9 @@ impl Dataset {
             dropped_counts,
             dropped: provenance.dropped,
             sources: provenance.sources,
+            cds_source: provenance.cds_source,
+            cds_inferred: provenance.cds_inferred,
+            notes: provenance.notes,
             files,
             fingerprint: hex(&hasher.finalize()),
         };

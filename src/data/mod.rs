@@ -5,10 +5,13 @@
 
 pub mod batch;
 pub mod dataset;
+pub mod orf;
 pub mod packing;
+pub mod parquet_rows;
 pub mod prep;
 pub mod sampler;
 pub mod synth;
+pub mod table;
 pub mod transcript;
 
 use std::path::PathBuf;
@@ -40,6 +43,9 @@ pub enum DataError {
         /// What is wrong.
         why: String,
     },
+    /// A transcript table that cannot be read or checked; the error names the file, line and column.
+    #[error(transparent)]
+    Table(Box<table::TableError>),
     /// Input that parsed but does not make sense (an annotation that disagrees with its sequence, ...).
     #[error("{what}: {why}")]
     Invalid {
@@ -82,12 +88,15 @@ pub fn resolve_dataset(config: &crate::config::DataConfig, out: &std::path::Path
             length_scale: config.synth_length_scale,
         })?;
         prep::prep(&prep::PrepOptions {
-            gtf: summary.gtf,
-            genome: Some(summary.genome),
-            transcripts: None,
             homology: Some(summary.homology),
-            out: prepared.clone(),
             max_len: config.max_len,
+            ..prep::PrepOptions::new(
+                prep::PrepInput::Genome {
+                    annotation: summary.gtf,
+                    genome: summary.genome,
+                },
+                prepared.clone(),
+            )
         })?;
     }
     Dataset::open(&prepared)

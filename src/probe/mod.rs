@@ -3,8 +3,8 @@
 //! probes build and test without libtorch.
 //!
 //! # Pieces
-//! - [`table`]: probe input tables (TSV/CSV, optionally gzipped, or Parquet via [`parquet`]) read into checked
-//!   rows; [`published`]: the
+//! - Probe input tables are [`crate::data::table`]'s transcript tables (the one table format of the project,
+//!   also read by `isoclr prep --table`); [`published`]: the
 //!   published half-life and ribosome-load label layouts joined with a dataset made by `isoclr prep`.
 //! - [`split`]: group-aware train/validation/test splits and low-data subsets, as index lists.
 //! - [`kmer`]: k-mer frequency features (k = 3…6), the sequence-only baseline.
@@ -43,7 +43,6 @@ pub mod runner;
 pub mod split;
 #[cfg(feature = "torch")]
 pub mod supervised;
-pub mod table;
 pub mod task;
 
 pub use linear::{CvOptions, CvScore, DEFAULT_PENALTIES, LogisticOptions, LogisticProbe, RidgeProbe, Standardizer};

@@ -1,6 +1,6 @@
 //! Loaders for the published label tables' layouts (mRNA half-life per gene or per transcript, mean ribosome
-//! load per isoform), joined with a dataset made by `isoclr prep` into the same [`ProbeTable`] that
-//! [`crate::probe::table`] reads. Knows no tensors.
+//! load per isoform), joined with a dataset made by `isoclr prep` into the same [`TranscriptTable`] that
+//! [`crate::data::table`] reads. Knows no tensors.
 //!
 //! Supported layouts (TSV or CSV, optionally gzipped; chosen by [`LabelLayout`]):
 //! - half-life per gene, Saluki style (Agarwal & Kelley 2022): one row per gene, an Ensembl gene id column
@@ -21,8 +21,10 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
-use super::table::{Place, ProbeRow, ProbeTable, Records, Result, TableError, cell_error, is_missing, parse_target};
 use crate::data::Dataset;
+use crate::data::table::{
+    Place, Records, Result, TableError, TableRow, TranscriptTable, cell_error, is_missing, parse_target,
+};
 
 /// Which dataset id the label table's id column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +137,7 @@ fn unversioned(id: &str) -> &str {
 ///
 /// Errors: those of [`join_labels_from_reader`], and [`TableError::UnknownFormat`], [`TableError::Io`] or
 /// [`TableError::Parquet`] for the file.
-pub fn join_labels(dataset: &Dataset, path: &Path, layout: &LabelLayout) -> Result<ProbeTable> {
+pub fn join_labels(dataset: &Dataset, path: &Path, layout: &LabelLayout) -> Result<TranscriptTable> {
     join_records(dataset, Records::open(path)?, path, layout)
 }
 
@@ -150,7 +152,7 @@ pub fn join_labels_from_reader(
     delimiter: u8,
     path: &Path,
     layout: &LabelLayout,
-) -> Result<ProbeTable> {
+) -> Result<TranscriptTable> {
     join_records(dataset, Records::new(reader, delimiter, path)?, path, layout)
 }
 
@@ -159,7 +161,7 @@ fn join_records<R: Read>(
     mut records: Records<R>,
     path: &Path,
     layout: &LabelLayout,
-) -> Result<ProbeTable> {
+) -> Result<TranscriptTable> {
     let (id_col, id_name) = records.header.first_of(&layout.id_columns, path)?;
     let value_cols: Vec<(usize, String)> = match layout.combine {
         Combine::FirstPresent => vec![records.header.first_of(&layout.value_columns, path)?],
@@ -255,7 +257,7 @@ fn join_records<R: Read>(
             groups.push(name);
             next
         });
-        rows.push(ProbeRow {
+        rows.push(TableRow {
             transcript,
             targets: vec![value],
             place,
@@ -271,7 +273,7 @@ fn join_records<R: Read>(
             }
         ));
     }
-    ProbeTable {
+    TranscriptTable {
         source,
         targets: vec![layout.target.clone()],
         groups,
@@ -309,7 +311,7 @@ mod tests {
         Dataset::open(dir).unwrap()
     }
 
-    fn join(ds: &Dataset, text: &str, layout: &LabelLayout) -> Result<ProbeTable> {
+    fn join(ds: &Dataset, text: &str, layout: &LabelLayout) -> Result<TranscriptTable> {
         join_labels_from_reader(ds, text.as_bytes(), b'\t', Path::new("labels.tsv"), layout)
     }
 

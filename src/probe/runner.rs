@@ -12,10 +12,10 @@ use super::evaluate::{DrawPredictions, Method, SizePredictions, Truth, decompose
 use super::report::{Report, ReportError, SplitSummary, TargetReport, TaskReport};
 use super::split::{SplitError, Subset, low_data_subsets, split_by_group};
 use super::supervised::{SupervisedError, SupervisedOptions, Targets, fit_supervised};
-use super::table::{ProbeTable, TableError};
 use super::task::{ProbeTask, TaskError, TaskInput, TaskKind};
 use super::{BootstrapOptions, CvOptions, LogisticOptions, LogisticProbe, ProbeError, RidgeProbe, kmer, published};
 use crate::config::Pooling;
+use crate::data::table::{TableError, TranscriptTable};
 use crate::data::{DataError, Dataset, Transcript};
 
 /// Errors of a probe run; each names the task (and target, method and size where it applies).
@@ -160,7 +160,7 @@ pub fn run_probes(
 }
 
 /// The rows of one task, read from its input.
-fn load_input(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> Result<ProbeTable, RunnerError> {
+fn load_input(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> Result<TranscriptTable, RunnerError> {
     let table_err = |source| RunnerError::Table {
         task: task.name.clone(),
         source,
@@ -173,7 +173,7 @@ fn load_input(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> R
     match &task.input {
         TaskInput::Table { path, targets } => {
             let names: Vec<&str> = targets.iter().map(String::as_str).collect();
-            ProbeTable::read(path, &names).map_err(table_err)
+            TranscriptTable::read(path, &names).map_err(table_err)
         }
         TaskInput::Labels { path, layout, dataset } => {
             let dataset = match dataset {
@@ -295,7 +295,7 @@ fn run_task(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> Res
 fn run_target(
     encoder: &Encoder,
     task: &ProbeTask,
-    table: &ProbeTable,
+    table: &TranscriptTable,
     t: usize,
     features: &[Features],
     options: &RunnerOptions,
@@ -452,7 +452,7 @@ enum Labels {
 impl Labels {
     /// Reads target `t` on the `observed` rows, transformed (regression) or checked to be 0/1
     /// (classification); the error names the row and column.
-    fn read(table: &ProbeTable, task: &ProbeTask, t: usize, observed: &[usize]) -> Result<Self, String> {
+    fn read(table: &TranscriptTable, task: &ProbeTask, t: usize, observed: &[usize]) -> Result<Self, String> {
         let n = table.rows.len();
         let name = &table.targets[t];
         match task.kind {
@@ -593,7 +593,7 @@ impl Labels {
 fn fit_supervised_draw(
     encoder: &Encoder,
     task: &ProbeTask,
-    table: &ProbeTable,
+    table: &TranscriptTable,
     labels: &Labels,
     subset: &Subset,
     validation: &[usize],

@@ -93,6 +93,8 @@ struct Rec {
     seqname: String,
     span: Span,
     reverse: bool,
+    /// Strand `.` (or GFF3's `?`): read as `+`, and counted or dropped by `prep`.
+    unstranded: bool,
     phase: Option<u8>,
 }
 
@@ -107,6 +109,8 @@ pub(super) struct Model {
     pub seqname: String,
     /// Minus strand.
     pub reverse: bool,
+    /// Strand unknown (`.` or `?`): exons are read 5'→3' in ascending coordinates, as on `+`.
+    pub unstranded: bool,
     /// Line of the transcript's first record.
     line: usize,
     /// Exons; in transcript order once the annotation is finished.
@@ -261,7 +265,7 @@ impl Annotation {
 /// belongs to each); its id is its `transcript_id` attribute when it has one (and no other
 /// transcript shares it), else its `ID`; the gene is its own `Parent`'s `gene_id` attribute, else
 /// its own `gene_id` attribute, else the `Parent` id, else the transcript itself. Reading stops at a
-/// GFF3 `##FASTA` line. A strand of `.` (or `?` in GFF3) is read as `+`.
+/// GFF3 `##FASTA` line. A strand of `.` (or `?` in GFF3) is read as `+` and marked [`Model::unstranded`].
 ///
 /// Errors: [`DataError::Parse`] with the line for a malformed record (columns, coordinates, strand,
 /// phase, attributes), a missing `transcript_id`/`gene_id` (GTF) or `Parent` (GFF3), a transcript
@@ -355,9 +359,10 @@ impl Builder {
         if start > end {
             return Err(self.parse_error(n, format!("start {start} is greater than end {end}")));
         }
-        let reverse = match record.strand() {
-            Ok(Strand::Reverse) => true,
-            Ok(_) => false,
+        let (reverse, unstranded) = match record.strand() {
+            Ok(Strand::Reverse) => (true, false),
+            Ok(Strand::Forward) => (false, false),
+            Ok(_) => (false, true),
             Err(_) => {
                 return Err(self.parse_error(n, format!("invalid strand {:?} (expected +, -, . or ?)", column(6))));
             }
@@ -378,6 +383,7 @@ impl Builder {
             seqname,
             span: Span { start, end, line: n },
             reverse,
+            unstranded,
             phase,
         })
     }
@@ -561,7 +567,7 @@ impl Builder {
                         ),
                     ));
                 }
-                if m.reverse != rec.reverse {
+                if (m.reverse, m.unstranded) != (rec.reverse, rec.unstranded) {
                     return Err(self.parse_error(n, format!("transcript {id}: strand differs from line {}", m.line)));
                 }
                 i
@@ -572,6 +578,7 @@ impl Builder {
                     gene_id,
                     seqname: rec.seqname,
                     reverse: rec.reverse,
+                    unstranded: rec.unstranded,
                     line: n,
                     exons: Vec::new(),
                     cds: Vec::new(),

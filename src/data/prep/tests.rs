@@ -91,12 +91,28 @@ impl Files {
 
     fn genome_opts(&self, gtf: &str, out: &str) -> PrepOptions {
         PrepOptions {
-            gtf: self.path(gtf),
-            genome: Some(self.path("genome.fa")),
-            transcripts: None,
-            homology: None,
-            out: self.path(out),
             max_len: 100,
+            ..PrepOptions::new(
+                PrepInput::Genome {
+                    annotation: self.path(gtf),
+                    genome: self.path("genome.fa"),
+                },
+                self.path(out),
+            )
+        }
+    }
+
+    /// Transcript-FASTA mode over `a.gtf`.
+    fn transcript_opts(&self, fasta: &Path, out: &str) -> PrepOptions {
+        PrepOptions {
+            max_len: 100,
+            ..PrepOptions::new(
+                PrepInput::Transcripts {
+                    annotation: self.path("a.gtf"),
+                    transcripts: fasta.to_owned(),
+                },
+                self.path(out),
+            )
         }
     }
 
@@ -242,9 +258,7 @@ fn gff3_gives_the_same_dataset_as_gtf() {
 fn transcript_fasta_mode_matches_ids_and_counts_what_it_skips() {
     let f = Files::new();
     f.write("tx.fa", TRANSCRIPTS);
-    let mut opts = f.genome_opts("a.gtf", "out");
-    opts.genome = None;
-    opts.transcripts = Some(f.path("tx.fa"));
+    let opts = f.transcript_opts(&f.path("tx.fa"), "out");
     let (m, d) = f.run(&opts);
     let want: Vec<_> = expected().into_iter().filter(|t| t.0 != "tx1b").collect();
     assert_eq!(summary(&d), want);
@@ -272,7 +286,7 @@ fn gzipped_inputs_give_the_same_dataset() {
     f.write_gz("genome.fa.gz", GENOME);
     let (plain, _) = f.run(&f.genome_opts("a.gtf", "out_plain"));
     let mut opts = f.genome_opts("a.gtf.gz", "out_gz");
-    opts.genome = Some(f.path("genome.fa.gz"));
+    set_genome(&mut opts, f.path("genome.fa.gz"));
     let (gz, d) = f.run(&opts);
     assert_eq!(summary(&d), expected());
     assert_eq!(gz.fingerprint, plain.fingerprint);
@@ -437,7 +451,7 @@ fn unknown_sequence_and_exon_beyond_the_chromosome_are_errors() {
     assert_parse_error(&err, &path, 2, "extends beyond the end of chr2 (30 nt");
     let genome = f.write("dup.fa", &format!(">chrZ\nACGT\n>chrZ\nACGT\n{GENOME}"));
     let mut opts = f.genome_opts("a.gtf", "out");
-    opts.genome = Some(genome.clone());
+    set_genome(&mut opts, genome.clone());
     assert_parse_error(
         &f.error(&opts),
         &genome,
@@ -450,14 +464,12 @@ fn unknown_sequence_and_exon_beyond_the_chromosome_are_errors() {
 fn transcript_fasta_length_mismatch_names_both_files() {
     let f = Files::new();
     let fasta = f.write("tx.fa", ">tx3\nCCCCC\n>tx1\nGGATGAAACCCTAAG\n");
-    let mut opts = f.genome_opts("a.gtf", "out");
-    opts.genome = None;
-    opts.transcripts = Some(fasta.clone());
+    let mut opts = f.transcript_opts(&fasta, "out");
     let err = f.error(&opts);
     assert_parse_error(&err, &f.path("a.gtf"), 4, "has 15 nt but its exons sum to 16 nt");
     assert!(err.contains(&format!("{}:3", fasta.display())), "{err}");
     let fasta = f.write("dup.fa", ">tx3\nCCCCC\n>tx3\nCCCCC\n");
-    opts.transcripts = Some(fasta.clone());
+    opts = f.transcript_opts(&fasta, "out");
     assert_parse_error(&f.error(&opts), &fasta, 3, "second sequence for transcript tx3");
 }
 
@@ -478,31 +490,20 @@ fn empty_inputs_are_errors_naming_the_file() {
     );
     let genome = f.write("empty.fa", "");
     let mut opts = f.genome_opts("a.gtf", "out");
-    opts.genome = Some(genome.clone());
+    set_genome(&mut opts, genome.clone());
     let err = f.error(&opts);
     assert!(
         err.contains(&genome.display().to_string()) && err.contains("no FASTA records"),
         "{err}"
     );
     opts.max_len = 3;
-    opts.genome = Some(f.path("genome.fa"));
+    set_genome(&mut opts, f.path("genome.fa"));
     let err = f.error(&opts);
     assert!(
         err.contains("no transcript left") && err.contains("4 longer than 3 nt"),
         "{err}"
     );
     assert!(!f.path("out").join("manifest.json").exists());
-}
-
-#[test]
-fn options_need_exactly_one_sequence_source() {
-    let f = Files::new();
-    let mut opts = f.genome_opts("a.gtf", "out");
-    opts.transcripts = Some(f.path("genome.fa"));
-    assert!(f.error(&opts).contains("exactly one"));
-    opts.genome = None;
-    opts.transcripts = None;
-    assert!(matches!(prep(&opts), Err(DataError::Invalid { .. })));
 }
 
 #[test]
@@ -555,5 +556,12 @@ fn homology_errors_name_file_and_line() {
         let path = f.write("h.tsv", text);
         opts.homology = Some(path.clone());
         assert_parse_error(&f.error(&opts), &path, line, why);
+    }
+}
+
+/// Points a genome-mode `opts` at another genome FASTA.
+fn set_genome(opts: &mut PrepOptions, path: PathBuf) {
+    if let PrepInput::Genome { genome, .. } = &mut opts.input {
+        *genome = path;
     }
 }

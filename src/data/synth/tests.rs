@@ -434,7 +434,7 @@ fn label_rules_hold() {
 #[test]
 fn prep_reads_the_synthetic_transcriptome() {
     use crate::data::Dataset;
-    use crate::data::prep::{PrepOptions, prep};
+    use crate::data::prep::{PrepInput, PrepOptions, prep};
     let dir = tempfile::tempdir().unwrap();
     let opts = options(&dir.path().join("synth"), 80, 21, 0.25);
     let data = generate(&opts).unwrap();
@@ -450,13 +450,21 @@ fn prep_reads_the_synthetic_transcriptome() {
         let out = dir
             .path()
             .join(if genome_mode { "genome-mode" } else { "transcript-mode" });
+        let input = if genome_mode {
+            PrepInput::Genome {
+                annotation: summary.gtf.clone(),
+                genome: summary.genome.clone(),
+            }
+        } else {
+            PrepInput::Transcripts {
+                annotation: summary.gtf.clone(),
+                transcripts: summary.transcripts_fasta.clone(),
+            }
+        };
         let manifest = prep(&PrepOptions {
-            gtf: summary.gtf.clone(),
-            genome: genome_mode.then(|| summary.genome.clone()),
-            transcripts: (!genome_mode).then(|| summary.transcripts_fasta.clone()),
             homology: Some(summary.homology.clone()),
-            out: out.clone(),
             max_len: DEFAULT_MAX_LEN,
+            ..PrepOptions::new(input, out.clone())
         })
         .unwrap();
         assert_eq!(manifest.transcripts, summary.transcripts - summary.over_length);

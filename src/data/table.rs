@@ -1,5 +1,6 @@
-//! Probe input tables: TSV or CSV files (optionally gzipped) or Parquet files of transcripts with targets,
-//! read into checked rows that hold a [`Transcript`] each. Knows no tensors and no models.
+//! Transcript tables: TSV or CSV files (optionally gzipped) or Parquet files of transcripts, with optional
+//! targets, read into checked rows that hold a [`Transcript`] each. The one table format of the project: probe
+//! inputs and `isoclr prep --table` read it with this code. Knows no tensors and no models.
 //!
 //! Columns (header names are exact, cells are trimmed):
 //! - `id` (required): unique per table;
@@ -10,11 +11,13 @@
 //! - `exon_ends` (optional): comma-separated transcript coordinates (0-based) of each exon's last nucleotide,
 //!   strictly ascending; the last exon's end (`len − 1`) may be left out, as tables often list only the
 //!   splice junctions; an empty cell means a single exon;
-//! - `group` (optional): homology group or gene id, so that splits keep similar transcripts on one side;
+//! - `gene` (optional): the gene a transcript belongs to (its [`Transcript::gene_id`]);
+//! - `group` (optional): homology group, so that splits keep similar transcripts on one side and `prep` makes
+//!   them positives; without it the group is the `gene` cell, and without both every row is its own group;
 //! - the target columns the caller names: numbers, with an empty cell, `NA`, `N/A`, `NaN` or `null` (any case)
 //!   for a missing value, read as NaN and left out of that target's fits and metrics.
 //!
-//! Parquet cells are read as the text a TSV would hold ([`super::parquet`]): nulls are empty cells, and a
+//! Parquet cells are read as the text a TSV would hold ([`super::parquet_rows`]): nulls are empty cells, and a
 //! list column may hold `exon_ends`.
 //!
 //! Every error names the file, the 1-based line in the file (the 1-based row of a Parquet file) and the
@@ -25,8 +28,11 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::parquet::ParquetRows;
-use crate::data::{DataError, Transcript};
+use super::parquet_rows::ParquetRows;
+use super::{DataError, Transcript};
+
+/// The start of the note a table without CDS columns gets (`prep --cds longest-orf` replaces it).
+pub const NO_CDS_COLUMNS: &str = "no cds_start/cds_end columns";
 
 /// Where a record sits in its file: a 1-based line of a text table, or a 1-based row of a Parquet file.
 /// Displays as `3` or `row 3` after `path:`, as compilers and `grep -n` write positions.
@@ -133,11 +139,11 @@ pub type Result<T, E = TableError> = std::result::Result<T, E>;
 
 /// One checked row: the transcript and its targets.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProbeRow {
-    /// The transcript. `id` is the row's id; `group` indexes [`ProbeTable::groups`]; `gene_id` is the group's
-    /// name (the row id when the table has no group column).
+pub struct TableRow {
+    /// The transcript. `id` is the row's id; `group` indexes [`TranscriptTable::groups`]; `gene_id` is the
+    /// `gene` cell, or else the group's name (the row id when the table has neither column).
     pub transcript: Transcript,
-    /// One value per [`ProbeTable::targets`], in that order; NaN where missing.
+    /// One value per [`TranscriptTable::targets`], in that order; NaN where missing.
     pub targets: Vec<f64>,
     /// The row's line (or Parquet row) in the source file, for messages about it later on.
     pub place: Place,
@@ -145,25 +151,25 @@ pub struct ProbeRow {
 
 /// A probe table: rows in file order, with what a report should say about the input.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProbeTable {
+pub struct TranscriptTable {
     /// Where the rows came from (a path, or a label table joined with a dataset).
     pub source: String,
-    /// Names of the target columns, in the order of [`ProbeRow::targets`].
+    /// Names of the target columns, in the order of [`TableRow::targets`].
     pub targets: Vec<String>,
     /// Group names; [`Transcript::group`] of each row indexes this list (first-appearance order).
     pub groups: Vec<String>,
     /// The rows, in file order.
-    pub rows: Vec<ProbeRow>,
+    pub rows: Vec<TableRow>,
     /// Caveats for the report (missing annotation tracks, missing targets, unmatched labels).
     pub notes: Vec<String>,
 }
 
-impl ProbeTable {
+impl TranscriptTable {
     /// Reads a table from `path`, the format chosen by the name: `.tsv` or `.csv`, each optionally `.gz`, or
     /// `.parquet`.
     ///
     /// Errors: [`TableError::UnknownFormat`] for another name, [`TableError::Io`] when it cannot be read,
-    /// [`TableError::Parquet`] for a broken Parquet file, and otherwise those of [`ProbeTable::from_reader`].
+    /// [`TableError::Parquet`] for a broken Parquet file, and otherwise those of [`TranscriptTable::from_reader`].
     pub fn read(path: &Path, targets: &[&str]) -> Result<Self> {
         Self::from_records(Records::open(path)?, path, targets)
     }
@@ -194,6 +200,7 @@ impl ProbeTable {
         };
         let exon_col = col("exon_ends");
         let group_col = col("group");
+        let gene_col = col("gene");
         let target_cols = targets.iter().map(|t| required(t)).collect::<Result<Vec<_>>>()?;
 
         let mut rows = Vec::new();
@@ -225,10 +232,15 @@ impl ProbeTable {
                 Some(c) => parse_exon_ends(cell(c), len).map_err(|why| err("exon_ends", why))?,
                 None => vec![last_position(len)],
             };
+            let gene = match gene_col {
+                Some(c) if cell(c).is_empty() => return Err(err("gene", "empty gene".into())),
+                Some(c) => Some(cell(c)),
+                None => None,
+            };
             let group_name = match group_col {
                 Some(c) if cell(c).is_empty() => return Err(err("group", "empty group".into())),
                 Some(c) => cell(c),
-                None => id,
+                None => gene.unwrap_or(id),
             };
             let next = groups.len() as u32;
             let group = *group_index.entry(group_name.to_owned()).or_insert_with(|| {
@@ -241,9 +253,9 @@ impl ProbeTable {
                 .map(|(name, &c)| parse_target(cell(c)).map_err(|why| err(name, why)))
                 .collect::<Result<Vec<_>>>()?;
             // The checks above cover everything `Transcript::new` rejects; this error is a fallback only.
-            let transcript = Transcript::new(id, group_name, group, sequence, exon_ends, cds)
+            let transcript = Transcript::new(id, gene.unwrap_or(group_name), group, sequence, exon_ends, cds)
                 .map_err(|e| err("sequence", e.to_string()))?;
-            rows.push(ProbeRow {
+            rows.push(TableRow {
                 transcript,
                 targets: values,
                 place,
@@ -251,12 +263,12 @@ impl ProbeTable {
         }
         let mut notes = Vec::new();
         if cds_cols.is_none() {
-            notes.push("no cds_start/cds_end columns: the codon track is zeros".to_owned());
+            notes.push(format!("{NO_CDS_COLUMNS}: the codon track is zeros"));
         }
         if exon_col.is_none() {
             notes.push("no exon_ends column: every transcript is read as one exon (splice track marks only the last nucleotide)".to_owned());
         }
-        if group_col.is_none() {
+        if group_col.is_none() && gene_col.is_none() {
             notes.push(
                 "no group column: every row is its own group, so similar transcripts may fall on both sides of a split"
                     .to_owned(),
@@ -663,8 +675,8 @@ fn parse_exon_ends(cell: &str, len: u64) -> std::result::Result<Vec<u32>, String
 mod tests {
     use super::*;
 
-    fn read(text: &str, targets: &[&str]) -> Result<ProbeTable> {
-        ProbeTable::from_reader(text.as_bytes(), b'\t', Path::new("t.tsv"), targets)
+    fn read(text: &str, targets: &[&str]) -> Result<TranscriptTable> {
+        TranscriptTable::from_reader(text.as_bytes(), b'\t', Path::new("t.tsv"), targets)
     }
 
     fn err(text: &str, targets: &[&str]) -> String {
@@ -719,7 +731,7 @@ mod tests {
     #[test]
     fn csv_with_quotes_and_spaces() {
         let text = "id,sequence,exon_ends,y\n\"a\", ACGTACGT ,\"3, 7\",1\n";
-        let t = ProbeTable::from_reader(text.as_bytes(), b',', Path::new("t.csv"), &["y"]).unwrap();
+        let t = TranscriptTable::from_reader(text.as_bytes(), b',', Path::new("t.csv"), &["y"]).unwrap();
         assert_eq!(t.rows[0].transcript.exon_ends, vec![3, 7]);
         assert_eq!(t.rows[0].transcript.len, 8);
     }
@@ -817,7 +829,7 @@ mod tests {
         let e = err("", &[]);
         assert!(e.contains("empty file"), "{e}");
         let bad_utf8: &[u8] = b"id\tsequence\na\tAC\xffGT\n";
-        let e = ProbeTable::from_reader(bad_utf8, b'\t', Path::new("t.tsv"), &[])
+        let e = TranscriptTable::from_reader(bad_utf8, b'\t', Path::new("t.tsv"), &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("t.tsv:2: not valid UTF-8"), "{e}");
@@ -850,15 +862,15 @@ mod tests {
         enc.write_all(body.replace(',', "\t").as_bytes()).unwrap();
         enc.finish().unwrap();
         for name in ["x.csv", "x.tsv.gz"] {
-            let t = ProbeTable::read(&dir.path().join(name), &["y"]).unwrap();
+            let t = TranscriptTable::read(&dir.path().join(name), &["y"]).unwrap();
             assert_eq!(t.rows[0].targets, vec![1.0], "{name}");
         }
-        let e = ProbeTable::read(&dir.path().join("x.xlsx"), &[])
+        let e = TranscriptTable::read(&dir.path().join("x.xlsx"), &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown table format"), "{e}");
         for absent in ["absent.tsv", "absent.parquet"] {
-            let e = ProbeTable::read(&dir.path().join(absent), &[]).unwrap_err();
+            let e = TranscriptTable::read(&dir.path().join(absent), &[]).unwrap_err();
             assert!(matches!(e, TableError::Io { .. }), "{e}");
             assert!(e.to_string().contains(absent), "{e}");
         }

@@ -164,8 +164,12 @@ enum Command {
     },
     /// Print a dataset's counts, or one transcript's 6-track encoding.
     Inspect {
-        /// Dataset directory made by `isoclr prep`.
-        dataset: PathBuf,
+        /// Dataset directory made by `isoclr prep`; without it, the corpus of `--config` (its `[data]`:
+        /// datasets, weights, orthology, held-out share) as a training run would draw from it.
+        #[arg(required_unless_present = "config")]
+        dataset: Option<PathBuf>,
+        #[command(flatten)]
+        layers: ConfigArgs,
         /// Transcript id to show.
         #[arg(long)]
         transcript: Option<String>,
@@ -396,6 +400,58 @@ fn inspect(dataset: PathBuf, transcript: Option<String>, tracks: bool) -> Result
     Ok(())
 }
 
+/// Prints the corpus a configuration trains on: per dataset, its groups, groups with several transcripts,
+/// coding share, lengths, weight and share of every batch; then the corpus as a whole.
+fn inspect_corpus(config: &Config) -> Result<()> {
+    if config.data.path.is_none() && config.data.paths.is_empty() {
+        anyhow::bail!("the configuration names no dataset: set data.path or data.paths");
+    }
+    let corpus = isoclr::data::resolve_dataset(&config.data, Path::new("."))?;
+    let quotas = corpus
+        .training_sampler(config.train.seed, config.train.batch_size)
+        .map(|s| s.quotas())
+        .unwrap_or_default();
+    let held_out: std::collections::HashSet<u32> = corpus.held_out_groups().into_iter().collect();
+    println!(
+        "dataset\tgroups\tmulti_isoform_groups\ttranscripts\tcoding\tmedian_len\tmean_len\tmax_len\tweight\tper_batch\theld_out_groups"
+    );
+    for (i, part) in corpus.parts.iter().enumerate() {
+        let m = &part.manifest;
+        println!(
+            "{}\t{}\t{}\t{}\t{:.3}\t{}\t{:.0}\t{}\t{}\t{}\t{}",
+            part.name,
+            m.groups,
+            m.groups_with_multiple,
+            m.transcripts,
+            m.coding_transcripts as f64 / m.transcripts.max(1) as f64,
+            m.lengths.median,
+            m.lengths.mean,
+            m.lengths.max,
+            part.weight,
+            quotas.get(i).map_or("-".to_owned(), |q| q.to_string()),
+            part.groups.iter().filter(|g| held_out.contains(g)).count(),
+        );
+    }
+    let m = &corpus.manifest;
+    println!(
+        "corpus\t{}\t{}\t{}\t{:.3}\t{}\t{:.0}\t{}\t-\t{}\t{}",
+        m.groups,
+        m.groups_with_multiple,
+        m.transcripts,
+        m.coding_transcripts as f64 / m.transcripts.max(1) as f64,
+        m.lengths.median,
+        m.lengths.mean,
+        m.lengths.max,
+        config.train.batch_size,
+        held_out.len()
+    );
+    for note in &m.notes {
+        println!("# {note}");
+    }
+    println!("# fingerprint {}", m.fingerprint);
+    Ok(())
+}
+
 use isoclr::launch::EXIT_RESUMABLE;
 
 /// Fails unless `checkpoint.url` holds a complete checkpoint (for `train --resume`).
@@ -449,8 +505,9 @@ fn local_ip_towards(coordinator: &str) -> Result<std::net::IpAddr> {
     Ok(probe.local_addr()?.ip())
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
         // Output piped into a reader that stopped early (`| head`) is not this program failing.
         Err(e)
             if e.chain().any(|cause| {
@@ -459,9 +516,22 @@ fn main() -> Result<()> {
                     .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
             }) =>
         {
-            Ok(())
+            std::process::ExitCode::SUCCESS
         }
-        outcome => outcome,
+        Err(e) => {
+            // The message and its causes, as anyhow prints them, but never a backtrace: these are errors
+            // in what the user gave, not in the program, even when RUST_BACKTRACE is set.
+            let mut text = format!("Error: {e}");
+            let causes: Vec<String> = e.chain().skip(1).map(|c| c.to_string()).collect();
+            if !causes.is_empty() {
+                text.push_str("\n\nCaused by:");
+                for cause in causes {
+                    text.push_str(&format!("\n    {cause}"));
+                }
+            }
+            eprintln!("{text}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
@@ -558,9 +628,13 @@ fn run() -> Result<()> {
         }
         Command::Inspect {
             dataset,
+            layers,
             transcript,
             tracks,
-        } => inspect(dataset, transcript, tracks)?,
+        } => match dataset {
+            Some(dataset) => inspect(dataset, transcript, tracks)?,
+            None => inspect_corpus(&layers.load()?)?,
+        },
         Command::Embed {
             encoder,
             input,

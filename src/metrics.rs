@@ -44,6 +44,13 @@ pub struct MetricsLine {
     /// The longest wait for a batch among the ranks (multi-process jobs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_wait_s: Option<f64>,
+    /// Contrastive loss of a batch of held-out groups with two or more transcripts (`data.holdout_fraction`),
+    /// without augmentation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_out_loss: Option<f64>,
+    /// Contrastive accuracy of the held-out groups' batch; chance is 1 / its number of groups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_out_accuracy: Option<f64>,
 }
 
 /// An open `metrics.jsonl`, appended to line by line.
@@ -118,6 +125,8 @@ mod tests {
             world_size: None,
             step_time_s: None,
             data_wait_s: None,
+            held_out_loss: None,
+            held_out_accuracy: None,
         }
     }
 

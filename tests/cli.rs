@@ -202,3 +202,46 @@ fn synth_prep_inspect_round_trip() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn prep_from_a_table_infers_orfs_and_names_bad_cells_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("mrna.csv");
+    // One mRNA with a 5'UTR, a 101-codon ORF and a 3'UTR; one without any ATG.
+    let orf = format!("ATG{}TAA", "GCT".repeat(100));
+    std::fs::write(
+        &table,
+        format!("id,sequence,gene\nm1,CC{orf}GG,G1\nm2,{},G2\n", "C".repeat(50)),
+    )
+    .unwrap();
+    let ds = dir.path().join("ds");
+    let args = |cds: &str| {
+        vec![
+            "prep".to_owned(),
+            "--table".to_owned(),
+            table.display().to_string(),
+            "--cds".to_owned(),
+            cds.to_owned(),
+            "--out".to_owned(),
+            ds.display().to_string(),
+        ]
+    };
+    let run = isoclr(&args("longest-orf").iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let dataset = isoclr::data::Dataset::open(&ds).unwrap();
+    let m1 = dataset.transcript("m1").unwrap();
+    assert_eq!(m1.cds, Some((2, 2 + orf.len() as u32)));
+    assert_eq!(dataset.transcript("m2").unwrap().cds, None);
+    assert_eq!(dataset.manifest.cds_inferred, 1);
+
+    std::fs::write(&table, "id,sequence,gene\nm1,ACGT,G1\nm2,AC#T,G2\n").unwrap();
+    let run = isoclr(&args("annotation").iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let expected = format!("{}:3: column `sequence`", table.display());
+    assert_eq!(stderr.matches(&expected).count(), 1, "named once:\n{stderr}");
+    assert!(
+        !stderr.contains("backtrace") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}

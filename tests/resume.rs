@@ -14,6 +14,67 @@ use common::children;
 
 const STEPS: u64 = 12;
 
+/// Two small synthetic datasets (different seeds) and an orthology table joining two of their genes, made
+/// once per test process: a corpus to train on.
+fn corpus() -> &'static (tempfile::TempDir, Vec<String>) {
+    static CORPUS: OnceLock<(tempfile::TempDir, Vec<String>)> = OnceLock::new();
+    CORPUS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let isoclr = env!("CARGO_BIN_EXE_isoclr");
+        for (name, seed, genes) in [("human", "1", "60"), ("mouse", "2", "40")] {
+            let raw = dir.path().join(format!("{name}-raw"));
+            let run = |args: &[&str]| {
+                let out = Command::new(isoclr).args(args).output().unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            };
+            run(&[
+                "synth",
+                "--out",
+                raw.to_str().unwrap(),
+                "--genes",
+                genes,
+                "--seed",
+                seed,
+                "--length-scale",
+                "0.2",
+            ]);
+            let raw = |f: &str| raw.join(f).display().to_string();
+            let out = dir.path().join(name).display().to_string();
+            run(&[
+                "prep",
+                "--gtf",
+                &raw("annotation.gtf"),
+                "--genome",
+                &raw("genome.fa"),
+                "--out",
+                &out,
+            ]);
+        }
+        let links = dir.path().join("links.tsv");
+        std::fs::write(&links, "human\tSYNG00001\tO1\nmouse\tSYNG00002\tO1\n").unwrap();
+        let d = |n: &str| dir.path().join(n).display().to_string();
+        let sets = vec![
+            format!("data.paths=[\"{}\", \"{}\"]", d("human"), d("mouse")),
+            "data.weights=[2.0, 1.0]".to_owned(),
+            format!("data.orthology=\"{}\"", links.display()),
+            "data.holdout_fraction=0.1".to_owned(),
+        ];
+        (dir, sets)
+    })
+}
+
+/// `isoclr train` on the tiny configuration, checkpointing every 4 steps into `ckpt`; with `on_corpus`, on the
+/// two-dataset [`corpus`] instead of the synthetic default.
+fn command_on(out: &Path, ckpt: &Path, workers: Option<usize>, on_corpus: bool) -> Command {
+    let mut c = command(out, ckpt, workers);
+    if on_corpus {
+        for set in &corpus().1 {
+            c.args(["--set", set]);
+        }
+    }
+    c
+}
+
 /// `isoclr train` on the tiny configuration, checkpointing every 4 steps into `ckpt`.
 fn command(out: &Path, ckpt: &Path, workers: Option<usize>) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_isoclr"));
@@ -52,10 +113,10 @@ fn final_state(out: &Path, ckpt: &Path) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// Runs to the end without interruption and returns the final state.
-fn straight(workers: Option<usize>) -> (Vec<u8>, Vec<u8>) {
+fn straight(workers: Option<usize>, on_corpus: bool) -> (Vec<u8>, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
     let (out, ckpt) = (dir.path().join("out"), dir.path().join("ckpt"));
-    let run = command(&out, &ckpt, workers).output().unwrap();
+    let run = command_on(&out, &ckpt, workers, on_corpus).output().unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     final_state(&out, &ckpt)
 }
@@ -63,7 +124,7 @@ fn straight(workers: Option<usize>) -> (Vec<u8>, Vec<u8>) {
 /// The uninterrupted 2-worker run, shared by the tests that compare against it.
 fn straight_two_workers() -> &'static (Vec<u8>, Vec<u8>) {
     static STATE: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
-    STATE.get_or_init(|| straight(Some(2)))
+    STATE.get_or_init(|| straight(Some(2), false))
 }
 
 fn metrics_lines(out: &Path) -> usize {
@@ -104,10 +165,10 @@ fn logged_steps(out: &Path) -> Vec<u64> {
 /// Stops a run with SIGTERM once it has logged 5 steps (sent to its whole process group, as a scheduler
 /// does), checks it exits with the resumable status before the end, starts it again, and compares the
 /// result with `reference`.
-fn stop_and_resume(workers: Option<usize>, reference: &(Vec<u8>, Vec<u8>)) {
+fn stop_and_resume(workers: Option<usize>, on_corpus: bool, reference: &(Vec<u8>, Vec<u8>)) {
     let dir = tempfile::tempdir().unwrap();
     let (out, ckpt) = (dir.path().join("out"), dir.path().join("ckpt"));
-    let mut child = command(&out, &ckpt, workers)
+    let mut child = command_on(&out, &ckpt, workers, on_corpus)
         .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -130,7 +191,10 @@ fn stop_and_resume(workers: Option<usize>, reference: &(Vec<u8>, Vec<u8>)) {
     );
 
     // `--resume` insists on a checkpoint; a plain start would resume the same way.
-    let run = command(&out, &ckpt, workers).arg("--resume").output().unwrap();
+    let run = command_on(&out, &ckpt, workers, on_corpus)
+        .arg("--resume")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
     assert!(stderr.contains("resum"), "the second start resumed:\n{stderr}");
@@ -155,12 +219,19 @@ fn stop_and_resume(workers: Option<usize>, reference: &(Vec<u8>, Vec<u8>)) {
 
 #[test]
 fn sigterm_then_resume_equals_an_uninterrupted_run() {
-    stop_and_resume(None, &straight(None));
+    stop_and_resume(None, false, &straight(None, false));
 }
 
 #[test]
 fn two_workers_sigterm_then_resume_equals_an_uninterrupted_run() {
-    stop_and_resume(Some(2), straight_two_workers());
+    stop_and_resume(Some(2), false, straight_two_workers());
+}
+
+/// A corpus of two datasets with weights, an orthology table and held-out groups: the coordinator's shards
+/// and a resume after SIGTERM draw exactly the batches of an uninterrupted run.
+#[test]
+fn two_workers_on_a_corpus_sigterm_then_resume_equals_an_uninterrupted_run() {
+    stop_and_resume(Some(2), true, &straight(Some(2), true));
 }
 
 #[test]

@@ -162,8 +162,20 @@ impl Default for DistConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// A dataset directory made by `isoclr prep`; unset means "synthesise the default into `--out`".
+    /// A dataset directory made by `isoclr prep`; unset (and no `paths`) means "synthesise the default into
+    /// `--out`".
     pub path: Option<PathBuf>,
+    /// Several dataset directories trained on as one corpus (species, assemblies), instead of `path`.
+    pub paths: Vec<PathBuf>,
+    /// One weight per entry of `paths`: each dataset's share of every batch. Empty: in proportion to the
+    /// datasets' numbers of groups.
+    pub weights: Vec<f64>,
+    /// Orthology table (TSV `dataset<TAB>gene_id<TAB>group`, dataset = directory name): genes of one group
+    /// become one contrastive group across datasets.
+    pub orthology: Option<PathBuf>,
+    /// Share of groups held out of training (chosen by group id); their contrastive loss and accuracy are
+    /// logged every `train.log_every` steps. 0 holds none out.
+    pub holdout_fraction: f64,
     /// Genes of the synthetic default (used when `path` is unset).
     pub synth_genes: usize,
     /// Seed of the synthetic default.
@@ -178,6 +190,10 @@ impl Default for DataConfig {
     fn default() -> Self {
         Self {
             path: None,
+            paths: Vec::new(),
+            weights: Vec::new(),
+            orthology: None,
+            holdout_fraction: 0.0,
             synth_genes: 600,
             synth_seed: 1,
             synth_length_scale: 1.0,
@@ -653,6 +669,21 @@ impl Config {
             key: "checkpoint",
             why: e.to_string(),
         })?;
+        if self.data.path.is_some() && !self.data.paths.is_empty() {
+            return invalid(
+                "data.paths",
+                "give data.path (one dataset) or data.paths (several), not both",
+            );
+        }
+        if !self.data.weights.is_empty() && self.data.weights.len() != self.data.paths.len() {
+            return invalid("data.weights", "needs one weight per entry of data.paths");
+        }
+        if self.data.weights.iter().any(|w| !(w.is_finite() && *w > 0.0)) {
+            return invalid("data.weights", "must be positive and finite");
+        }
+        if !(0.0..=0.5).contains(&self.data.holdout_fraction) {
+            return invalid("data.holdout_fraction", "must be between 0 and 0.5");
+        }
         if self.data.max_len < 32 {
             return invalid("data.max_len", "must be at least 32");
         }

@@ -28,7 +28,7 @@ impl Planner {
     /// does not split into `world_size` equal shards.
     pub fn new(config: &Config, dataset: Arc<Dataset>, world_size: usize) -> Result<Self> {
         let t = &config.train;
-        let sampler = Sampler::new(t.seed, t.batch_size, dataset.groups.len())?;
+        let sampler = dataset.training_sampler(t.seed, t.batch_size)?;
         if world_size == 0 || !t.batch_size.is_multiple_of(world_size) {
             return Err(crate::data::DataError::Invalid {
                 what: "train.batch_size".into(),

@@ -116,6 +116,10 @@ pub struct Dataset {
     pub groups: Vec<Group>,
     /// All transcripts in shard order.
     pub transcripts: Vec<Transcript>,
+    /// The datasets it is made of ([`super::corpus`]): one, covering every group, for a dataset directory.
+    pub parts: Vec<super::corpus::Part>,
+    /// Share of groups held out of training ([`Dataset::is_held_out`]).
+    pub holdout_fraction: f64,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -320,11 +324,23 @@ impl Dataset {
                 why: "group index and shards disagree with each other or with the manifest".into(),
             });
         }
+        let parts = vec![super::corpus::Part {
+            name: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            dir: dir.to_owned(),
+            weight: 1.0,
+            groups: (0..groups.len() as u32).collect(),
+            manifest: manifest.clone(),
+        }];
         Ok(Self {
             dir: dir.to_owned(),
             manifest,
             groups,
             transcripts,
+            parts,
+            holdout_fraction: 0.0,
         })
     }
 

@@ -4,6 +4,7 @@
 //! Must not depend on tch, tonic or tokio: the coordinator uses this layer without libtorch.
 
 pub mod batch;
+pub mod corpus;
 pub mod dataset;
 pub mod orf;
 pub mod packing;
@@ -67,11 +68,23 @@ impl DataError {
     }
 }
 
-/// The dataset of a run: `data.path`, or else the synthetic default, synthesised and prepared once under
-/// `out/data/` (reused when already there).
+/// The dataset of a run: the corpus of `data.paths` (or the one dataset `data.path`), with `data.weights`,
+/// `data.orthology` and `data.holdout_fraction` applied ([`corpus::open`]), or else the synthetic default,
+/// synthesised and prepared once under `out/data/` (reused when already there).
 pub fn resolve_dataset(config: &crate::config::DataConfig, out: &std::path::Path) -> Result<Dataset> {
+    let corpus = |paths: Vec<std::path::PathBuf>| {
+        corpus::open(&corpus::CorpusOptions {
+            paths,
+            weights: config.weights.clone(),
+            orthology: config.orthology.clone(),
+            holdout_fraction: config.holdout_fraction,
+        })
+    };
+    if !config.paths.is_empty() {
+        return corpus(config.paths.clone());
+    }
     if let Some(path) = &config.path {
-        return Dataset::open(path);
+        return corpus(vec![path.clone()]);
     }
     let raw = out.join("data").join("synthetic");
     let prepared = out.join("data").join("prepared");
@@ -99,5 +112,5 @@ pub fn resolve_dataset(config: &crate::config::DataConfig, out: &std::path::Path
             )
         })?;
     }
-    Dataset::open(&prepared)
+    corpus(vec![prepared])
 }

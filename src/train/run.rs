@@ -15,7 +15,7 @@ use super::step::{StepReport, Trainer};
 use super::{Result, TrainError};
 use crate::config::{Config, DeviceChoice};
 use crate::data::batch::build_step;
-use crate::data::{Augment, Sampler};
+use crate::data::{Augment, Dataset, Sampler, StepBatch};
 use crate::dist::SingleProcess;
 use crate::metrics::{METRICS_FILE, MetricsFile, MetricsLine};
 use std::sync::Arc;
@@ -73,6 +73,35 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// The batch the held-out groups are measured on: up to `train.batch_size` of those with two or more
+/// transcripts (a single transcript's two views are identical without augmentation, a trivial match), the
+/// first batch of a sampler over them alone, without augmentation, the same at every log line. `None` when
+/// fewer than two such groups are held out.
+fn held_out_batch(dataset: &Dataset, config: &Config) -> Result<Option<StepBatch>> {
+    let groups: Vec<u32> = (dataset.held_out_groups().into_iter())
+        .filter(|&g| dataset.groups[g as usize].transcripts.len() >= 2)
+        .collect();
+    if groups.len() < 2 {
+        if dataset.holdout_fraction > 0.0 {
+            tracing::warn!(
+                held_out = groups.len(),
+                "data.holdout_fraction holds out fewer than 2 groups with two or more transcripts: no held-out metrics"
+            );
+        }
+        return Ok(None);
+    }
+    let t = &config.train;
+    let sampler = Sampler::over(t.seed, t.batch_size.min(groups.len()), groups)?;
+    Ok(Some(build_step(
+        dataset,
+        &sampler,
+        &Augment::NONE,
+        t.seed,
+        0,
+        config.pass_layout(),
+    )?))
+}
+
 /// Trains in this process on CPU or one GPU, writing outputs into `out`.
 ///
 /// Errors on an unusable dataset or device, an unwritable output, or a loss that diverges.
@@ -86,12 +115,13 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
     let device = select_device(config.train.device)?;
     let dataset = crate::data::resolve_dataset(&config.data, out)?;
     let t = &config.train;
-    let sampler = Sampler::new(t.seed, t.batch_size, dataset.groups.len())?;
+    let sampler = dataset.training_sampler(t.seed, t.batch_size)?;
     let augment = Augment {
         mask_fraction: t.mask_fraction,
         max_shift: t.max_shift,
         max_len: dataset.manifest.max_len,
     };
+    let held_out = held_out_batch(&dataset, config)?;
     let mut trainer = Trainer::new(config, device, sampler.steps_per_epoch());
     info!(
         ?device,
@@ -99,6 +129,7 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
         groups = dataset.groups.len(),
         transcripts = dataset.transcripts.len(),
         steps_per_epoch = sampler.steps_per_epoch(),
+        held_out_groups = held_out.as_ref().map_or(0, |b| b.pairs.len()),
         "training"
     );
     let checkpoints = Checkpointing::open(config)?;
@@ -160,6 +191,7 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
             last = Some(report);
             if step % t.log_every == 0 || step + 1 == t.steps {
                 let seq_per_s = since_log.1 as f64 / since_log.0.elapsed().as_secs_f64().max(1e-9);
+                let (held_out_loss, held_out_accuracy) = held_out.as_ref().map(|b| trainer.evaluate(b)).unzip();
                 since_log = (Instant::now(), 0);
                 let line = MetricsLine {
                     step,
@@ -174,17 +206,25 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
                     world_size: None,
                     step_time_s: None,
                     data_wait_s: None,
+                    held_out_loss,
+                    held_out_accuracy,
                 };
                 metrics.write(&line).map_err(TrainError::io(&metrics_path))?;
                 match &bar {
                     Some(bar) => bar.set_message(format!(
-                        "loss {:.4} acc {:.3} {seq_per_s:.0} seq/s",
-                        report.loss, report.accuracy
+                        "loss {:.4} acc {:.3}{} {seq_per_s:.0} seq/s",
+                        report.loss,
+                        report.accuracy,
+                        held_out_accuracy
+                            .map(|a| format!(" held-out acc {a:.3}"))
+                            .unwrap_or_default()
                     )),
                     None => info!(
                         step,
                         loss = report.loss,
                         accuracy = report.accuracy,
+                        held_out_loss,
+                        held_out_accuracy,
                         lr = report.lr,
                         seq_per_s,
                         "step"

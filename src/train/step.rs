@@ -80,6 +80,27 @@ impl Trainer {
         Ok(())
     }
 
+    /// The contrastive loss (unweighted) and accuracy of a whole batch, `batch` (the held-out groups'), with
+    /// the model in evaluation mode (running batch-norm statistics, no dropout) and without gradients:
+    /// nothing of the model or optimiser changes.
+    pub fn evaluate(&self, batch: &StepBatch) -> (f64, f64) {
+        let t = &self.config.train;
+        let n = batch.pairs.len() as i64;
+        let cuda = self.model.vars.device().is_cuda();
+        tch::no_grad(|| {
+            crate::device::autocast_bf16(cuda, || {
+                let pieces: Vec<Tensor> = (batch.micro.iter())
+                    .map(|m| self.model.embed_micro_batch(m, Pooling::Mean, false))
+                    .collect();
+                let embeddings = in_row_order(&pieces, &batch.micro);
+                let projections = self.model.head.forward(&embeddings, false).to_kind(Kind::Float);
+                let views = Views::normalised(&projections.narrow(0, 0, n), &projections.narrow(0, n, n));
+                let loss = contrastive_loss(t.loss, &views, 0, n, t.temperature, None);
+                (loss.double_value(&[]), contrastive_accuracy(&views))
+            })
+        })
+    }
+
     /// Runs one training step on this process's share `batch` of the global batch, in bf16 autocast on CUDA
     /// and full precision on CPU.
     ///

@@ -14,7 +14,7 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Opens `path` for reading, decompressing transparently when it starts with the gzip magic bytes
 /// (`1f 8b`; BGZF files are gzip members too and read the same way).
-pub(super) fn open(path: &Path) -> Result<LineCounting<Box<dyn Read>>> {
+pub(crate) fn open(path: &Path) -> Result<LineCounting<Box<dyn Read>>> {
     let file = File::open(path).map_err(DataError::io(path))?;
     let mut reader = BufReader::with_capacity(BUFFER, file);
     let head = reader.fill_buf().map_err(DataError::io(path))?;
@@ -28,7 +28,7 @@ pub(super) fn open(path: &Path) -> Result<LineCounting<Box<dyn Read>>> {
 
 /// A buffered reader that counts the line feeds consumed so far, so a caller that hands it to a
 /// parser (noodles' FASTA reader) can still tell on which line a record starts.
-pub(super) struct LineCounting<R> {
+pub(crate) struct LineCounting<R> {
     inner: R,
     buf: Box<[u8]>,
     pos: usize,
@@ -54,7 +54,7 @@ impl<R: Read> LineCounting<R> {
 
     /// Reads the next line into `line` without its `\n` or `\r\n`; returns its 1-based number, or
     /// `None` at the end of the input.
-    pub(super) fn next_line(&mut self, line: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    pub(crate) fn next_line(&mut self, line: &mut Vec<u8>) -> io::Result<Option<usize>> {
         let number = self.line();
         line.clear();
         if self.read_until(b'\n', line)? == 0 {

@@ -18,7 +18,7 @@
 //! This module must not import tch, tonic or tokio.
 
 mod annotation;
-mod input;
+pub(crate) mod input;
 mod sequence;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -16,8 +16,8 @@
 #
 # Makes OUT_DIR/chrx, OUT_DIR/mrna and OUT_DIR/chr1 (datasets; CDS by longest ORF where none is annotated),
 # OUT_DIR/tables/ (the mRNA table, paralog families, links.tsv joining chrX loci to the same genes' mRNAs, and the
-# half-life table when ../shared/data or data/labels holds the Saluki file) and OUT_DIR/corpus.toml (a [data]
-# section naming all three). Idempotent: a dataset whose manifest exists is not made again.
+# half-life table when ../shared/data or data/labels holds the Saluki file) and OUT_DIR/corpus.toml, which makes
+# OUT_DIR itself usable as data.path (all three datasets, joined by the links table). Idempotent: a dataset whose manifest exists is not made again.
 #   ISOCLR_BIN  the isoclr binary (default: target/release/isoclr, built by scripts/setup.sh)
 set -euo pipefail
 
@@ -97,10 +97,10 @@ mapfile -t example < <(ISOCLR_EXAMPLE_DIR="$src/isoformswitchanalyzer" "$repo/sc
 prep chr1 --gtf "${example[0]}" --transcripts "${example[1]}"
 
 cat > "$out/corpus.toml" <<EOF
-# The real human corpus made by scripts/fetch-human-data.sh: use with --config FILE, or copy into a config.
-[data]
-paths = ["$out/chrx", "$out/mrna", "$out/chr1"]
-orthology = "$out/tables/links.tsv"
+# The real human corpus made by scripts/fetch-human-data.sh: --set data.path=$out trains on all three
+# datasets, the links table making a chrX locus and its gene's mRNA one group. Paths are relative to this file.
+datasets = ["chrx", "mrna", "chr1"]
+orthology = "tables/links.tsv"
 EOF
 
 cat > "$out/SOURCES.md" <<EOF
@@ -117,5 +117,5 @@ cat > "$out/SOURCES.md" <<EOF
 Datasets: chrx (StringTie chrX, CDS = longest ORF), mrna (dm3loc mRNAs grouped by egbench paralog family, CDS =
 longest ORF), chr1 (IsoformSwitchAnalyzeR example, annotated CDS). tables/summary.json has the join counts.
 EOF
-say "done: $out (corpus.toml names the datasets)"
+say "done: $out (train on it with --set data.path=$out)"
 echo "$out"

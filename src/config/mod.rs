@@ -162,7 +162,8 @@ impl Default for DistConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataConfig {
-    /// A dataset directory made by `isoclr prep`; unset (and no `paths`) means "synthesise the default into
+    /// A dataset directory made by `isoclr prep`, or a directory whose `corpus.toml` lists several (as
+    /// `scripts/fetch-human-data.sh` writes); unset (and no `paths`) means "synthesise the default into
     /// `--out`".
     pub path: Option<PathBuf>,
     /// Several dataset directories trained on as one corpus (species, assemblies), instead of `path`.
@@ -675,7 +676,10 @@ impl Config {
                 "give data.path (one dataset) or data.paths (several), not both",
             );
         }
-        if !self.data.weights.is_empty() && self.data.weights.len() != self.data.paths.len() {
+        if !self.data.weights.is_empty()
+            && !self.data.paths.is_empty()
+            && self.data.weights.len() != self.data.paths.len()
+        {
             return invalid("data.weights", "needs one weight per entry of data.paths");
         }
         if self.data.weights.iter().any(|w| !(w.is_finite() && *w > 0.0)) {

@@ -31,6 +31,43 @@ pub struct CorpusOptions {
     pub holdout_fraction: f64,
 }
 
+/// The name of the file that makes a directory a corpus: `datasets = ["a", "b"]`, optional `weights = [..]`
+/// and `orthology = "file.tsv"`, paths relative to the directory. `data.path` may name such a directory.
+pub const CORPUS_FILE: &str = "corpus.toml";
+
+/// `corpus.toml`, as written.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorpusFile {
+    datasets: Vec<PathBuf>,
+    #[serde(default)]
+    weights: Vec<f64>,
+    orthology: Option<PathBuf>,
+}
+
+impl CorpusOptions {
+    /// The corpus a directory describes in its [`CORPUS_FILE`], `None` when it has none (a dataset
+    /// directory). Relative paths in the file are relative to `dir`. Errors with [`DataError::Invalid`] naming
+    /// the file when it is not valid TOML of that layout (an unknown key included).
+    pub fn from_directory(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(CORPUS_FILE);
+        if !path.is_file() || dir.join("manifest.json").is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(DataError::io(&path))?;
+        let file: CorpusFile = toml::from_str(&text).map_err(|e| DataError::Invalid {
+            what: path.display().to_string(),
+            why: e.message().to_owned(),
+        })?;
+        Ok(Some(Self {
+            paths: file.datasets.iter().map(|p| dir.join(p)).collect(),
+            weights: file.weights,
+            orthology: file.orthology.map(|p| dir.join(p)),
+            holdout_fraction: 0.0,
+        }))
+    }
+}
+
 /// One dataset of a corpus.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Part {

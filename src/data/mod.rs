@@ -84,6 +84,19 @@ pub fn resolve_dataset(config: &crate::config::DataConfig, out: &std::path::Path
         return corpus(config.paths.clone());
     }
     if let Some(path) = &config.path {
+        // A directory with a corpus file stands for its datasets; the run's own settings take precedence.
+        if let Some(file) = corpus::CorpusOptions::from_directory(path)? {
+            return corpus::open(&corpus::CorpusOptions {
+                weights: if config.weights.is_empty() {
+                    file.weights
+                } else {
+                    config.weights.clone()
+                },
+                orthology: config.orthology.clone().or(file.orthology),
+                holdout_fraction: config.holdout_fraction,
+                paths: file.paths,
+            });
+        }
         return corpus(vec![path.clone()]);
     }
     let raw = out.join("data").join("synthetic");

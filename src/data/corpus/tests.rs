@@ -270,3 +270,24 @@ fn training_batches_mix_by_weight_and_never_draw_held_out_groups() {
     .unwrap();
     assert_eq!(again.held_out_groups().into_iter().collect::<HashSet<_>>(), held);
 }
+
+#[test]
+fn a_corpus_file_makes_a_directory_stand_for_its_datasets() {
+    let root = tempfile::tempdir().unwrap();
+    dataset(root.path(), "human", &["HA", "HB"], 1);
+    dataset(root.path(), "mouse", &["MA", "MB"], 1);
+    std::fs::write(root.path().join("links.tsv"), "human\tHA\tO\nmouse\tMA\tO\n").unwrap();
+    std::fs::write(
+        root.path().join(CORPUS_FILE),
+        "datasets = [\"human\", \"mouse\"]\nweights = [1.0, 3.0]\northology = \"links.tsv\"\n",
+    )
+    .unwrap();
+    let opts = CorpusOptions::from_directory(root.path()).unwrap().unwrap();
+    assert_eq!(opts.paths, [root.path().join("human"), root.path().join("mouse")]);
+    assert_eq!(opts.weights, [1.0, 3.0]);
+    assert_eq!(open(&opts).unwrap().groups.len(), 3, "HA and MA joined");
+    assert!(CorpusOptions::from_directory(&root.path().join("human")).unwrap().is_none(), "a dataset");
+    std::fs::write(root.path().join(CORPUS_FILE), "dataset = [\"human\"]\n").unwrap();
+    let e = CorpusOptions::from_directory(root.path()).unwrap_err().to_string();
+    assert!(e.contains(CORPUS_FILE) && e.contains("dataset"), "{e}");
+}

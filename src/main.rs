@@ -258,6 +258,16 @@ fn read_tasks(paths: &[PathBuf]) -> Result<Vec<isoclr::probe::task::ProbeTask>> 
         .collect::<Result<Vec<_>, _>>()?)
 }
 
+impl Command {
+    /// Whether the command runs libtorch (and so needs its CUDA backend loaded first).
+    fn uses_torch(&self) -> bool {
+        !matches!(
+            self,
+            Self::Synth { .. } | Self::Prep { .. } | Self::Inspect { .. } | Self::Config { .. }
+        )
+    }
+}
+
 /// A number of bases: an integer or a decimal with a suffix k, M or G (powers of 1000), e.g. `3.1G`.
 fn parse_bases(text: &str) -> std::result::Result<u64, String> {
     let (number, unit) = match text.trim().char_indices().last() {
@@ -516,8 +526,11 @@ enum UnstrandedArg {
 }
 
 fn run() -> Result<()> {
-    let cuda_loaded = isoclr::device::init();
     let cli = Cli::parse();
+    // Loading libtorch's CUDA backend touches some 100 MB of library pages; the data commands never call
+    // tch, so they skip it (docs/PERFORMANCE.md, "Prep at human scale"). Parsing the command line
+    // calls no tch either, so the backend is still loaded before any tch call.
+    let cuda_loaded = cli.command.uses_torch() && isoclr::device::init();
     init_tracing();
     tracing::debug!(cuda_loaded, "libtorch initialised");
     match cli.command {

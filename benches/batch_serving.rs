@@ -42,6 +42,7 @@ fn dataset(genes: usize, length_scale: f64) -> Result<Dataset> {
             genes,
             seed: 5,
             length_scale,
+            ..Default::default()
         })?;
         prep(&PrepOptions {
             homology: Some(summary.homology),

@@ -125,6 +125,14 @@ enum Command {
         /// Transcript length scale (1.0 = realistic mRNA lengths).
         #[arg(long, default_value_t = 1.0)]
         length_scale: f64,
+        /// Mean transcripts per gene (1-20; default: a fixed mix of 1-6, mean about 2.6).
+        #[arg(long)]
+        isoforms_per_gene: Option<f64>,
+        /// Genome size in bases (suffix k, M or G accepted, e.g. 3.1G): switches to the human-scale
+        /// layout, chr1..chr22, chrX, chrY in GRCh38's proportions, written as it is generated. Human
+        /// scale: `--genome-size 3.1G --genes 62000 --isoforms-per-gene 4` (about 250 k transcripts).
+        #[arg(long, value_parser = parse_bases)]
+        genome_size: Option<u64>,
     },
     /// Build a dataset directory from an annotation and a genome or transcript FASTA.
     Prep {
@@ -252,6 +260,40 @@ fn read_tasks(paths: &[PathBuf]) -> Result<Vec<isoclr::probe::task::ProbeTask>> 
         .iter()
         .map(|p| isoclr::probe::task::ProbeTask::read(p))
         .collect::<Result<Vec<_>, _>>()?)
+}
+
+impl Command {
+    /// Whether the command runs libtorch (and so needs its CUDA backend loaded first).
+    fn uses_torch(&self) -> bool {
+        !matches!(
+            self,
+            Self::Synth { .. } | Self::Prep { .. } | Self::Inspect { .. } | Self::Config { .. }
+        )
+    }
+}
+
+/// A number of bases: an integer or a decimal with a suffix k, M or G (powers of 1000), e.g. `3.1G`.
+fn parse_bases(text: &str) -> std::result::Result<u64, String> {
+    let (number, unit) = match text.trim().char_indices().last() {
+        Some((i, c @ ('k' | 'K' | 'm' | 'M' | 'g' | 'G'))) => (
+            &text.trim()[..i],
+            match c.to_ascii_lowercase() {
+                'k' => 1e3,
+                'm' => 1e6,
+                _ => 1e9,
+            },
+        ),
+        _ => (text.trim(), 1.0),
+    };
+    if let Ok(n) = number.parse::<u64>()
+        && unit == 1.0
+    {
+        return Ok(n);
+    }
+    match number.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 && x * unit < 1e15 => Ok((x * unit).round() as u64),
+        _ => Err(format!("{text:?} is not a number of bases (e.g. 3100000000 or 3.1G)")),
+    }
 }
 
 /// `isoclr probe`, and the probes a training job runs when it ends: `data_dir` is where the synthetic
@@ -554,8 +596,11 @@ enum UnstrandedArg {
 }
 
 fn run() -> Result<()> {
-    let cuda_loaded = isoclr::device::init();
     let cli = Cli::parse();
+    // Loading libtorch's CUDA backend touches some 100 MB of library pages; the data commands never call
+    // tch, so they skip it (docs/PERFORMANCE.md, "Prep at human scale"). Parsing the command line
+    // calls no tch either, so the backend is still loaded before any tch call.
+    let cuda_loaded = cli.command.uses_torch() && isoclr::device::init();
     init_tracing();
     tracing::debug!(cuda_loaded, "libtorch initialised");
     match cli.command {
@@ -564,12 +609,16 @@ fn run() -> Result<()> {
             genes,
             seed,
             length_scale,
+            isoforms_per_gene,
+            genome_size,
         } => {
             let s = synth(&SynthOptions {
                 out: out.clone(),
                 genes,
                 seed,
                 length_scale,
+                isoforms_per_gene,
+                genome_size,
             })?;
             println!(
                 "wrote {} genes, {} transcripts ({} over the length limit, {} paralog families) to {}",
@@ -790,4 +839,20 @@ fn run() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bases;
+
+    #[test]
+    fn bases_take_plain_integers_and_k_m_g_suffixes() {
+        assert_eq!(parse_bases("3100000000"), Ok(3_100_000_000));
+        assert_eq!(parse_bases("3.1G"), Ok(3_100_000_000));
+        assert_eq!(parse_bases("250M"), Ok(250_000_000));
+        assert_eq!(parse_bases("1.5k"), Ok(1_500));
+        for bad in ["", "G", "-1M", "3.1T", "1e20"] {
+            assert!(parse_bases(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -28,6 +28,7 @@ fn dataset(dir: &Path) -> Arc<Dataset> {
         genes: 40,
         seed: 3,
         length_scale: 0.2,
+        ..Default::default()
     })
     .unwrap();
     prep(&PrepOptions {

@@ -112,6 +112,7 @@ pub fn resolve_dataset(config: &crate::config::DataConfig, out: &std::path::Path
             genes: config.synth_genes,
             seed: config.synth_seed,
             length_scale: config.synth_length_scale,
+            ..Default::default()
         })?;
         prep::prep(&prep::PrepOptions {
             homology: Some(summary.homology),

@@ -92,6 +92,70 @@ fn spacer(rng: &mut ChaCha8Rng, scale: f64, repeats: &[Vec<u8>], out: &mut Vec<u
     }
 }
 
+/// Consensus sequences of three interspersed repeat families (SINE/LINE-like, with a poly-A tail).
+pub(super) fn repeat_families(rng: &mut ChaCha8Rng) -> Vec<Vec<u8>> {
+    [310usize, 520, 180]
+        .iter()
+        .map(|&len| {
+            let mut r = random_seq(rng, len, 0.52);
+            r.extend(std::iter::repeat_n(b'A', 20));
+            r
+        })
+        .collect()
+}
+
+/// Unique intergenic bases at 41 % GC: a random byte indexes 256 slots, 52 G, 53 C, 76 A and 75 T, so
+/// one 64-bit draw makes eight bases (the per-base draw of [`random_seq`] is too slow for gigabases).
+const UNIQUE: [u8; 256] = {
+    let mut table = [b'T'; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = if i < 52 {
+            b'G'
+        } else if i < 105 {
+            b'C'
+        } else if i < 181 {
+            b'A'
+        } else {
+            b'T'
+        };
+        i += 1;
+    }
+    table
+};
+
+/// Appends exactly `len` bases of intergenic DNA with the composition of the spacers between genes
+/// (unique sequence, soft-masked repeat copies and microsatellites, rare N runs), the unique part
+/// drawn eight bases at a time. The last element is cut at `len`.
+pub(super) fn intergenic(rng: &mut ChaCha8Rng, len: usize, repeats: &[Vec<u8>], out: &mut Vec<u8>) {
+    let end = out.len() + len;
+    while out.len() < end {
+        let r = rng.random::<f64>();
+        if r < 0.005 {
+            let n = rng.random_range(50..=500);
+            out.extend(std::iter::repeat_n(b'N', n));
+        } else if r < 0.08 {
+            let family = rng.random_range(0..repeats.len());
+            out.extend(repeat_copy(rng, &repeats[family]));
+        } else if r < 0.11 {
+            const UNITS: [&[u8]; 5] = [b"ca", b"tg", b"a", b"at", b"ggc"];
+            let unit = UNITS[rng.random_range(0..UNITS.len())];
+            for _ in 0..rng.random_range(10..=40) {
+                out.extend_from_slice(unit);
+            }
+        } else {
+            let mut n = rng.random_range(50..=400usize);
+            while n > 0 {
+                let bytes = rng.random::<u64>().to_le_bytes();
+                let k = n.min(8);
+                out.extend(bytes[..k].iter().map(|&b| UNIQUE[usize::from(b)]));
+                n -= k;
+            }
+        }
+    }
+    out.truncate(end);
+}
+
 /// Builds `n_chrom` chromosomes holding the loci in `order` (indices into `loci`), split into equal runs,
 /// each chromosome framed by 1 kb of N; returns the sequences and, per locus index, its placement.
 pub(super) fn assemble(
@@ -102,14 +166,7 @@ pub(super) fn assemble(
     order: &[usize],
     n_chrom: usize,
 ) -> (Vec<Vec<u8>>, Vec<Placement>) {
-    let repeats: Vec<Vec<u8>> = [310usize, 520, 180]
-        .iter()
-        .map(|&len| {
-            let mut r = random_seq(rng, len, 0.52);
-            r.extend(std::iter::repeat_n(b'A', 20));
-            r
-        })
-        .collect();
+    let repeats = repeat_families(rng);
     let mut placements = vec![
         Placement {
             chrom: 0,

@@ -2,6 +2,10 @@
 //! label tables with planted rules, written so that `isoclr prep` reads it like real data and linear
 //! probes have something known to find. Deterministic: the same options give byte-identical files.
 //!
+//! Two layouts: by default a small genome held in memory (below); with a genome size
+//! ([`SynthOptions::genome_size`]) the human-scale layout of [`streamed`], with the same genes and files
+//! but 24 human-proportioned chromosomes written as they are generated.
+//!
 //! # Files written into `out`
 //! - `genome.fa`: chromosomes `chr1`..`chr4`, 60 columns. Genes are separated by intergenic DNA (about
 //!   3 kb × `length_scale`) with soft-masked (lower-case) repeat copies and microsatellites and rare N runs;
@@ -65,6 +69,7 @@
 mod genome;
 mod labels;
 mod model;
+pub mod streamed;
 #[cfg(test)]
 mod tests;
 
@@ -98,6 +103,15 @@ pub struct SynthOptions {
     /// Scales UTR, CDS, exon, intron and intergenic lengths: 1.0 gives realistic lengths, ~0.25 a fast
     /// smoke data set. Allowed range 0.05-2.0. The over-length genes are over 12,288 nt at any scale.
     pub length_scale: f64,
+    /// Mean number of transcripts per gene: `None` keeps the default mix (1-6, mean about 2.6); a value
+    /// `m` in 1.0-20.0 draws 1 + Poisson(m − 1) per gene (distinct isoforms are not always found, so
+    /// the mean achieved is a little lower).
+    pub isoforms_per_gene: Option<f64>,
+    /// Genome size in bases: `None` keeps the four-chromosome genome held in memory (intergenic DNA
+    /// about 3 kb × `length_scale` per gene); a size switches to the human-scale layout of
+    /// [`streamed`]: chromosomes `chr1`..`chr22`, `chrX`, `chrY` in GRCh38's proportions, written one
+    /// gene at a time. At least 1 Mb.
+    pub genome_size: Option<u64>,
 }
 
 impl Default for SynthOptions {
@@ -107,6 +121,8 @@ impl Default for SynthOptions {
             genes: 600,
             seed: 0,
             length_scale: 1.0,
+            isoforms_per_gene: None,
+            genome_size: None,
         }
     }
 }
@@ -169,8 +185,64 @@ struct Synth {
 /// `opts.out`. Errors with [`DataError::Invalid`] for settings out of range and [`DataError::Io`] when a
 /// file cannot be written.
 pub fn synth(opts: &SynthOptions) -> Result<SynthSummary> {
-    let data = generate(opts)?;
-    write(opts, &data)
+    match opts.genome_size {
+        Some(size) => streamed::synth(opts, size),
+        None => {
+            let data = generate(opts)?;
+            write(opts, &data)
+        }
+    }
+}
+
+/// Smallest genome of the human-scale layout: room for the 24 chromosomes' telomeric N runs and genes.
+const MIN_GENOME_SIZE: u64 = 1_000_000;
+
+/// Checks the options shared by both layouts; errors with [`DataError::Invalid`] naming the option.
+fn validate(opts: &SynthOptions) -> Result<()> {
+    let invalid = |why: String| DataError::Invalid {
+        what: "synth options".into(),
+        why,
+    };
+    if opts.genes == 0 {
+        return Err(invalid("genes must be at least 1".into()));
+    }
+    if !(0.05..=2.0).contains(&opts.length_scale) {
+        return Err(invalid(format!("length_scale {} outside 0.05-2.0", opts.length_scale)));
+    }
+    if let Some(m) = opts.isoforms_per_gene
+        && !(1.0..=20.0).contains(&m)
+    {
+        return Err(invalid(format!("isoforms_per_gene {m} outside 1.0-20.0")));
+    }
+    if let Some(size) = opts.genome_size
+        && size < MIN_GENOME_SIZE
+    {
+        return Err(invalid(format!("genome_size {size} is under {MIN_GENOME_SIZE} bases")));
+    }
+    Ok(())
+}
+
+/// How many over-length genes to plant (0.5 % of `n`, at least one when there are two genes or more)
+/// and the sizes (2-4) of the paralog families that take about 20 % of the other genes.
+fn plan_families(rng: &mut ChaCha8Rng, n: usize) -> (usize, Vec<usize>) {
+    let giants = if n >= 2 {
+        ((n as f64 * 0.005).round() as usize).max(1)
+    } else {
+        0
+    };
+    let mut left = ((n as f64 * 0.2).round() as usize).min(n - giants);
+    let mut sizes = Vec::new();
+    while left >= 2 {
+        let k = rng.random_range(2..=left.min(4));
+        let k = if left - k == 1 {
+            if k < 4 { k + 1 } else { k - 1 }
+        } else {
+            k
+        };
+        sizes.push(k);
+        left -= k;
+    }
+    (giants, sizes)
 }
 
 /// Draws a model until its reference transcript is valid.
@@ -196,37 +268,12 @@ fn random_kind(rng: &mut ChaCha8Rng) -> Kind {
 }
 
 fn generate(opts: &SynthOptions) -> Result<Synth> {
-    let invalid = |why: String| DataError::Invalid {
-        what: "synth options".into(),
-        why,
-    };
-    if opts.genes == 0 {
-        return Err(invalid("genes must be at least 1".into()));
-    }
-    if !(0.05..=2.0).contains(&opts.length_scale) {
-        return Err(invalid(format!("length_scale {} outside 0.05-2.0", opts.length_scale)));
-    }
+    validate(opts)?;
     let (n, scale) = (opts.genes, opts.length_scale);
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
 
     // Plan: paralog families (about 20 % of genes, 2-4 each), over-length genes, then singletons.
-    let giants = if n >= 2 {
-        ((n as f64 * 0.005).round() as usize).max(1)
-    } else {
-        0
-    };
-    let mut left = ((n as f64 * 0.2).round() as usize).min(n - giants);
-    let mut sizes = Vec::new();
-    while left >= 2 {
-        let k = rng.random_range(2..=left.min(4));
-        let k = if left - k == 1 {
-            if k < 4 { k + 1 } else { k - 1 }
-        } else {
-            k
-        };
-        sizes.push(k);
-        left -= k;
-    }
+    let (giants, sizes) = plan_families(&mut rng, n);
     let mut models: Vec<(Model, Option<usize>)> = Vec::with_capacity(n);
     for (f, &size) in sizes.iter().enumerate() {
         let kind = random_kind(&mut rng);
@@ -253,10 +300,7 @@ fn generate(opts: &SynthOptions) -> Result<Synth> {
     let mut isoforms = Vec::with_capacity(n);
     for (m, _) in &models {
         let locus = model::locus(m);
-        let iso = model::isoforms(&mut rng, m.kind, &locus, MAX_LEN).ok_or_else(|| DataError::Invalid {
-            what: "synthetic gene".into(),
-            why: "reference transcript became invalid".into(),
-        })?;
+        let iso = draw_isoforms(&mut rng, m.kind, &locus, opts.isoforms_per_gene)?;
         loci.push(locus);
         isoforms.push(iso);
     }
@@ -338,6 +382,19 @@ fn generate(opts: &SynthOptions) -> Result<Synth> {
     })
 }
 
+/// A gene's isoforms (see [`model::isoforms`]); errors when its reference transcript became invalid.
+fn draw_isoforms(
+    rng: &mut ChaCha8Rng,
+    kind: Kind,
+    locus: &model::Locus,
+    mean: Option<f64>,
+) -> Result<Vec<model::Isoform>> {
+    model::isoforms(rng, kind, locus, MAX_LEN, mean).ok_or_else(|| DataError::Invalid {
+        what: "synthetic gene".into(),
+        why: "reference transcript became invalid".into(),
+    })
+}
+
 /// Writes a file through a buffered writer, naming the path in errors.
 fn write_file(path: &Path, body: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>) -> Result<()> {
     let file = File::create(path).map_err(DataError::io(path))?;
@@ -373,62 +430,79 @@ fn segments(exons: &[(usize, usize)], minus: bool, x: usize, y: usize) -> Vec<(u
     out
 }
 
-fn write_gtf(w: &mut impl Write, opts: &SynthOptions, data: &Synth) -> std::io::Result<()> {
-    writeln!(
+/// The GTF header: a `##description` line naming the options, `##provider` and `##format`.
+fn write_gtf_header(w: &mut impl Write, opts: &SynthOptions) -> std::io::Result<()> {
+    write!(
         w,
-        "##description: isoclr synthetic transcriptome (seed {}, {} genes, length_scale {})",
+        "##description: isoclr synthetic transcriptome (seed {}, {} genes, length_scale {}",
         opts.seed, opts.genes, opts.length_scale
     )?;
-    writeln!(w, "##provider: isoclr synth\n##format: gtf")?;
+    if let Some(m) = opts.isoforms_per_gene {
+        write!(w, ", isoforms_per_gene {m}")?;
+    }
+    if let Some(size) = opts.genome_size {
+        write!(w, ", genome_size {size}")?;
+    }
+    writeln!(w, ")")?;
+    writeln!(w, "##provider: isoclr synth\n##format: gtf")
+}
+
+fn write_gtf(w: &mut impl Write, opts: &SynthOptions, data: &Synth) -> std::io::Result<()> {
+    write_gtf_header(w, opts)?;
     for gene in &data.genes {
-        let chrom = format!("chr{}", gene.chrom + 1);
-        let strand = if gene.minus { '-' } else { '+' };
-        let gene_type = if gene.coding { "protein_coding" } else { "lncRNA" };
-        let mut line = |feature: &str, (start, end): (usize, usize), frame: &str, attrs: &str| {
-            writeln!(
-                w,
-                "{chrom}\tisoclr\t{feature}\t{start}\t{end}\t.\t{strand}\t{frame}\t{attrs}"
-            )
+        write_gene_gtf(w, &format!("chr{}", gene.chrom + 1), gene)?;
+    }
+    Ok(())
+}
+
+/// One gene's GTF records: the gene, then each transcript with its exons and coding records.
+fn write_gene_gtf(w: &mut impl Write, chrom: &str, gene: &Gene) -> std::io::Result<()> {
+    let strand = if gene.minus { '-' } else { '+' };
+    let gene_type = if gene.coding { "protein_coding" } else { "lncRNA" };
+    let mut line = |feature: &str, (start, end): (usize, usize), frame: &str, attrs: &str| {
+        writeln!(
+            w,
+            "{chrom}\tisoclr\t{feature}\t{start}\t{end}\t.\t{strand}\t{frame}\t{attrs}"
+        )
+    };
+    let span = |exons: &mut dyn Iterator<Item = &(usize, usize)>| {
+        exons.fold((usize::MAX, 0), |(lo, hi), &(s, e)| (lo.min(s), hi.max(e)))
+    };
+    let gene_span = span(&mut gene.transcripts.iter().flat_map(|t| &t.exons));
+    let (gid, gname) = (&gene.id, &gene.name);
+    line(
+        "gene",
+        gene_span,
+        ".",
+        &format!("gene_id \"{gid}\"; gene_type \"{gene_type}\"; gene_name \"{gname}\";"),
+    )?;
+    for t in &gene.transcripts {
+        let last_exon = t.exons.last().map_or(0, |&(s, e)| e - s + 1);
+        let tx_type = match t.cds {
+            None => "lncRNA",
+            Some((_, stop)) if stop + 3 + 50 < t.seq.len() - last_exon => "nonsense_mediated_decay",
+            Some(_) => "protein_coding",
         };
-        let span = |exons: &mut dyn Iterator<Item = &(usize, usize)>| {
-            exons.fold((usize::MAX, 0), |(lo, hi), &(s, e)| (lo.min(s), hi.max(e)))
-        };
-        let gene_span = span(&mut gene.transcripts.iter().flat_map(|t| &t.exons));
-        let (gid, gname) = (&gene.id, &gene.name);
-        line(
-            "gene",
-            gene_span,
-            ".",
-            &format!("gene_id \"{gid}\"; gene_type \"{gene_type}\"; gene_name \"{gname}\";"),
-        )?;
-        for t in &gene.transcripts {
-            let last_exon = t.exons.last().map_or(0, |&(s, e)| e - s + 1);
-            let tx_type = match t.cds {
-                None => "lncRNA",
-                Some((_, stop)) if stop + 3 + 50 < t.seq.len() - last_exon => "nonsense_mediated_decay",
-                Some(_) => "protein_coding",
-            };
-            let attrs = format!(
-                "gene_id \"{gid}\"; transcript_id \"{}\"; gene_type \"{gene_type}\"; gene_name \"{gname}\"; \
-                 transcript_type \"{tx_type}\";",
-                t.id
-            );
-            line("transcript", span(&mut t.exons.iter()), ".", &attrs)?;
-            for (k, &exon) in t.exons.iter().enumerate() {
-                line("exon", exon, ".", &format!("{attrs} exon_number \"{}\";", k + 1))?;
-            }
-            if let Some((start, stop)) = t.cds {
-                for (feature, x, y) in [
-                    ("CDS", start, stop),
-                    ("start_codon", start, start + 3),
-                    ("stop_codon", stop, stop + 3),
-                ] {
-                    let mut done = 0;
-                    for seg in segments(&t.exons, gene.minus, x, y) {
-                        let phase = (3 - done % 3) % 3;
-                        line(feature, seg, &phase.to_string(), &attrs)?;
-                        done += seg.1 - seg.0 + 1;
-                    }
+        let attrs = format!(
+            "gene_id \"{gid}\"; transcript_id \"{}\"; gene_type \"{gene_type}\"; gene_name \"{gname}\"; \
+             transcript_type \"{tx_type}\";",
+            t.id
+        );
+        line("transcript", span(&mut t.exons.iter()), ".", &attrs)?;
+        for (k, &exon) in t.exons.iter().enumerate() {
+            line("exon", exon, ".", &format!("{attrs} exon_number \"{}\";", k + 1))?;
+        }
+        if let Some((start, stop)) = t.cds {
+            for (feature, x, y) in [
+                ("CDS", start, stop),
+                ("start_codon", start, start + 3),
+                ("stop_codon", stop, stop + 3),
+            ] {
+                let mut done = 0;
+                for seg in segments(&t.exons, gene.minus, x, y) {
+                    let phase = (3 - done % 3) % 3;
+                    line(feature, seg, &phase.to_string(), &attrs)?;
+                    done += seg.1 - seg.0 + 1;
                 }
             }
         }

@@ -627,17 +627,27 @@ fn alter(rng: &mut ChaCha8Rng, locus: &Locus, iv: &mut Vec<(usize, usize)>) {
     }
 }
 
-/// The reference isoform (or `None` when it is invalid) followed by 0-5 alternative ones, distinct in
-/// exon structure, each made by one or two events.
-pub(super) fn isoforms(rng: &mut ChaCha8Rng, kind: Kind, locus: &Locus, max_len: usize) -> Option<Vec<Isoform>> {
+/// The reference isoform (or `None` when it is invalid) followed by alternative ones, distinct in
+/// exon structure, each made by one or two events: 0-5 of them, or with a `mean` number of isoforms
+/// per gene, Poisson(mean − 1).
+pub(super) fn isoforms(
+    rng: &mut ChaCha8Rng,
+    kind: Kind,
+    locus: &Locus,
+    max_len: usize,
+    mean: Option<f64>,
+) -> Option<Vec<Isoform>> {
     let reference = evaluate(kind, locus, locus.core.clone(), max_len)?;
-    let want = match rng.random::<f64>() {
-        x if x < 0.33 => 1,
-        x if x < 0.55 => 2,
-        x if x < 0.72 => 3,
-        x if x < 0.85 => 4,
-        x if x < 0.94 => 5,
-        _ => 6,
+    let want = match mean {
+        Some(m) => 1 + poisson(rng, m - 1.0),
+        None => match rng.random::<f64>() {
+            x if x < 0.33 => 1,
+            x if x < 0.55 => 2,
+            x if x < 0.72 => 3,
+            x if x < 0.85 => 4,
+            x if x < 0.94 => 5,
+            _ => 6,
+        },
     };
     let mut out = vec![reference];
     for _ in 0..15 * want {

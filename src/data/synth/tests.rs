@@ -10,6 +10,7 @@ fn options(dir: &Path, genes: usize, seed: u64, length_scale: f64) -> SynthOptio
         genes,
         seed,
         length_scale,
+        ..Default::default()
     }
 }
 
@@ -146,63 +147,69 @@ fn rejects_bad_options() {
 fn gtf_genome_and_transcripts_agree() {
     for (genes, scale) in [(60, 0.25), (30, 1.0)] {
         let (dir, summary) = run(genes, 3, scale);
-        let genome: BTreeMap<String, Vec<u8>> = read_fasta(&summary.genome).into_iter().collect();
-        assert_eq!(genome.len(), 4);
-        let fasta = read_fasta(&summary.transcripts_fasta);
-        let recs = read_gtf(&summary.gtf);
-        let genes_rec: BTreeMap<&str, &Rec> = recs
-            .iter()
-            .filter(|r| r.feature == "gene")
-            .map(|r| (r.attrs["gene_id"].as_str(), r))
-            .collect();
-        assert_eq!(genes_rec.len(), summary.genes);
-        let txs = by_transcript(&recs);
-        assert_eq!(txs.len(), summary.transcripts);
-        assert_eq!(fasta.len(), summary.transcripts);
-        for (id, seq) in &fasta {
-            let t = &txs[id];
-            assert_eq!(t[0].feature, "transcript");
-            let gene = genes_rec[t[0].attrs["gene_id"].as_str()];
-            let exons: Vec<&&Rec> = t.iter().filter(|r| r.feature == "exon").collect();
-            for (k, e) in exons.iter().enumerate() {
-                assert!(e.start >= gene.start && e.end <= gene.end, "{id} exon outside gene");
-                assert!(
-                    e.start >= t[0].start && e.end <= t[0].end,
-                    "{id} exon outside transcript"
-                );
-                assert_eq!(e.attrs["exon_number"], (k + 1).to_string());
-                assert_eq!((&e.chrom, &e.strand), (&gene.chrom, &gene.strand));
-            }
-            assert_eq!(t[0].start, exons.iter().map(|e| e.start).min().unwrap());
-            assert_eq!(t[0].end, exons.iter().map(|e| e.end).max().unwrap());
-            // Exons in transcript order, separated by introns.
-            for w in exons.windows(2) {
-                if gene.strand == "+" {
-                    assert!(w[0].end + 1 < w[1].start, "{id} {:?} {:?}", w[0], w[1]);
-                } else {
-                    assert!(w[1].end + 1 < w[0].start, "{id}");
-                }
-            }
-            let chrom = &genome[&gene.chrom];
-            let mut spliced = Vec::new();
-            for e in &exons {
-                let piece = &chrom[e.start - 1..e.end];
-                spliced.extend(if e.strand == "-" {
-                    revcomp(piece)
-                } else {
-                    piece.to_vec()
-                });
-            }
-            assert_eq!(&spliced, seq, "{id}");
-            for r in t
-                .iter()
-                .filter(|r| matches!(r.feature.as_str(), "CDS" | "start_codon" | "stop_codon"))
-            {
-                assert!(exons.iter().any(|e| e.start <= r.start && r.end <= e.end), "{id} {r:?}");
-            }
-        }
+        assert_eq!(check_files_agree(&summary), 4);
         drop(dir);
     }
+}
+
+/// Checks that the GTF, the genome and the transcript FASTA describe the same transcripts; returns the
+/// number of chromosomes.
+fn check_files_agree(summary: &SynthSummary) -> usize {
+    let genome: BTreeMap<String, Vec<u8>> = read_fasta(&summary.genome).into_iter().collect();
+    let fasta = read_fasta(&summary.transcripts_fasta);
+    let recs = read_gtf(&summary.gtf);
+    let genes_rec: BTreeMap<&str, &Rec> = recs
+        .iter()
+        .filter(|r| r.feature == "gene")
+        .map(|r| (r.attrs["gene_id"].as_str(), r))
+        .collect();
+    assert_eq!(genes_rec.len(), summary.genes);
+    let txs = by_transcript(&recs);
+    assert_eq!(txs.len(), summary.transcripts);
+    assert_eq!(fasta.len(), summary.transcripts);
+    for (id, seq) in &fasta {
+        let t = &txs[id];
+        assert_eq!(t[0].feature, "transcript");
+        let gene = genes_rec[t[0].attrs["gene_id"].as_str()];
+        let exons: Vec<&&Rec> = t.iter().filter(|r| r.feature == "exon").collect();
+        for (k, e) in exons.iter().enumerate() {
+            assert!(e.start >= gene.start && e.end <= gene.end, "{id} exon outside gene");
+            assert!(
+                e.start >= t[0].start && e.end <= t[0].end,
+                "{id} exon outside transcript"
+            );
+            assert_eq!(e.attrs["exon_number"], (k + 1).to_string());
+            assert_eq!((&e.chrom, &e.strand), (&gene.chrom, &gene.strand));
+        }
+        assert_eq!(t[0].start, exons.iter().map(|e| e.start).min().unwrap());
+        assert_eq!(t[0].end, exons.iter().map(|e| e.end).max().unwrap());
+        // Exons in transcript order, separated by introns.
+        for w in exons.windows(2) {
+            if gene.strand == "+" {
+                assert!(w[0].end + 1 < w[1].start, "{id} {:?} {:?}", w[0], w[1]);
+            } else {
+                assert!(w[1].end + 1 < w[0].start, "{id}");
+            }
+        }
+        let chrom = &genome[&gene.chrom];
+        let mut spliced = Vec::new();
+        for e in &exons {
+            let piece = &chrom[e.start - 1..e.end];
+            spliced.extend(if e.strand == "-" {
+                revcomp(piece)
+            } else {
+                piece.to_vec()
+            });
+        }
+        assert_eq!(&spliced, seq, "{id}");
+        for r in t
+            .iter()
+            .filter(|r| matches!(r.feature.as_str(), "CDS" | "start_codon" | "stop_codon"))
+        {
+            assert!(exons.iter().any(|e| e.start <= r.start && r.end <= e.end), "{id} {r:?}");
+        }
+    }
+    genome.len()
 }
 
 #[test]
@@ -493,3 +500,117 @@ fn prep_reads_the_synthetic_transcriptome() {
         }
     }
 }
+
+fn streamed_options(dir: &Path, genes: usize, genome_size: u64) -> SynthOptions {
+    SynthOptions {
+        isoforms_per_gene: Some(4.0),
+        genome_size: Some(genome_size),
+        ..options(dir, genes, 4, 0.25)
+    }
+}
+
+#[test]
+fn streamed_layout_fills_the_genome_size_and_agrees_with_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let summary = synth(&streamed_options(&a, 150, 2_000_000)).unwrap();
+    synth(&streamed_options(&b, 150, 2_000_000)).unwrap();
+    for f in [
+        "genome.fa",
+        "annotation.gtf",
+        "transcripts.fa",
+        "homology.tsv",
+        "labels/half_life.tsv",
+        "labels/ribosome_load.tsv",
+    ] {
+        let bytes = std::fs::read(a.join(f)).unwrap();
+        assert!(!bytes.is_empty(), "{f}");
+        assert_eq!(bytes, std::fs::read(b.join(f)).unwrap(), "{f}");
+    }
+    assert_eq!(check_files_agree(&summary), 24);
+    let genome = read_fasta(&summary.genome);
+    let names: Vec<&str> = genome.iter().map(|(name, _)| name.as_str()).collect();
+    let want: Vec<&str> = streamed::HUMAN_CHROMOSOMES.iter().map(|(name, _)| *name).collect();
+    assert_eq!(names, want);
+    // Every chromosome gets exactly its share: the genes need far less room than 2 Mb.
+    assert_eq!(genome.iter().map(|(_, s)| s.len()).sum::<usize>(), 2_000_000);
+    let (chr1, chr21) = (genome[0].1.len(), genome[20].1.len());
+    assert!((5.2..5.5).contains(&(chr1 as f64 / chr21 as f64)), "{chr1} {chr21}");
+    assert!(
+        genome
+            .iter()
+            .all(|(_, s)| s.starts_with(b"NNNNNNNNNN") && s.ends_with(b"NNNNNNNNNN"))
+    );
+    // Genes are shared out by chromosome length.
+    let recs = read_gtf(&summary.gtf);
+    let on_chr1 = recs.iter().filter(|r| r.feature == "gene" && r.chrom == "chr1").count();
+    assert!((10..=14).contains(&on_chr1), "{on_chr1}");
+    // A mean of 4 isoforms is asked for; a few draws find no new distinct isoform.
+    let per_gene = summary.transcripts as f64 / summary.genes as f64;
+    assert!((3.3..=4.2).contains(&per_gene), "{per_gene}");
+    assert!(summary.families >= 5 && summary.over_length >= 1, "{summary:?}");
+    let homology = read_tsv(&summary.homology);
+    assert_eq!(homology[0], ["gene_id", "group_id"]);
+    let half_life = read_tsv(&summary.labels[0]);
+    assert_eq!(half_life.len() - 1, summary.transcripts);
+}
+
+#[test]
+fn prep_reads_the_streamed_layout() {
+    use crate::data::prep::{PrepInput, PrepOptions, prep};
+    let dir = tempfile::tempdir().unwrap();
+    let summary = synth(&streamed_options(&dir.path().join("synth"), 60, 1_000_000)).unwrap();
+    let input = PrepInput::Genome {
+        annotation: summary.gtf.clone(),
+        genome: summary.genome.clone(),
+    };
+    let manifest = prep(&PrepOptions {
+        homology: Some(summary.homology.clone()),
+        ..PrepOptions::new(input, dir.path().join("ds"))
+    })
+    .unwrap();
+    assert_eq!(manifest.transcripts, summary.transcripts - summary.over_length);
+    assert_eq!(manifest.dropped.len(), summary.over_length);
+}
+
+#[test]
+fn streamed_options_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = SynthOptions {
+        genome_size: Some(999_999),
+        ..streamed_options(dir.path(), 10, 0)
+    };
+    assert!(synth(&small).unwrap_err().to_string().contains("genome_size"));
+    let few = SynthOptions {
+        isoforms_per_gene: Some(0.5),
+        ..options(dir.path(), 10, 1, 0.25)
+    };
+    assert!(synth(&few).unwrap_err().to_string().contains("isoforms_per_gene"));
+}
+
+/// The default layout's bytes are pinned: data sets and results made with earlier versions must be
+/// reproducible, so a change here has to be deliberate.
+#[test]
+fn default_layout_bytes_are_pinned() {
+    use sha2::{Digest, Sha256};
+    let (dir, _) = run(40, 7, 0.25);
+    let digest = |f: &str| {
+        let bytes = std::fs::read(dir.path().join(f)).unwrap();
+        Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let got: Vec<String> = ["genome.fa", "annotation.gtf", "transcripts.fa", "labels/half_life.tsv"]
+        .into_iter()
+        .map(digest)
+        .collect();
+    assert_eq!(got, PINNED, "{got:#?}");
+}
+
+const PINNED: [&str; 4] = [
+    "2492f2c7b50f3806369cbea518b071587411e2b7fd819baf1fb471351c30989e",
+    "c553eb60c1ecc6425517479094e0198c64e32d88b789890b02f72b415654846e",
+    "2d287012c98e27208947f9c27e7cfd68e7c3f9867fb2a500ae0a96e4900470a1",
+    "83a8b738a68ba23bc766070cc1b4c473cd539cd43129312bd30c6699d3b39b55",
+];

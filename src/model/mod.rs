@@ -211,6 +211,39 @@ impl Model {
         self.encoder.forward_pooled(&x, &lengths, pooling, train)
     }
 
+    /// Sets every running statistic of the encoder's batch norms to its average over `passes` run in training
+    /// mode without gradients (the projection head is not run: embeddings do not use it), each layer normalised by the pass's own statistics as in training: the statistics a model
+    /// that is never put in evaluation mode effectively uses. Nothing else changes. A freshly initialised
+    /// model's running statistics are never updated (every batch norm is then the identity in evaluation
+    /// mode); calibrated, the random-weight baseline is at its strongest fair form. No-op without batch norm
+    /// or passes. Dropout draws from libtorch's generator: seed it first for a repeatable result. Variances
+    /// are stored unbiased (× n / (n − 1)), as training stores them.
+    pub fn calibrate_batch_norm(&self, passes: &[MicroBatch]) {
+        let statistics = self.running_statistics();
+        if statistics.is_empty() || passes.is_empty() {
+            return;
+        }
+        tch::no_grad(|| {
+            let mut sums: Vec<Tensor> = statistics
+                .iter()
+                .map(|s| s.to_kind(Kind::Double).zeros_like())
+                .collect();
+            for m in passes {
+                let before: Vec<Tensor> = statistics.iter().map(Tensor::copy).collect();
+                let _ = self.embed_micro_batch(m, Pooling::Mean, true);
+                for ((after, before), sum) in statistics.iter().zip(&before).zip(&mut sums) {
+                    // The pass moved the statistic by MOMENTUM towards this pass's value: recover that value.
+                    let own = (after - before).to_kind(Kind::Double) / norm::MOMENTUM + before.to_kind(Kind::Double);
+                    let _ = sum.g_add_(&own);
+                }
+            }
+            for (statistic, sum) in statistics.iter().zip(&sums) {
+                let mean = (sum / passes.len() as f64).to_kind(statistic.kind());
+                statistic.shallow_clone().copy_(&mean);
+            }
+        });
+    }
+
     /// The batch-norm running statistics (shallow handles): what an evaluation-mode pass reads and a
     /// training-mode pass updates.
     pub fn running_statistics(&self) -> Vec<Tensor> {
@@ -286,6 +319,84 @@ mod tests {
             Some((3, (len as u32 - 3) / 3 * 3)),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn calibration_sets_running_statistics_to_the_passes_and_changes_nothing_else() {
+        let _generator = lock_generator();
+        let model = Model::new(
+            &ModelConfig {
+                dropout: 0.0,
+                ..config(Norm::Batch)
+            },
+            Device::Cpu,
+            3,
+        );
+        let rows: Vec<Transcript> = (0..6)
+            .map(|i| random_transcript(20 + i, 200 + 37 * i as usize))
+            .collect();
+        let refs: Vec<&Transcript> = rows.iter().collect();
+        let one_pass = encode_for_embedding(&refs, 1 << 20);
+        assert_eq!(one_pass.len(), 1);
+        let before: Vec<(String, Tensor)> = model.named_tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
+        let uncalibrated = model.embed_micro_batches(&one_pass, false);
+        model.calibrate_batch_norm(&one_pass);
+        for ((name, old), (_, new)) in before.iter().zip(model.named_tensors()) {
+            let changed = old
+                .to_kind(Kind::Double)
+                .not_equal_tensor(&new.to_kind(Kind::Double))
+                .any()
+                .int64_value(&[])
+                == 1;
+            let statistic = name.ends_with("running_mean") || name.ends_with("running_var");
+            assert_eq!(
+                changed,
+                statistic && name.starts_with("encoder."),
+                "{name}: only the encoder's running statistics change (the head is not run)"
+            );
+        }
+        // Calibrated on one pass, evaluation mode normalises that pass as training mode does, but for the
+        // Bessel factor of the stored variance (n / (n − 1), n = real positions at a layer: about 1.6 % at
+        // the deepest layer of these short transcripts).
+        let train = model.embed_micro_batches(&one_pass, true).to_kind(Kind::Double);
+        model.calibrate_batch_norm(&one_pass);
+        let eval = model.embed_micro_batches(&one_pass, false).to_kind(Kind::Double);
+        let worst = (&eval - &train).abs().max().double_value(&[]);
+        let scale = train.abs().max().double_value(&[]);
+        assert!(
+            worst <= 0.03 * scale,
+            "eval after calibration vs train: {worst} (scale {scale})"
+        );
+        let before = (uncalibrated.to_kind(Kind::Double) - &train)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(
+            before > 10.0 * worst,
+            "uncalibrated eval differed from train by only {before} (calibrated {worst})"
+        );
+        // Two passes: the average of each pass's statistics.
+        let halves: Vec<Vec<MicroBatch>> = [&refs[..3], &refs[3..]]
+            .iter()
+            .map(|part| encode_for_embedding(part, 1 << 20))
+            .collect();
+        let each: Vec<Vec<Tensor>> = halves
+            .iter()
+            .map(|h| {
+                model.calibrate_batch_norm(h);
+                model.running_statistics().iter().map(Tensor::copy).collect()
+            })
+            .collect();
+        let both: Vec<MicroBatch> = halves.concat();
+        model.calibrate_batch_norm(&both);
+        for (k, got) in model.running_statistics().iter().enumerate() {
+            let want = (&each[0][k] + &each[1][k]) / 2.0;
+            let err = (got - &want).abs().max().double_value(&[]);
+            assert!(
+                err <= 1e-5 * (1.0 + want.abs().max().double_value(&[])),
+                "statistic {k}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tch::{Kind, Tensor, nn};
 use crate::config::Norm;
 
 /// PyTorch's convention: new = (1 − momentum)·running + momentum·batch statistic.
-const MOMENTUM: f64 = 0.1;
+pub(crate) const MOMENTUM: f64 = 0.1;
 
 /// The kind statistics are summed in: `f32` for `f32` and autocast's `bf16`, `f64` for a model run in
 /// `f64` (the tests' reference computations).

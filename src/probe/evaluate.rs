@@ -18,8 +18,12 @@ use super::{BootstrapOptions, Interval, ProbeError, Result, auprc, auroc, bootst
 pub enum Method {
     /// The trained encoder's frozen embeddings with a linear probe.
     Pretrained,
-    /// The same architecture with random weights, frozen, with a linear probe.
+    /// The same architecture with random weights, frozen, with a linear probe; batch norm uses its initial
+    /// running statistics (the identity).
     Random,
+    /// The same random weights with batch-norm statistics calibrated on the probe's own sequences
+    /// ([`crate::model::Model::calibrate_batch_norm`]): the random baseline at its strongest fair form.
+    RandomCalibrated,
     /// k-mer frequencies (k = 3…6) with a linear probe.
     Kmer,
     /// The same architecture trained from scratch on the labels.
@@ -32,6 +36,7 @@ impl Method {
         match self {
             Self::Pretrained => "IsoCLR (pre-trained)",
             Self::Random => "random weights",
+            Self::RandomCalibrated => "random weights, calibrated BN",
             Self::Kmer => "k-mer (k=3-6)",
             Self::Supervised => "supervised from scratch",
         }

@@ -18,6 +18,7 @@
 //!   percentile bootstrap 95 % interval of any of them.
 //! - [`plot`]: PNG plots of low-data learning curves (metric against log-scaled training rows, one line per
 //!   method, with spread bars), drawn with an embedded font so they need no system fonts.
+//! - [`rank`]: the effective rank of embeddings (RankMe), reported for every embedding method.
 //! - [`task`]: probe task files (TOML); [`evaluate`]: test-split scoring with bootstrap intervals and paired
 //!   comparisons; [`report`]: `report.json`, `report.md` and the plots.
 //! - `embed`, `supervised` and `runner` (feature `torch`): load a trained encoder and embed transcripts; the
@@ -37,6 +38,7 @@ mod metrics;
 pub mod parquet;
 pub mod plot;
 pub mod published;
+pub mod rank;
 pub mod report;
 #[cfg(feature = "torch")]
 pub mod runner;

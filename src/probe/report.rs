@@ -63,8 +63,8 @@ pub struct TargetReport {
 }
 
 impl TargetReport {
-    /// One line for a terminal: the primary metric of the pre-trained encoder and the random and k-mer
-    /// baselines on the largest training subset (the whole training split by default); the low-data end of
+    /// One line for a terminal: the primary metric of the pre-trained encoder, the stronger random baseline
+    /// and the k-mer baseline on the largest training subset (the whole training split by default); the low-data end of
     /// the curves, where the methods differ most, is in the report with its intervals.
     pub fn summary_line(&self, task: &str) -> String {
         let r = &self.results;
@@ -74,12 +74,23 @@ impl TargetReport {
                 .and_then(|s| s.primary().map(|p| format!("{:.3} at {}", p.mean, s.size)))
                 .unwrap_or_else(|| "–".to_owned())
         };
+        // The stronger random baseline: calibrated batch norm, where there is one, is the fair comparison.
+        let random = [Method::Random, Method::RandomCalibrated]
+            .into_iter()
+            .filter_map(|m| {
+                let c = r.method(m)?;
+                let s = c.sizes.iter().max_by(|a, b| a.train_rows.total_cmp(&b.train_rows))?;
+                Some((s.primary()?.mean, m))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map_or(Method::Random, |(_, m)| m);
         format!(
-            "{task}/{}: {} pre-trained {}; random {}; k-mer {}",
+            "{task}/{}: {} pre-trained {}; {} {}; k-mer {}",
             self.target,
             r.primary_metric,
             at(Method::Pretrained),
-            at(Method::Random),
+            random.label(),
+            at(random),
             at(Method::Kmer)
         )
     }
@@ -96,6 +107,8 @@ pub struct TaskReport {
     pub rows: usize,
     /// Caveats about the input (missing annotation tracks, unmatched labels).
     pub notes: Vec<String>,
+    /// The effective rank (RankMe) of each embedding method's features over the task's rows, with their width.
+    pub effective_rank: Vec<(Method, f64, usize)>,
     /// One entry per target.
     pub targets: Vec<TargetReport>,
 }
@@ -223,6 +236,12 @@ impl TaskReport {
         );
         for note in &self.notes {
             let _ = writeln!(md, "- Note: {note}");
+        }
+        if !self.effective_rank.is_empty() {
+            let ranks: Vec<String> = (self.effective_rank.iter())
+                .map(|(m, r, dim)| format!("{} {r:.1} of {dim}", m.label()))
+                .collect();
+            let _ = writeln!(md, "- Effective rank of the embeddings (RankMe): {}", ranks.join("; "));
         }
         let _ = writeln!(md);
         for target in &self.targets {
@@ -466,6 +485,7 @@ mod tests {
                 source: "labels.tsv".into(),
                 rows: 100,
                 notes: vec!["3 label rows unmatched".into()],
+                effective_rank: vec![(Method::Pretrained, 12.5, 64)],
                 targets: vec![TargetReport {
                     target: "half life".into(),
                     split: SplitSummary {
@@ -496,7 +516,7 @@ mod tests {
         assert_eq!(
             line,
             format!(
-                "hl/half life: pearson pre-trained {}; random –; k-mer {}",
+                "hl/half life: pearson pre-trained {}; random weights –; k-mer {}",
                 largest(Method::Pretrained),
                 largest(Method::Kmer)
             )

@@ -272,6 +272,25 @@ fn run_task(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> Res
             dim: random.dim(pooling),
         });
     }
+    if task.baselines.random_calibrated && encoder.config.model.norm == crate::config::Norm::Batch {
+        let random = encoder.random_like(options.random_seed).calibrated(
+            &transcripts,
+            options.positions_per_pass,
+            options.random_seed,
+        );
+        features.push(Features {
+            method: Method::RandomCalibrated,
+            values: embed_rows(
+                &random,
+                &transcripts,
+                pooling,
+                options,
+                "embedding (random, calibrated)",
+            )
+            .map_err(embed_err)?,
+            dim: random.dim(pooling),
+        });
+    }
     if task.baselines.kmer {
         features.push(Features {
             method: Method::Kmer,
@@ -283,11 +302,16 @@ fn run_task(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> Res
     for t in 0..table.targets.len() {
         targets.push(run_target(encoder, task, &table, t, &features, options)?);
     }
+    let effective_rank = (features.iter())
+        .filter(|f| f.method != Method::Kmer)
+        .map(|f| (f.method, super::rank::effective_rank(&f.values, f.dim), f.dim))
+        .collect();
     Ok(TaskReport {
         task: task.clone(),
         source: table.source.clone(),
         rows: table.rows.len(),
         notes: table.notes.clone(),
+        effective_rank,
         targets,
     })
 }

@@ -229,6 +229,9 @@ impl Default for LowData {
 pub struct Baselines {
     /// The same architecture with random weights.
     pub random: bool,
+    /// The same random weights with batch-norm statistics calibrated on the task's sequences (models with
+    /// batch norm only).
+    pub random_calibrated: bool,
     /// k-mer frequency features (k = 3…6).
     pub kmer: bool,
     /// The k-mer probe only on subsets up to this many training rows: its 5,440 features make each larger
@@ -243,6 +246,7 @@ impl Default for Baselines {
     fn default() -> Self {
         Self {
             random: true,
+            random_calibrated: true,
             kmer: true,
             kmer_max_rows: 1500,
             supervised: true,

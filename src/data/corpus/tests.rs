@@ -286,7 +286,12 @@ fn a_corpus_file_makes_a_directory_stand_for_its_datasets() {
     assert_eq!(opts.paths, [root.path().join("human"), root.path().join("mouse")]);
     assert_eq!(opts.weights, [1.0, 3.0]);
     assert_eq!(open(&opts).unwrap().groups.len(), 3, "HA and MA joined");
-    assert!(CorpusOptions::from_directory(&root.path().join("human")).unwrap().is_none(), "a dataset");
+    assert!(
+        CorpusOptions::from_directory(&root.path().join("human"))
+            .unwrap()
+            .is_none(),
+        "a dataset"
+    );
     std::fs::write(root.path().join(CORPUS_FILE), "dataset = [\"human\"]\n").unwrap();
     let e = CorpusOptions::from_directory(root.path()).unwrap_err().to_string();
     assert!(e.contains(CORPUS_FILE) && e.contains("dataset"), "{e}");

@@ -16,7 +16,7 @@
 #
 # Makes OUT_DIR/chrx, OUT_DIR/mrna and OUT_DIR/chr1 (datasets; CDS by longest ORF where none is annotated),
 # OUT_DIR/tables/ (the mRNA table, paralog families, links.tsv joining chrX loci to the same genes' mRNAs, and the
-# half-life table when ../shared/data or data/labels holds the Saluki file) and OUT_DIR/corpus.toml, which makes
+# half-life and essentiality tables) and OUT_DIR/corpus.toml, which makes
 # OUT_DIR itself usable as data.path (all three datasets, joined by the links table). Idempotent: a dataset whose manifest exists is not made again.
 #   ISOCLR_BIN  the isoclr binary (default: target/release/isoclr, built by scripts/setup.sh)
 set -euo pipefail
@@ -76,10 +76,10 @@ if ! "$python" -c "import pyarrow" 2>/dev/null; then
 fi
 
 saluki=""
-for candidate in "$repo/data/labels/saluki_human_half_life_pc1.tsv" "$repo/../shared/data/saluki_human_half_life_pc1.tsv"; do
+for candidate in "$repo/labels/saluki_human_half_life_pc1.tsv" "$repo/../shared/data/saluki_human_half_life_pc1.tsv"; do
     [[ -s "$candidate" ]] && { saluki="$candidate"; break; }
 done
-if [[ ! -s "$out/tables/summary.json" ]]; then
+if [[ ! -s "$out/tables/human_essentiality.tsv" ]]; then
     say "joining mRNAs, paralog families and labels"
     "$python" "$repo/scripts/human_corpus.py" "$src" "$out" $saluki
 fi
@@ -112,7 +112,8 @@ cat > "$out/SOURCES.md" <<EOF
 | sources/dm3loc/modified_multilabel_seq_nonredundent.fasta | Python registry, dm3loc 1.2.0 source distribution, DM3Loc/testdata/ (human RefSeq mRNAs; Wang et al., DM3Loc, NAR 2021) | MIT (sources/dm3loc/LICENSE) |
 | sources/egbench/egbench_mcp/datasets/ | Python registry, egbench 0.1.0 wheel: homology/cluster_map.parquet (HGNC protein families), DepMap and DEG gene tables (HGNC, symbol, Entrez, Ensembl ids) | MIT (sources/egbench/egbench-0.1.0.dist-info/licenses/) |
 | sources/isoformswitchanalyzer/ | Debian package r-bioc-isoformswitchanalyzer, extdata/example.gtf.gz and example_isoform_nt.fasta.gz (human chr1, hg19) | GPL-2+ |
-| tables/human_half_life.tsv | Saluki half-life PC1 (Agarwal & Kelley 2022, Genome Biology 23:245; vagarwal87/saluki_paper) joined to the mRNAs | Apache-2.0 |
+| tables/human_half_life.tsv | Saluki half-life PC1 (Agarwal & Kelley 2022, Genome Biology 23:245; vagarwal87/saluki_paper; labels/ in the repository) joined to the mRNAs | Apache-2.0 |
+| tables/human_essentiality.tsv | egbench 0.1.0, DepMap 26Q1 gene universe (essential / non-essential from DepMap CRISPR screens; "uncertain" left out) joined to the mRNAs | MIT (egbench); DepMap data CC BY 4.0 |
 
 Datasets: chrx (StringTie chrX, CDS = longest ORF), mrna (dm3loc mRNAs grouped by egbench paralog family, CDS =
 longest ORF), chr1 (IsoformSwitchAnalyzeR example, annotated CDS). tables/summary.json has the join counts.

@@ -3,10 +3,11 @@
 //! [`crate::data::table`] reads. Knows no tensors.
 //!
 //! Supported layouts (TSV or CSV, optionally gzipped; chosen by [`LabelLayout`]):
-//! - half-life per gene, Saluki style (Agarwal & Kelley 2022): one row per gene, an Ensembl gene id column
-//!   (`ENSID`, `gene_id` or `ensembl_gene_id`) and either one summary column (e.g. `PC1`, `half_life`) or one
-//!   column per experiment, averaged over the experiments present in a row. We have not checked these column
-//!   names against the released supplementary file; any other names can be given to [`LabelLayout`];
+//! - half-life per gene, Saluki style (Agarwal & Kelley 2022): one row per gene, gene id columns (`ENSID`,
+//!   `gene_id`, `ensembl_gene_id`, or a symbol: `gene_name`, `external_gene_name`, `symbol`; of those present,
+//!   the one matching the most dataset genes joins) and either one summary column (`half_life`, `PC1`, or
+//!   `human_PC1`/`mouse_PC1` as in the released `all_HLs_human_PC1.txt`) or one column per experiment,
+//!   averaged over the experiments present in a row; any other names can be given to [`LabelLayout`];
 //! - half-life per transcript: `transcript_id` and `half_life` (the layout `isoclr synth` writes in
 //!   `labels/half_life.tsv`);
 //! - mean ribosome load per isoform: `transcript_id` and `mrl` or `mean_ribosome_load` (the synthetic
@@ -80,9 +81,16 @@ impl LabelLayout {
     /// `ensembl_gene_id`.
     pub fn half_life_per_gene() -> Self {
         Self {
-            id_columns: names(&["gene_id", "ENSID", "ensembl_gene_id"]),
+            id_columns: names(&[
+                "gene_id",
+                "ENSID",
+                "ensembl_gene_id",
+                "gene_name",
+                "external_gene_name",
+                "symbol",
+            ]),
             key: JoinKey::Gene,
-            value_columns: names(&["half_life", "PC1"]),
+            value_columns: names(&["half_life", "PC1", "human_PC1", "mouse_PC1"]),
             combine: Combine::FirstPresent,
             target: "half_life".into(),
             gene_transcripts: GeneTranscripts::Longest,
@@ -162,7 +170,14 @@ fn join_records<R: Read>(
     path: &Path,
     layout: &LabelLayout,
 ) -> Result<TranscriptTable> {
-    let (id_col, id_name) = records.header.first_of(&layout.id_columns, path)?;
+    // The id column: of the listed names present, the one that matches the most dataset ids (a gene table
+    // often has both an Ensembl id and a symbol column, and the dataset may use either).
+    let present: Vec<(usize, String)> = (layout.id_columns.iter())
+        .filter_map(|name| records.header.index(name).map(|i| (i, name.clone())))
+        .collect();
+    if present.is_empty() {
+        records.header.first_of(&layout.id_columns, path)?;
+    }
     let value_cols: Vec<(usize, String)> = match layout.combine {
         Combine::FirstPresent => vec![records.header.first_of(&layout.value_columns, path)?],
         Combine::Mean => layout
@@ -182,9 +197,23 @@ fn join_records<R: Read>(
         index.entry(unversioned(id)).or_default().push(i);
     }
 
+    let mut all = Vec::new();
+    while let Some(record) = records.next_record()? {
+        all.push(record);
+    }
+    let matches = |column: usize| {
+        (all.iter())
+            .filter(|r| index.contains_key(unversioned(r.fields.get(column).map_or("", String::as_str))))
+            .count()
+    };
+    let (id_col, id_name) = (present.iter().enumerate())
+        .max_by_key(|(k, (column, _))| (matches(*column), std::cmp::Reverse(*k)))
+        .map(|(_, found)| found.clone())
+        .ok_or_else(|| records.header.missing(&layout.id_columns.join("` or `"), path))?;
+
     let mut seen: HashMap<String, Place> = HashMap::new();
     let (mut labelled, mut unmatched) = (Vec::new(), 0usize);
-    while let Some(record) = records.next_record()? {
+    for record in all {
         let place = record.place;
         let cell = |c: usize| record.fields.get(c).map(String::as_str).unwrap_or("");
         let id = cell(id_col);
@@ -264,6 +293,11 @@ fn join_records<R: Read>(
         });
     }
     let mut notes = Vec::new();
+    if present.len() > 1 {
+        notes.push(format!(
+            "joined on the label column `{id_name}`, the one matching the most dataset ids"
+        ));
+    }
     if unmatched > 0 {
         notes.push(format!(
             "{unmatched} of {total} label rows have no {} in the dataset and are left out",
@@ -313,6 +347,59 @@ mod tests {
 
     fn join(ds: &Dataset, text: &str, layout: &LabelLayout) -> Result<TranscriptTable> {
         join_labels_from_reader(ds, text.as_bytes(), b'\t', Path::new("labels.tsv"), layout)
+    }
+
+    #[test]
+    fn the_released_saluki_layout_joins_on_whichever_id_column_the_dataset_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let by_ensembl = dataset(&dir.path().join("ensembl"));
+        // The same transcripts under gene symbols, as a dataset made from RefSeq mRNAs has them.
+        let t = vec![
+            Transcript::new("NM_1", "SYMA", 0, b"ACGTACGT", vec![7], None).unwrap(),
+            Transcript::new("NM_2", "SYMC", 1, b"GGGG", vec![3], None).unwrap(),
+        ];
+        let g = vec![
+            Group {
+                id: "SYMA".into(),
+                transcripts: vec![0],
+            },
+            Group {
+                id: "SYMC".into(),
+                transcripts: vec![1],
+            },
+        ];
+        Dataset::write(&dir.path().join("symbols"), &g, &t, Provenance::default()).unwrap();
+        let by_symbol = Dataset::open(&dir.path().join("symbols")).unwrap();
+        // The columns of all_HLs_human_PC1.txt.
+        let text = "ensembl_gene_id\texternal_gene_name\thuman_PC1\n\
+                    ENSG1\tSYMA\t0.5\n\
+                    ENSG3\tSYMC\t-1.25\n\
+                    ENSG9\tSYMZ\t2\n";
+        let layout = LabelLayout::half_life_per_gene();
+        let on_symbols = join(&by_symbol, text, &layout).unwrap();
+        let got: Vec<(&str, f64)> = (on_symbols.rows.iter())
+            .map(|r| (r.transcript.id.as_str(), r.targets[0]))
+            .collect();
+        assert_eq!(got, [("NM_1", 0.5), ("NM_2", -1.25)]);
+        assert!(
+            on_symbols.notes.iter().any(|n| n.contains("`external_gene_name`")),
+            "{:?}",
+            on_symbols.notes
+        );
+        let on_ensembl = join(&by_ensembl, text, &layout).unwrap();
+        let got: Vec<(&str, f64)> = (on_ensembl.rows.iter())
+            .map(|r| (r.transcript.id.as_str(), r.targets[0]))
+            .collect();
+        assert_eq!(
+            got,
+            [("ENST2.1", 0.5), ("ENST4.1", -1.25)],
+            "the longest isoform of each gene"
+        );
+        assert!(
+            on_ensembl.notes.iter().any(|n| n.contains("`ensembl_gene_id`")),
+            "{:?}",
+            on_ensembl.notes
+        );
     }
 
     #[test]

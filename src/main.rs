@@ -564,7 +564,10 @@ fn main() -> std::process::ExitCode {
             // The message and its causes, as anyhow prints them, but never a backtrace: these are errors
             // in what the user gave, not in the program, even when RUST_BACKTRACE is set.
             let mut text = format!("Error: {e}");
-            let causes: Vec<String> = e.chain().skip(1).map(|c| c.to_string()).collect();
+            // A cause whose text its wrapper already repeats ("task t: <cause>") is not said twice.
+            let causes: Vec<String> = (e.chain().skip(1).map(|c| c.to_string()))
+                .filter(|cause| !e.to_string().contains(cause.as_str()))
+                .collect();
             if !causes.is_empty() {
                 text.push_str("\n\nCaused by:");
                 for cause in causes {

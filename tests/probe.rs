@@ -155,7 +155,10 @@ fn training_runs_its_probes_and_pretraining_beats_the_baselines_at_the_smallest_
             .iter()
             .map(|m| m["method"].as_str().unwrap())
             .collect();
-        assert_eq!(methods, ["pretrained", "random", "kmer", "supervised"]);
+        assert_eq!(
+            methods,
+            ["pretrained", "random", "random_calibrated", "kmer", "supervised"]
+        );
         for m in results["methods"].as_array().unwrap() {
             for size in m["sizes"].as_array().unwrap() {
                 let mean = size["metrics"][0]["mean"].as_f64().unwrap();
@@ -182,7 +185,7 @@ fn training_runs_its_probes_and_pretraining_beats_the_baselines_at_the_smallest_
             continue;
         }
         // The from-scratch baseline ran where asked, with early stopping reported in epochs.
-        let supervised = &results["methods"][3]["sizes"][0];
+        let supervised = &results["methods"][4]["sizes"][0];
         assert_eq!(supervised["size"]["fraction"], 0.005);
         assert!(supervised["draws"][0]["epochs"].as_u64().unwrap() >= 1);
     }

@@ -212,12 +212,17 @@ fn join_records<R: Read>(
         .ok_or_else(|| records.header.missing(&layout.id_columns.join("` or `"), path))?;
 
     let mut seen: HashMap<String, Place> = HashMap::new();
-    let (mut labelled, mut unmatched) = (Vec::new(), 0usize);
+    let (mut labelled, mut unmatched, mut without_id) = (Vec::new(), 0usize, 0usize);
     for record in all {
         let place = record.place;
         let cell = |c: usize| record.fields.get(c).map(String::as_str).unwrap_or("");
         let id = cell(id_col);
         if id.is_empty() {
+            // With several id columns, a row may lack the one that joins (a gene without a symbol).
+            if present.len() > 1 {
+                without_id += 1;
+                continue;
+            }
             return Err(cell_error(path, place, &id_name, "empty id".into()));
         }
         if let Some(first) = seen.insert(unversioned(id).to_owned(), place) {
@@ -298,6 +303,11 @@ fn join_records<R: Read>(
             "joined on the label column `{id_name}`, the one matching the most dataset ids"
         ));
     }
+    if without_id > 0 {
+        notes.push(format!(
+            "{without_id} label rows have an empty `{id_name}` and are left out"
+        ));
+    }
     if unmatched > 0 {
         notes.push(format!(
             "{unmatched} of {total} label rows have no {} in the dataset and are left out",
@@ -374,6 +384,7 @@ mod tests {
         let text = "ensembl_gene_id\texternal_gene_name\thuman_PC1\n\
                     ENSG1\tSYMA\t0.5\n\
                     ENSG3\tSYMC\t-1.25\n\
+                    ENSG8\t\t7\n\
                     ENSG9\tSYMZ\t2\n";
         let layout = LabelLayout::half_life_per_gene();
         let on_symbols = join(&by_symbol, text, &layout).unwrap();
@@ -383,6 +394,11 @@ mod tests {
         assert_eq!(got, [("NM_1", 0.5), ("NM_2", -1.25)]);
         assert!(
             on_symbols.notes.iter().any(|n| n.contains("`external_gene_name`")),
+            "{:?}",
+            on_symbols.notes
+        );
+        assert!(
+            (on_symbols.notes.iter()).any(|n| n == "1 label rows have an empty `external_gene_name` and are left out"),
             "{:?}",
             on_symbols.notes
         );

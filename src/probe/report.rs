@@ -96,6 +96,18 @@ impl TargetReport {
     }
 }
 
+/// The wall time of one stage of a probe task and the rows it handled (embedded, fitted over all subsets,
+/// trained on, or scored).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageTime {
+    /// What ran.
+    pub stage: String,
+    /// Seconds it took.
+    pub seconds: f64,
+    /// Rows it handled.
+    pub rows: usize,
+}
+
 /// One task.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskReport {
@@ -109,6 +121,8 @@ pub struct TaskReport {
     pub notes: Vec<String>,
     /// The effective rank (RankMe) of each embedding method's features over the task's rows, with their width.
     pub effective_rank: Vec<(Method, f64, usize)>,
+    /// Wall time of each stage of the task (the probe runner's cost, docs/PERFORMANCE.md).
+    pub timings: Vec<StageTime>,
     /// One entry per target.
     pub targets: Vec<TargetReport>,
 }
@@ -242,6 +256,19 @@ impl TaskReport {
                 .map(|(m, r, dim)| format!("{} {r:.1} of {dim}", m.label()))
                 .collect();
             let _ = writeln!(md, "- Effective rank of the embeddings (RankMe): {}", ranks.join("; "));
+        }
+        if !self.timings.is_empty() {
+            let stages: Vec<String> = (self.timings.iter())
+                .map(|t| {
+                    format!(
+                        "{} {:.1} s ({:.0} rows/s)",
+                        t.stage,
+                        t.seconds,
+                        t.rows as f64 / t.seconds.max(1e-9)
+                    )
+                })
+                .collect();
+            let _ = writeln!(md, "- Time: {}", stages.join("; "));
         }
         let _ = writeln!(md);
         for target in &self.targets {
@@ -486,6 +513,7 @@ mod tests {
                 rows: 100,
                 notes: vec!["3 label rows unmatched".into()],
                 effective_rank: vec![(Method::Pretrained, 12.5, 64)],
+                timings: Vec::new(),
                 targets: vec![TargetReport {
                     target: "half life".into(),
                     split: SplitSummary {

@@ -9,7 +9,7 @@ use tch::Device;
 
 use super::embed::{EmbedError, Encoder};
 use super::evaluate::{DrawPredictions, Method, SizePredictions, Truth, decompose_by_group, score};
-use super::report::{Report, ReportError, SplitSummary, TargetReport, TaskReport};
+use super::report::{Report, ReportError, SplitSummary, StageTime, TargetReport, TaskReport};
 use super::split::{SplitError, Subset, low_data_subsets, split_by_group};
 use super::supervised::{SupervisedError, SupervisedOptions, Targets, fit_supervised};
 use super::task::{ProbeTask, TaskError, TaskInput, TaskKind};
@@ -258,11 +258,23 @@ fn run_task(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> Res
         source,
     };
     let pooling = task.pooling;
+    let mut timings = Vec::new();
+    let mut clock = std::time::Instant::now();
+    let mut lap = |stage: &str, rows: usize, timings: &mut Vec<StageTime>| {
+        timings.push(StageTime {
+            stage: stage.to_owned(),
+            seconds: clock.elapsed().as_secs_f64(),
+            rows,
+        });
+        clock = std::time::Instant::now();
+    };
+    let rows = transcripts.len();
     let mut features = vec![Features {
         method: Method::Pretrained,
         values: embed_rows(encoder, &transcripts, pooling, options, "embedding (pre-trained)").map_err(embed_err)?,
         dim: encoder.dim(pooling),
     }];
+    lap("embedding (pre-trained)", rows, &mut timings);
     if task.baselines.random {
         let random = encoder.random_like(options.random_seed);
         features.push(Features {
@@ -271,12 +283,18 @@ fn run_task(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> Res
                 .map_err(embed_err)?,
             dim: random.dim(pooling),
         });
+        lap("embedding (random weights)", rows, &mut timings);
     }
     if task.baselines.random_calibrated && encoder.config.model.norm == crate::config::Norm::Batch {
         let random = encoder.random_like(options.random_seed).calibrated(
             &transcripts,
             options.positions_per_pass,
             options.random_seed,
+        );
+        lap(
+            "batch-norm calibration",
+            rows.min(super::embed::CALIBRATION_ROWS),
+            &mut timings,
         );
         features.push(Features {
             method: Method::RandomCalibrated,
@@ -290,6 +308,7 @@ fn run_task(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> Res
             .map_err(embed_err)?,
             dim: random.dim(pooling),
         });
+        lap("embedding (random, calibrated)", rows, &mut timings);
     }
     if task.baselines.kmer {
         features.push(Features {
@@ -297,10 +316,11 @@ fn run_task(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> Res
             values: kmer::kmer_features(&transcripts).into_iter().map(f64::from).collect(),
             dim: kmer::KMER_FEATURES,
         });
+        lap("k-mer features", rows, &mut timings);
     }
     let mut targets = Vec::new();
     for t in 0..table.targets.len() {
-        targets.push(run_target(encoder, task, &table, t, &features, options)?);
+        targets.push(run_target(encoder, task, &table, t, &features, options, &mut timings)?);
     }
     let effective_rank = (features.iter())
         .filter(|f| f.method != Method::Kmer)
@@ -312,6 +332,7 @@ fn run_task(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> Res
         rows: table.rows.len(),
         notes: table.notes.clone(),
         effective_rank,
+        timings,
         targets,
     })
 }
@@ -323,6 +344,7 @@ fn run_target(
     t: usize,
     features: &[Features],
     options: &RunnerOptions,
+    timings: &mut Vec<StageTime>,
 ) -> Result<TargetReport, RunnerError> {
     let target = table.targets[t].clone();
     let input_err = |why: String| RunnerError::Input {
@@ -356,6 +378,8 @@ fn run_target(
     let mut notes = Vec::new();
     let mut predictions: Vec<(Method, Vec<SizePredictions>)> = Vec::new();
     for f in features {
+        let started = std::time::Instant::now();
+        let mut fitted_rows = 0;
         let bar = progress_bar(options, subsets.len(), &format!("{target}: {}", f.method.label()));
         let mut by_size: Vec<SizePredictions> = Vec::new();
         let mut capped = 0;
@@ -374,6 +398,7 @@ fn run_target(
                         source,
                     }
                 })?;
+            fitted_rows += subset.rows.len();
             match fitted {
                 Some(draw) => push_draw(&mut by_size, subset, draw),
                 None => notes.push(format!(
@@ -398,8 +423,15 @@ fn run_target(
             ));
         }
         predictions.push((f.method, by_size));
+        timings.push(StageTime {
+            stage: format!("{target}: linear probes (CV), {}", f.method.label()),
+            seconds: started.elapsed().as_secs_f64(),
+            rows: fitted_rows,
+        });
     }
     if task.baselines.supervised {
+        let started = std::time::Instant::now();
+        let mut trained_rows = 0;
         let chosen: Vec<&Subset> = subsets
             .iter()
             .filter(|s| s.rows.len() <= task.supervised.max_rows && s.draw < task.supervised.draws)
@@ -408,6 +440,7 @@ fn run_target(
         let mut by_size: Vec<SizePredictions> = Vec::new();
         for subset in chosen {
             options.check_stop()?;
+            trained_rows += subset.rows.len();
             match fit_supervised_draw(encoder, task, table, &labels, subset, &validation, &test, options) {
                 Ok(draw) => push_draw(&mut by_size, subset, draw),
                 // Tiny subsets can hold one class or one value: nothing to learn, as for the linear probes.
@@ -430,7 +463,13 @@ fn run_target(
             bar.finish_and_clear();
         }
         predictions.push((Method::Supervised, by_size));
+        timings.push(StageTime {
+            stage: format!("{target}: supervised from scratch"),
+            seconds: started.elapsed().as_secs_f64(),
+            rows: trained_rows,
+        });
     }
+    let started = std::time::Instant::now();
     let truth = labels.pick(&test);
     let scoring_err = |source| RunnerError::Probe {
         task: task.name.clone(),
@@ -439,6 +478,11 @@ fn run_target(
         source,
     };
     let results = score(truth.as_truth(), &predictions, &options.bootstrap).map_err(scoring_err)?;
+    timings.push(StageTime {
+        stage: format!("{target}: scoring and bootstrap"),
+        seconds: started.elapsed().as_secs_f64(),
+        rows: test.len(),
+    });
     let by_group = match &truth {
         Labels::Regression(y) => {
             let test_groups: Vec<u32> = test.iter().map(|&i| table.rows[i].transcript.group).collect();

@@ -457,11 +457,9 @@ fn inspect_corpus(config: &Config) -> Result<()> {
     println!(
         "dataset\tgroups\tmulti_isoform_groups\ttranscripts\tcoding\tmedian_len\tmean_len\tmax_len\tweight\tper_batch\theld_out_groups"
     );
-    for (i, part) in corpus.parts.iter().enumerate() {
-        let m = &part.manifest;
+    let row = |name: &str, m: &isoclr::data::Manifest, weight: String, per_batch: String, held_out: usize| {
         println!(
-            "{}\t{}\t{}\t{}\t{:.3}\t{}\t{:.0}\t{}\t{}\t{}\t{}",
-            part.name,
+            "{name}\t{}\t{}\t{}\t{:.3}\t{}\t{:.0}\t{}\t{weight}\t{per_batch}\t{held_out}",
             m.groups,
             m.groups_with_multiple,
             m.transcripts,
@@ -469,23 +467,24 @@ fn inspect_corpus(config: &Config) -> Result<()> {
             m.lengths.median,
             m.lengths.mean,
             m.lengths.max,
-            part.weight,
+        );
+    };
+    for (i, part) in corpus.parts.iter().enumerate() {
+        row(
+            &part.name,
+            &part.manifest,
+            part.weight.to_string(),
             quotas.get(i).map_or("-".to_owned(), |q| q.to_string()),
             part.groups.iter().filter(|g| held_out.contains(g)).count(),
         );
     }
     let m = &corpus.manifest;
-    println!(
-        "corpus\t{}\t{}\t{}\t{:.3}\t{}\t{:.0}\t{}\t-\t{}\t{}",
-        m.groups,
-        m.groups_with_multiple,
-        m.transcripts,
-        m.coding_transcripts as f64 / m.transcripts.max(1) as f64,
-        m.lengths.median,
-        m.lengths.mean,
-        m.lengths.max,
-        config.train.batch_size,
-        held_out.len()
+    row(
+        "corpus",
+        m,
+        "-".to_owned(),
+        config.train.batch_size.to_string(),
+        held_out.len(),
     );
     for note in &m.notes {
         println!("# {note}");

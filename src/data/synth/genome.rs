@@ -70,7 +70,20 @@ fn spacer(rng: &mut ChaCha8Rng, scale: f64, repeats: &[Vec<u8>], out: &mut Vec<u
         200,
         ((30_000.0 * scale) as usize).max(400),
     );
-    let end = out.len() + target;
+    intergenic_elements(rng, out.len() + target, repeats, out, |rng, n, out| {
+        out.extend(random_seq(rng, n, 0.41));
+    });
+}
+
+/// Appends intergenic elements until `out` reaches `end` (the last one may run past it): unique sequence
+/// (written by `unique`, given its length), soft-masked repeat copies and microsatellites, rare N runs.
+fn intergenic_elements(
+    rng: &mut ChaCha8Rng,
+    end: usize,
+    repeats: &[Vec<u8>],
+    out: &mut Vec<u8>,
+    mut unique: impl FnMut(&mut ChaCha8Rng, usize, &mut Vec<u8>),
+) {
     while out.len() < end {
         let r = rng.random::<f64>();
         if r < 0.005 {
@@ -86,8 +99,8 @@ fn spacer(rng: &mut ChaCha8Rng, scale: f64, repeats: &[Vec<u8>], out: &mut Vec<u
                 out.extend_from_slice(unit);
             }
         } else {
-            let n = rng.random_range(50..=400);
-            out.extend(random_seq(rng, n, 0.41));
+            let n = rng.random_range(50..=400usize);
+            unique(rng, n, out);
         }
     }
 }
@@ -129,30 +142,14 @@ const UNIQUE: [u8; 256] = {
 /// drawn eight bases at a time. The last element is cut at `len`.
 pub(super) fn intergenic(rng: &mut ChaCha8Rng, len: usize, repeats: &[Vec<u8>], out: &mut Vec<u8>) {
     let end = out.len() + len;
-    while out.len() < end {
-        let r = rng.random::<f64>();
-        if r < 0.005 {
-            let n = rng.random_range(50..=500);
-            out.extend(std::iter::repeat_n(b'N', n));
-        } else if r < 0.08 {
-            let family = rng.random_range(0..repeats.len());
-            out.extend(repeat_copy(rng, &repeats[family]));
-        } else if r < 0.11 {
-            const UNITS: [&[u8]; 5] = [b"ca", b"tg", b"a", b"at", b"ggc"];
-            let unit = UNITS[rng.random_range(0..UNITS.len())];
-            for _ in 0..rng.random_range(10..=40) {
-                out.extend_from_slice(unit);
-            }
-        } else {
-            let mut n = rng.random_range(50..=400usize);
-            while n > 0 {
-                let bytes = rng.random::<u64>().to_le_bytes();
-                let k = n.min(8);
-                out.extend(bytes[..k].iter().map(|&b| UNIQUE[usize::from(b)]));
-                n -= k;
-            }
+    intergenic_elements(rng, end, repeats, out, |rng, mut n, out| {
+        while n > 0 {
+            let bytes = rng.random::<u64>().to_le_bytes();
+            let k = n.min(8);
+            out.extend(bytes[..k].iter().map(|&b| UNIQUE[usize::from(b)]));
+            n -= k;
         }
-    }
+    });
     out.truncate(end);
 }
 

@@ -79,7 +79,7 @@ saluki=""
 for candidate in "$repo/labels/saluki_human_half_life_pc1.tsv" "$repo/../shared/data/saluki_human_half_life_pc1.tsv"; do
     [[ -s "$candidate" ]] && { saluki="$candidate"; break; }
 done
-if [[ ! -s "$out/tables/human_essentiality.tsv" ]]; then
+if [[ ! -s "$out/tables/summary.json" || ! -s "$out/tables/human_essentiality.tsv" ]]; then
     say "joining mRNAs, paralog families and labels"
     "$python" "$repo/scripts/human_corpus.py" "$src" "$out" $saluki
 fi

@@ -11,8 +11,8 @@ Writes into OUT_DIR:
   mRNAs (data.orthology: the same gene in two datasets is one group, not a negative of itself);
 - tables/human_half_life.tsv (when SALUKI_TSV is given): the mRNAs with the Saluki half-life PC1 joined by
   Ensembl id (through egbench's gene tables) or symbol: id, sequence, group, half_life.
-- tables/human_essentiality.tsv: the mRNAs with egbench's DepMap essentiality label (1 essential, 0 not;
-  "uncertain" genes left out): id, sequence, group, essential;
+- tables/human_essentiality.tsv: egbench's DepMap essentiality label per gene (1 essential, 0 not; "uncertain"
+  genes left out): gene_symbol, ensembl_gene_id, essential;
 - tables/summary.json: counts of each join.
 """
 
@@ -168,20 +168,19 @@ def main():
                 w.writerow([accession, seq, family_of.get(symbol, symbol), value])
         summary["mrnas_with_half_life"] = joined
 
-    # Gene essentiality (DepMap CRISPR screens, as egbench labels them; "uncertain" genes left out).
-    essential = {}
-    for row in pq.read_table(os.path.join(egbench, "datasets/DepMap/data/depmap26q1_gene_universe.parquet")).to_pylist():
-        if row.get("label") in (0, 1):
-            essential[row["gene_key"]] = row["label"]
-    kept = 0
+    # Gene essentiality (DepMap CRISPR screens, as egbench labels them; "uncertain" genes left out), per gene:
+    # the probe joins it to the prepared mRNA dataset, so its rows carry the same tracks as training did.
+    depmap = pq.read_table(os.path.join(egbench, "datasets/DepMap/data/depmap26q1_gene_universe.parquet")).to_pylist()
     with open(os.path.join(tables, "human_essentiality.tsv"), "w", newline="") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
-        w.writerow(["id", "sequence", "group", "essential"])
-        for accession, seq, symbol, _, key in mrnas:
-            if key in essential:
+        w.writerow(["gene_symbol", "ensembl_gene_id", "essential"])
+        kept = 0
+        for row in depmap:
+            if row.get("label") in (0, 1) and row.get("gene_symbol"):
                 kept += 1
-                w.writerow([accession, seq, family_of.get(symbol, symbol), essential[key]])
-    summary["mrnas_with_essentiality"] = kept
+                w.writerow([row["gene_symbol"], row.get("ensembl_gene_id") or "", row["label"]])
+    summary["genes_with_essentiality"] = kept
+    summary["mrnas_with_essentiality"] = sum(1 for *_, key in mrnas if key in {r["gene_key"] for r in depmap if r.get("label") in (0, 1)})
 
     with open(os.path.join(tables, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)

@@ -11,7 +11,9 @@
 //! - half-life per transcript: `transcript_id` and `half_life` (the layout `isoclr synth` writes in
 //!   `labels/half_life.tsv`);
 //! - mean ribosome load per isoform: `transcript_id` and `mrl` or `mean_ribosome_load` (the synthetic
-//!   `labels/ribosome_load.tsv`).
+//!   `labels/ribosome_load.tsv`);
+//! - gene essentiality per gene: a gene id or symbol column and `essential` (0/1), as
+//!   `scripts/fetch-human-data.sh` writes it from egbench's DepMap table.
 //!
 //! Ids are matched without their version suffix (`ENST00000456328.2` matches `ENST00000456328`), since label
 //! tables and annotations seldom share a release. A gene-level label goes to the gene's longest transcript in
@@ -94,6 +96,17 @@ impl LabelLayout {
             combine: Combine::FirstPresent,
             target: "half_life".into(),
             gene_transcripts: GeneTranscripts::Longest,
+        }
+    }
+
+    /// Gene essentiality per gene (1 essential, 0 not): `essential`, gene id in `gene_id`, `ensembl_gene_id`,
+    /// `gene_symbol` or `gene_name` (the best-matching one joins), to the gene's longest transcript.
+    pub fn essentiality_per_gene() -> Self {
+        Self {
+            id_columns: names(&["gene_id", "ensembl_gene_id", "gene_symbol", "gene_name"]),
+            value_columns: names(&["essential"]),
+            target: "essential".into(),
+            ..Self::half_life_per_gene()
         }
     }
 

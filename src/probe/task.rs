@@ -12,7 +12,8 @@
 //!                                  #    TSV, CSV, optionally .gz, or Parquet)
 //! targets = ["half_life"]          #    its target columns
 //! # labels = "saluki.tsv"          # 2. a published label layout joined with a prepped dataset:
-//! # layout = "half_life_per_gene"  #    half_life_per_gene, half_life_per_transcript, ribosome_load
+//! # layout = "half_life_per_gene"  #    half_life_per_gene, half_life_per_transcript, ribosome_load,
+//!                                  #    essentiality_per_gene
 //! # dataset = "data/ds"            #    (default: the dataset the encoder was trained on)
 //! # synthetic = "half_life"        # 3. the planted labels of the synthetic transcriptome the encoder
 //!                                  #    trained on: "half_life" or "ribosome_load"
@@ -134,6 +135,8 @@ pub enum LayoutName {
     HalfLifePerTranscript,
     /// [`LabelLayout::ribosome_load`].
     RibosomeLoad,
+    /// [`LabelLayout::essentiality_per_gene`].
+    EssentialityPerGene,
 }
 
 impl LayoutName {
@@ -143,6 +146,7 @@ impl LayoutName {
             Self::HalfLifePerGene => LabelLayout::half_life_per_gene(),
             Self::HalfLifePerTranscript => LabelLayout::half_life_per_transcript(),
             Self::RibosomeLoad => LabelLayout::ribosome_load(),
+            Self::EssentialityPerGene => LabelLayout::essentiality_per_gene(),
         }
     }
 }

@@ -102,7 +102,7 @@ fn png_size(path: &Path) -> (u32, u32) {
 }
 
 #[test]
-fn training_runs_its_probes_and_pretraining_beats_the_baselines_at_the_smallest_fractions() {
+fn training_runs_its_probes_and_pretraining_beats_kmers_at_the_smallest_fractions() {
     let dir = tempfile::tempdir().unwrap();
     let half_life = ci_task("synthetic_half_life.toml", dir.path());
     let ribosome = ci_task("synthetic_ribosome_load.toml", dir.path());
@@ -165,11 +165,10 @@ fn training_runs_its_probes_and_pretraining_beats_the_baselines_at_the_smallest_
                 assert!(mean.is_finite() && mean.abs() <= 1.0, "{name}: {size}");
             }
         }
-        let mut claims = vec![("kmer", 0.005), ("kmer", 0.01)];
-        if name == "synthetic_half_life" {
-            claims.push(("random", 0.005));
-        }
-        for (baseline, fraction) in claims {
+        // Only the claims that held at each of training seeds 0, 1 and 2 (docs/PROBES.md, "Across training
+        // seeds"): pre-trained beats k-mers at 0.5 % and 1 % on both labels. Against random weights the sign
+        // changes with the seed, so nothing is asserted about it.
+        for (baseline, fraction) in [("kmer", 0.005), ("kmer", 0.01)] {
             let c = results["comparisons"]
                 .as_array()
                 .unwrap()

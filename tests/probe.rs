@@ -298,9 +298,14 @@ fn a_classification_table_task_runs_end_to_end() {
     let results = &report["tasks"][0]["targets"][0]["results"];
     assert_eq!(results["primary_metric"], "auroc");
     let methods = results["methods"].as_array().unwrap();
-    assert_eq!(methods.len(), 4, "{results}");
+    let names: Vec<&str> = methods.iter().map(|m| m["method"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["pretrained", "random", "random_calibrated", "kmer", "supervised"],
+        "{results}"
+    );
     // k-mer frequencies see the planted motif directly: near-perfect on the whole training split.
-    let kmer_full = methods[2]["sizes"]
+    let kmer_full = methods[3]["sizes"]
         .as_array()
         .unwrap()
         .iter()
@@ -314,7 +319,7 @@ fn a_classification_table_task_runs_end_to_end() {
         .map(|m| m["metric"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["auroc", "auprc"]);
-    assert!(methods[3]["sizes"][0]["draws"][0]["epochs"].as_u64().unwrap() >= 1);
+    assert!(methods[4]["sizes"][0]["draws"][0]["epochs"].as_u64().unwrap() >= 1);
     let (w, h) = png_size(&report_dir.join("motif.carries_motif.png"));
     assert!(w > 0 && h > 0);
 }

@@ -222,6 +222,43 @@ fn validate(opts: &SynthOptions) -> Result<()> {
     Ok(())
 }
 
+/// Gene names in placement order: a paralog family is numbered when its first member is placed and its
+/// members lettered in turn (`FAM3A`, `FAM3B`), other genes are `SYN<rank>`.
+pub(super) struct GeneNames {
+    number: Vec<Option<usize>>,
+    members: Vec<u8>,
+    /// Families numbered so far.
+    pub families: usize,
+}
+
+impl GeneNames {
+    /// Names for genes of `family_count` planned families.
+    pub fn new(family_count: usize) -> Self {
+        Self {
+            number: vec![None; family_count],
+            members: vec![0; family_count],
+            families: 0,
+        }
+    }
+
+    /// The family number (if any) and name of the gene placed at 1-based `rank`, of planned family `family`.
+    pub fn next(&mut self, family: Option<usize>, rank: usize) -> (Option<usize>, String) {
+        match family {
+            Some(f) => {
+                let families = &mut self.families;
+                let number = *self.number[f].get_or_insert_with(|| {
+                    *families += 1;
+                    *families
+                });
+                let letter = char::from(b'A' + self.members[f]);
+                self.members[f] += 1;
+                (Some(number), format!("FAM{number}{letter}"))
+            }
+            None => (None, format!("SYN{rank}")),
+        }
+    }
+}
+
 /// How many over-length genes to plant (0.5 % of `n`, at least one when there are two genes or more)
 /// and the sizes (2-4) of the paralog families that take about 20 % of the other genes.
 fn plan_families(rng: &mut ChaCha8Rng, n: usize) -> (usize, Vec<usize>) {
@@ -311,27 +348,14 @@ fn generate(opts: &SynthOptions) -> Result<Synth> {
     let (chroms, placements) = genome::assemble(&mut rng, scale, &seqs, &minus, &order, CHROMOSOMES);
 
     // Genes in genome order (chromosome, then position), with ids and names.
-    let mut family_number: Vec<Option<usize>> = vec![None; sizes.len()];
-    let mut family_members = vec![0u8; sizes.len()];
-    let mut families = 0;
+    let mut names = GeneNames::new(sizes.len());
     let mut genes = Vec::with_capacity(n);
     let mut tx_count = 0;
     for (rank, &g) in order.iter().enumerate() {
         let (m, plan_family) = &models[g];
         let place = placements[g];
         let id = format!("SYNG{:05}", rank + 1);
-        let (family, name) = match *plan_family {
-            Some(f) => {
-                let number = *family_number[f].get_or_insert_with(|| {
-                    families += 1;
-                    families
-                });
-                let letter = char::from(b'A' + family_members[f]);
-                family_members[f] += 1;
-                (Some(number), format!("FAM{number}{letter}"))
-            }
-            None => (None, format!("SYN{}", rank + 1)),
-        };
+        let (family, name) = names.next(*plan_family, rank + 1);
         let transcripts = isoforms[g]
             .iter()
             .map(|iso| {
@@ -378,7 +402,7 @@ fn generate(opts: &SynthOptions) -> Result<Synth> {
     Ok(Synth {
         chroms,
         genes,
-        families,
+        families: names.families,
     })
 }
 

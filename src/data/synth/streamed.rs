@@ -28,8 +28,8 @@ use super::genome::{self, Placement};
 use super::labels::{self, Features};
 use super::model::{self, Kind, Model};
 use super::{
-    Gene, MAX_LEN, SynthOptions, SynthSummary, Tx, draw_isoforms, plan_families, random_kind, valid_model, validate,
-    write_fasta, write_gene_gtf, write_gtf_header,
+    Gene, GeneNames, MAX_LEN, SynthOptions, SynthSummary, Tx, draw_isoforms, plan_families, random_kind, valid_model,
+    validate, write_fasta, write_gene_gtf, write_gtf_header,
 };
 use crate::data::{DataError, Result};
 
@@ -250,9 +250,7 @@ pub(super) fn synth(opts: &SynthOptions, genome_size: u64) -> Result<SynthSummar
     let chrom_sizes = shares(genome_size, &weights);
     let chrom_genes = shares(n as u64, &weights);
     let mut founders: Vec<Option<(Model, usize)>> = vec![None; sizes.len()];
-    let mut family_number: Vec<Option<usize>> = vec![None; sizes.len()];
-    let mut family_members = vec![0u8; sizes.len()];
-    let mut families = 0;
+    let mut names = GeneNames::new(sizes.len());
     // Per transcript: gene rank, log2 half-life and log2 ribosome load before noise.
     let mut rules: Vec<(u32, f64, Option<f64>)> = Vec::new();
     let (mut rank, mut tx_count, mut over_length) = (0usize, 0usize, 0usize);
@@ -293,18 +291,7 @@ pub(super) fn synth(opts: &SynthOptions, genome_size: u64) -> Result<SynthSummar
 
             rank += 1;
             let id = format!("SYNG{rank:05}");
-            let (family, name) = match d.slot.family {
-                Some(f) => {
-                    let number = *family_number[f].get_or_insert_with(|| {
-                        families += 1;
-                        families
-                    });
-                    let letter = char::from(b'A' + family_members[f]);
-                    family_members[f] += 1;
-                    (Some(number), format!("FAM{number}{letter}"))
-                }
-                None => (None, format!("SYN{rank}")),
-            };
+            let (family, name) = names.next(d.slot.family, rank);
             let transcripts: Vec<Tx> = d
                 .isoforms
                 .into_iter()
@@ -362,7 +349,7 @@ pub(super) fn synth(opts: &SynthOptions, genome_size: u64) -> Result<SynthSummar
         labels: label_files,
         genes: n,
         transcripts: tx_count,
-        families,
+        families: names.families,
         over_length,
     })
 }

@@ -162,6 +162,23 @@ struct Tx {
     ribosome_load: Option<f64>,
 }
 
+impl Tx {
+    /// Transcript number `number` (`SYNT000001`, …): `iso` placed on the genome at `place`, its labels not yet
+    /// drawn. Locus order is transcript order; on the minus strand the coordinates descend.
+    fn placed(iso: model::Isoform, place: genome::Placement, number: usize) -> Self {
+        let exons: Vec<(usize, usize)> = iso.exons.iter().map(|&iv| place.genomic(iv)).collect();
+        Tx {
+            id: format!("SYNT{number:06}"),
+            features: Features::of(&iso.seq, exons.len(), iso.cds),
+            exons,
+            seq: iso.seq,
+            cds: iso.cds,
+            half_life: 0.0,
+            ribosome_load: None,
+        }
+    }
+}
+
 /// One gene after placement.
 struct Gene {
     id: String,
@@ -360,17 +377,7 @@ fn generate(opts: &SynthOptions) -> Result<Synth> {
             .iter()
             .map(|iso| {
                 tx_count += 1;
-                // Locus order is transcript order; on the minus strand the coordinates descend.
-                let exons: Vec<(usize, usize)> = iso.exons.iter().map(|&iv| place.genomic(iv)).collect();
-                Tx {
-                    id: format!("SYNT{tx_count:06}"),
-                    features: Features::of(&iso.seq, exons.len(), iso.cds),
-                    exons,
-                    seq: iso.seq.clone(),
-                    cds: iso.cds,
-                    half_life: 0.0,
-                    ribosome_load: None,
-                }
+                Tx::placed(iso.clone(), place, tx_count)
             })
             .collect();
         genes.push(Gene {

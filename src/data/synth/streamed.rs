@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::genome::{self, Placement};
-use super::labels::{self, Features};
+use super::labels;
 use super::model::{self, Kind, Model};
 use super::{
     Gene, GeneNames, MAX_LEN, SynthOptions, SynthSummary, Tx, draw_isoforms, plan_families, random_kind, valid_model,
@@ -297,16 +297,7 @@ pub(super) fn synth(opts: &SynthOptions, genome_size: u64) -> Result<SynthSummar
                 .into_iter()
                 .map(|iso| {
                     tx_count += 1;
-                    let exons: Vec<(usize, usize)> = iso.exons.iter().map(|&iv| place.genomic(iv)).collect();
-                    Tx {
-                        id: format!("SYNT{tx_count:06}"),
-                        features: Features::of(&iso.seq, exons.len(), iso.cds),
-                        exons,
-                        seq: iso.seq,
-                        cds: iso.cds,
-                        half_life: 0.0,
-                        ribosome_load: None,
-                    }
+                    Tx::placed(iso, place, tx_count)
                 })
                 .collect();
             let gene = Gene {

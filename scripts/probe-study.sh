@@ -4,6 +4,7 @@
 # every comparison over the seeds (scripts/study_report.py: study.md and study.json in OUT).
 #
 #   scripts/probe-study.sh --config FILE --task TASK [--task TASK ...] [--seeds 0,1,2] [--out DIR] [--set K=V ...]
+#                          [--no-baselines]
 #   scripts/probe-study.sh --synthetic [--steps 400] [--seeds 0,1,2] [--out DIR]
 #
 # --synthetic is the study of docs/PROBES.md on the synthetic default: configs/default.toml on 2,000 genes,
@@ -12,6 +13,8 @@
 #   scripts/fetch-human-data.sh data/human
 #   scripts/probe-study.sh --config configs/human-cpu.toml --task configs/probes/human_half_life.toml \
 #       --task configs/probes/human_essentiality.toml --out out/study-human
+# --no-baselines probes the encoders alone: for a variant of a configuration whose baselines were already
+# measured (they do not depend on the pre-training), compared with scripts/study_report.py OUT --against BASE.
 # A run or report already in OUT is kept (delete it to redo it), so a stopped study continues where it was.
 # Run nothing else meanwhile on a small machine (libtorch's threads collapse when they share the cores).
 set -euo pipefail
@@ -22,7 +25,7 @@ python="$repo/.venv/bin/python"
 [[ -x "$python" ]] || python=python3
 
 config="" seeds="0,1,2" out="" synthetic=0 steps=400
-tasks=() sets=()
+tasks=() sets=() probe_args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --config) config="$2"; shift 2 ;;
@@ -31,6 +34,7 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --set) sets+=(--set "$2"); shift 2 ;;
     --synthetic) synthetic=1; shift ;;
+    --no-baselines) probe_args+=(--no-baselines); shift ;;
     --steps) steps="$2"; shift 2 ;;
     *) echo "probe-study: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
   esac
@@ -74,7 +78,7 @@ for seed in "${seed_list[@]}"; do
   fi
   if [[ ! -s "$out/seed-$seed/report/report.json" ]]; then
     echo "probe-study: probing, seed $seed" >&2
-    "$isoclr" probe --checkpoint "$run" "${task_args[@]}" --out "$out/seed-$seed/report"
+    "$isoclr" probe --checkpoint "$run" "${task_args[@]}" "${probe_args[@]}" --out "$out/seed-$seed/report"
   fi
 done
 "$python" "$repo/scripts/study_report.py" "$out"

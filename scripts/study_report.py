@@ -9,7 +9,11 @@ For every task, target, training-set size and baseline:
 - for the random-weight baselines (one random seed per training seed), the pre-trained encoder at every seed
   against the best random seed's mean.
 
-    python3 scripts/study_report.py OUT
+With --against BASE (another study's OUT, e.g. the default configuration's, with the same tasks and seeds),
+also the pre-trained encoder of OUT against that of BASE, seed by seed: a variant of the pre-training (made with
+scripts/probe-study.sh --no-baselines) is better when it is ahead at every seed.
+
+    python3 scripts/study_report.py OUT [--against BASE]
 """
 
 import glob
@@ -38,8 +42,7 @@ LABELS = {
 }
 
 
-def main():
-    out = sys.argv[1]
+def read_reports(out):
     reports = {}
     for path in sorted(glob.glob(os.path.join(out, "seed-*", "report", "report.json"))):
         seed = path.split(os.sep)[-3].removeprefix("seed-")
@@ -47,6 +50,65 @@ def main():
             reports[seed] = json.load(f)
     if not reports:
         sys.exit(f"study_report: no seed-*/report/report.json under {out}")
+    return reports
+
+
+def pretrained_means(report):
+    """(task/target, size label) -> the pre-trained encoder's primary metric, mean over draws."""
+    means = {}
+    for task in report["tasks"]:
+        for target in task["targets"]:
+            for method in target["results"]["methods"]:
+                if method["method"] != "pretrained":
+                    continue
+                for size in method["sizes"]:
+                    key = (f"{task['task']['name']}/{target['target']}", size_name(size["size"]))
+                    means[key] = size["metrics"][0]["mean"]
+    return means
+
+
+def against(reports, base_dir, md, study):
+    """The pre-trained encoder of this study minus that of the study in base_dir, seed by seed."""
+    base = read_reports(base_dir)
+    seeds = [s for s in sorted(reports, key=lambda s: int(s) if s.isdigit() else s) if s in base]
+    if not seeds:
+        sys.exit(f"study_report: {base_dir} has none of this study's seeds")
+    ours = {s: pretrained_means(reports[s]) for s in seeds}
+    theirs = {s: pretrained_means(base[s]) for s in seeds}
+    md.append(f"## Against {base_dir}\n")
+    md.append(f"The pre-trained encoder here minus the one there, primary metric, at seeds {', '.join(seeds)}:\n")
+    md.append("| target | size | here (mean over seeds) | there | per-seed differences | verdict |")
+    md.append("|---|---|---|---|---|---|")
+    rows = []
+    for key in ours[seeds[0]]:
+        if not all(key in ours[s] and key in theirs[s] for s in seeds):
+            continue
+        here = [ours[s][key] for s in seeds]
+        there = [theirs[s][key] for s in seeds]
+        diffs = [a - b for a, b in zip(here, there)]
+        verdict = (
+            "better at every seed" if all(d > 0 for d in diffs)
+            else "worse at every seed" if all(d < 0 for d in diffs)
+            else "mixed"
+        )
+        rows.append({"target": key[0], "size": key[1], "here": here, "there": there, "verdict": verdict})
+        md.append(
+            f"| {key[0]} | {key[1]} | {statistics.mean(here):.3f} | {statistics.mean(there):.3f} | "
+            f"{', '.join(f'{d:+.3f}' for d in diffs)} | {verdict} |"
+        )
+    md.append("")
+    study["against"] = {"base": base_dir, "seeds": seeds, "rows": rows}
+
+
+def main():
+    args = sys.argv[1:]
+    base_dir = None
+    if "--against" in args:
+        i = args.index("--against")
+        base_dir = args[i + 1]
+        del args[i : i + 2]
+    out = args[0]
+    reports = read_reports(out)
     seeds = sorted(reports, key=lambda s: int(s) if s.isdigit() else s)
     study = {"seeds": seeds, "targets": []}
     md = [f"# Probe study over training seeds {', '.join(seeds)}\n"]
@@ -143,6 +205,8 @@ def main():
                     md.append(f"- seed {s}: " + "; ".join(f"{LABELS.get(m, m)} {r:.1f}" for m, r in ranks[s].items()))
             md.append("")
             study["targets"].append(entry)
+    if base_dir is not None:
+        against(reports, base_dir, md, study)
     with open(os.path.join(out, "study.json"), "w") as f:
         json.dump(study, f, indent=1)
     with open(os.path.join(out, "study.md"), "w") as f:

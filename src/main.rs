@@ -102,6 +102,10 @@ enum Command {
         /// Report directory.
         #[arg(long)]
         out: PathBuf,
+        /// Probe the encoder alone, without the random-weight, k-mer and from-scratch baselines: for comparing
+        /// encoders with each other (the baselines do not depend on how the encoder was trained).
+        #[arg(long)]
+        no_baselines: bool,
     },
     /// Check a run configuration and print it resolved (defaults, file, ISOCLR_* variables, --set), as TOML.
     Config {
@@ -307,18 +311,24 @@ fn probe(
     positions_per_pass: usize,
     device: tch::Device,
     stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    no_baselines: bool,
 ) -> Result<()> {
     let encoder = isoclr::probe::embed::Encoder::load(checkpoint, device)?;
-    let configured;
-    let tasks = if tasks.is_empty() {
-        configured = read_tasks(&encoder.config.probe.tasks)?;
+    let mut tasks = if tasks.is_empty() {
+        let configured = read_tasks(&encoder.config.probe.tasks)?;
         if configured.is_empty() {
             anyhow::bail!("no --task given and the run configuration of {checkpoint} lists no [probe] tasks");
         }
-        &configured
+        configured
     } else {
-        tasks
+        tasks.to_vec()
     };
+    if no_baselines {
+        for task in &mut tasks {
+            task.baselines = isoclr::probe::task::Baselines::none();
+        }
+    }
+    let tasks = &tasks;
     let options = isoclr::probe::runner::RunnerOptions {
         device,
         positions_per_pass,
@@ -358,6 +368,7 @@ fn probe_after_training(config: &Config, tasks: &[isoclr::probe::task::ProbeTask
         EMBED_POSITIONS_PER_PASS,
         device,
         Some(stop),
+        false,
     )
     .context("the probes after training failed (the trained model is saved; re-run them with `isoclr probe`)")
 }
@@ -692,7 +703,12 @@ fn run() -> Result<()> {
             out,
             pooling,
         } => embed(&encoder, &input, &out, pooling)?,
-        Command::Probe { encoder, tasks, out } => {
+        Command::Probe {
+            encoder,
+            tasks,
+            out,
+            no_baselines,
+        } => {
             let checkpoint = &encoder.checkpoint;
             let tasks = read_tasks(&tasks)?;
             // A run directory holds its synthetic data; otherwise it is made (or found) next to the report.
@@ -709,6 +725,7 @@ fn run() -> Result<()> {
                 encoder.positions_per_pass,
                 encoder.device()?,
                 None,
+                no_baselines,
             )?
         }
         Command::Config { layers, out } => {

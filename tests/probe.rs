@@ -165,6 +165,19 @@ fn training_runs_its_probes_and_pretraining_beats_kmers_at_the_smallest_fraction
                 assert!(mean.is_finite() && mean.abs() <= 1.0, "{name}: {size}");
             }
         }
+        // Both random baselines ran at three seeds, and each is compared with its best seed too.
+        for (k, baseline) in [(1, "random"), (2, "random_calibrated")] {
+            let size = &results["methods"][k]["sizes"][0];
+            let seeds: Vec<u64> = (size["seeds"].as_array().unwrap().iter())
+                .map(|s| s["seed"].as_u64().unwrap())
+                .collect();
+            assert_eq!(seeds.len(), 3, "{name}: {baseline} seeds {seeds:?}");
+            let best = (results["comparisons"].as_array().unwrap().iter())
+                .find(|c| c["baseline"] == baseline && c["size"] == size["size"] && !c["best_seed"].is_null())
+                .unwrap_or_else(|| panic!("{name}: no best-seed comparison with {baseline}"));
+            assert!(seeds.contains(&best["best_seed"].as_u64().unwrap()));
+        }
+        assert!(markdown.contains("random weights, best seed"), "{markdown}");
         // Only the claims that held at each of training seeds 0, 1 and 2 (docs/PROBES.md, "Across training
         // seeds"): pre-trained beats k-mers at 0.5 % and 1 % on both labels. Against random weights the sign
         // changes with the seed, so nothing is asserted about it.

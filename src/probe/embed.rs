@@ -247,6 +247,11 @@ mod tests {
         let all: Vec<&Transcript> = transcripts.iter().collect();
         let embed = |e: &Encoder| e.embed(&all, 4096, Pooling::Mean, None).unwrap();
         let plain = embed(&encoder.random_like(5));
+        assert_eq!(
+            plain,
+            embed(&encoder.random_like(5)),
+            "same seed, same random embeddings"
+        );
         let first = embed(&encoder.random_like(5).calibrated(&all, 4096, 5));
         let again = embed(&encoder.random_like(5).calibrated(&all, 4096, 5));
         assert_eq!(first, again, "same seed, same calibrated embeddings");

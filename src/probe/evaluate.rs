@@ -112,6 +112,8 @@ pub struct DrawPredictions {
     pub penalty: Option<f64>,
     /// Epochs trained (the supervised baseline) or `None`.
     pub epochs: Option<usize>,
+    /// The seed of the random weights behind the features (random-weight baselines), else `None`.
+    pub seed: Option<u64>,
     /// One prediction per test row.
     pub predictions: Vec<f64>,
 }
@@ -149,6 +151,9 @@ pub struct DrawResult {
     pub penalty: Option<f64>,
     /// Epochs trained, for the supervised baseline.
     pub epochs: Option<usize>,
+    /// The seed of the random weights behind it (random-weight baselines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     /// The primary metric on the test split.
     pub primary: f64,
 }
@@ -192,6 +197,19 @@ pub struct SizeResult {
     pub metrics: Vec<MetricSummary>,
     /// The draws.
     pub draws: Vec<DrawResult>,
+    /// A method run at several seeds (the random-weight baselines): the primary metric of each seed, the
+    /// mean over its draws, in seed order; empty for one seed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<SeedMean>,
+}
+
+/// One seed's primary metric: the mean over its draws.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SeedMean {
+    /// The seed.
+    pub seed: u64,
+    /// Mean of the primary metric over the seed's draws.
+    pub mean: f64,
 }
 
 impl SizeResult {
@@ -199,6 +217,19 @@ impl SizeResult {
     pub fn primary(&self) -> Option<&MetricSummary> {
         self.metrics.first()
     }
+
+    /// The seed whose mean is highest, for a method run at several seeds.
+    pub fn best_seed(&self) -> Option<SeedMean> {
+        self.seeds.iter().copied().max_by(|a, b| a.mean.total_cmp(&b.mean))
+    }
+}
+
+/// The distinct seeds of `draws` in ascending order; empty unless there are at least two.
+fn seeds_of(draws: &[DrawPredictions]) -> Vec<u64> {
+    let mut seeds: Vec<u64> = draws.iter().filter_map(|d| d.seed).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    if seeds.len() < 2 { Vec::new() } else { seeds }
 }
 
 /// One method's learning curve.
@@ -216,6 +247,10 @@ pub struct MethodResult {
 pub struct Comparison {
     /// The baseline.
     pub baseline: Method,
+    /// A baseline run at several seeds is compared twice: with all its seeds' draws (`None`), and with its
+    /// best seed's alone at this size (that seed), so that no lucky draw of random weights is averaged away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_seed: Option<u64>,
     /// The size.
     pub size: SizeName,
     /// Pre-trained minus baseline: estimate and interval.
@@ -223,7 +258,7 @@ pub struct Comparison {
     /// The difference's interval lies above 0.
     pub pretrained_better: bool,
     /// The pre-trained encoder's own interval lies wholly above the baseline's (the intervals do not overlap):
-    /// a stricter reading than the paired difference.
+    /// a stricter reading than the paired difference (not read for a best-seed comparison: false).
     pub intervals_disjoint: bool,
 }
 
@@ -295,6 +330,18 @@ pub fn score(
                     interval,
                 });
             }
+            let seeds = (seeds_of(&size.draws).into_iter())
+                .map(|seed| {
+                    let own: Vec<f64> = (size.draws.iter().zip(&primary_per_draw))
+                        .filter(|(d, _)| d.seed == Some(seed))
+                        .map(|(_, &p)| p)
+                        .collect();
+                    SeedMean {
+                        seed,
+                        mean: mean_sd(&own).0,
+                    }
+                })
+                .collect();
             let draw_results = size
                 .draws
                 .iter()
@@ -304,6 +351,7 @@ pub fn score(
                     train_rows: d.train_rows,
                     penalty: d.penalty,
                     epochs: d.epochs,
+                    seed: d.seed,
                     primary,
                 })
                 .collect();
@@ -312,6 +360,7 @@ pub fn score(
                 train_rows: size.draws.iter().map(|d| d.train_rows as f64).sum::<f64>() / size.draws.len() as f64,
                 metrics,
                 draws: draw_results,
+                seeds,
             });
         }
         methods.push(MethodResult {
@@ -353,23 +402,33 @@ fn compare(
             let Some(ours) = pretrained.iter().find(|s| s.size == size.size) else {
                 continue;
             };
-            let a: Vec<&[f64]> = ours.draws.iter().map(|d| d.predictions.as_slice()).collect();
-            let b: Vec<&[f64]> = size.draws.iter().map(|d| d.predictions.as_slice()).collect();
-            let difference = bootstrap_interval(truth.len(), bootstrap, |idx| {
-                Ok(truth.mean_metric(primary, &a, idx)? - truth.mean_metric(primary, &b, idx)?)
-            })?;
             let name: SizeName = size.size.into();
-            let disjoint = match (summary(Method::Pretrained, &name), summary(*baseline, &name)) {
-                (Some(p), Some(q)) => p.lower > q.upper,
-                _ => false,
-            };
-            out.push(Comparison {
-                baseline: *baseline,
-                size: name,
-                difference,
-                pretrained_better: difference.lower > 0.0,
-                intervals_disjoint: disjoint,
-            });
+            let best = (scored.iter())
+                .find(|m| m.method == *baseline)
+                .and_then(|m| m.sizes.iter().find(|s| s.size == name))
+                .and_then(SizeResult::best_seed);
+            let a: Vec<&[f64]> = ours.draws.iter().map(|d| d.predictions.as_slice()).collect();
+            for best_seed in std::iter::once(None).chain(best.map(|b| Some(b.seed))) {
+                let b: Vec<&[f64]> = (size.draws.iter())
+                    .filter(|d| best_seed.is_none() || d.seed == best_seed)
+                    .map(|d| d.predictions.as_slice())
+                    .collect();
+                let difference = bootstrap_interval(truth.len(), bootstrap, |idx| {
+                    Ok(truth.mean_metric(primary, &a, idx)? - truth.mean_metric(primary, &b, idx)?)
+                })?;
+                let disjoint = match (summary(Method::Pretrained, &name), summary(*baseline, &name)) {
+                    (Some(p), Some(q)) if best_seed.is_none() => p.lower > q.upper,
+                    _ => false,
+                };
+                out.push(Comparison {
+                    baseline: *baseline,
+                    best_seed,
+                    size: name.clone(),
+                    difference,
+                    pretrained_better: difference.lower > 0.0,
+                    intervals_disjoint: disjoint,
+                });
+            }
         }
     }
     Ok(out)
@@ -514,6 +573,7 @@ mod tests {
                 train_rows: 10,
                 penalty: Some(1.0),
                 epochs: None,
+                seed: None,
                 predictions,
             })
             .collect()
@@ -571,6 +631,55 @@ mod tests {
         ];
         let r = score(Truth::Regression(&y), &swapped, &BootstrapOptions::default()).unwrap();
         assert!(!r.comparisons[0].pretrained_better);
+    }
+
+    /// A baseline at two seeds: one curve pooling both seeds' draws, each seed's mean beside it, and two
+    /// comparisons, with the pooled draws and with the better seed's alone.
+    #[test]
+    fn a_baseline_at_several_seeds_is_pooled_and_compared_with_its_best_seed() {
+        let n = 200;
+        let y: Vec<f64> = (0..n).map(|i| (i as f64 / 15.0).cos() + noise(i, 11)).collect();
+        let noisy = |amp: f64, salt| (0..n).map(|i| y[i] + amp * noise(i, salt)).collect::<Vec<f64>>();
+        let size = SubsetSize::Count(30);
+        let seeded = |seed, preds: Vec<Vec<f64>>| {
+            let mut d = draws(preds);
+            d.iter_mut().for_each(|d| d.seed = Some(seed));
+            d
+        };
+        // Seed 8 is much the better random draw.
+        let mut random = seeded(7, vec![noisy(4.0, 1), noisy(4.0, 2)]);
+        random.extend(seeded(8, vec![noisy(1.0, 3), noisy(1.0, 4)]));
+        let preds = vec![
+            (
+                Method::Pretrained,
+                vec![SizePredictions {
+                    size,
+                    draws: draws(vec![noisy(2.0, 5), noisy(2.0, 6)]),
+                }],
+            ),
+            (Method::Random, vec![SizePredictions { size, draws: random }]),
+        ];
+        let r = score(Truth::Regression(&y), &preds, &BootstrapOptions::default()).unwrap();
+        let s = &r.method(Method::Random).unwrap().sizes[0];
+        let r_of = |amp, salt| pearson(&y, &noisy(amp, salt)).unwrap();
+        let (seed7, seed8) = ((r_of(4.0, 1) + r_of(4.0, 2)) / 2.0, (r_of(1.0, 3) + r_of(1.0, 4)) / 2.0);
+        assert_eq!(s.draws.len(), 4);
+        assert!((s.primary().unwrap().mean - (seed7 + seed8) / 2.0).abs() < 1e-12);
+        assert_eq!(s.seeds.iter().map(|m| m.seed).collect::<Vec<_>>(), [7, 8]);
+        assert!((s.seeds[0].mean - seed7).abs() < 1e-12 && (s.seeds[1].mean - seed8).abs() < 1e-12);
+        assert_eq!(s.best_seed().map(|b| b.seed), Some(8));
+        let ours = (r_of(2.0, 5) + r_of(2.0, 6)) / 2.0;
+        let pooled = r.comparisons.iter().find(|c| c.best_seed.is_none()).unwrap();
+        let best = r.comparisons.iter().find(|c| c.best_seed == Some(8)).unwrap();
+        assert_eq!(r.comparisons.len(), 2);
+        assert!((pooled.difference.estimate - (ours - (seed7 + seed8) / 2.0)).abs() < 1e-12);
+        assert!((best.difference.estimate - (ours - seed8)).abs() < 1e-12);
+        // Against the pooled draws the pre-trained predictor is ahead; against the best seed it is behind.
+        assert!(
+            pooled.difference.estimate > 0.0 && best.difference.estimate < 0.0,
+            "{pooled:?} {best:?}"
+        );
+        assert!(!best.intervals_disjoint);
     }
 
     #[test]

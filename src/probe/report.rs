@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::evaluate::{Comparison, DrawMean, GroupDecomposition, Method, SizeName, TargetResults};
+use super::evaluate::{Comparison, DrawMean, GroupDecomposition, Method, SizeName, SizeResult, TargetResults};
 use super::plot::{CurvePoint, CurveSeries, PlotError, plot_learning_curves};
 use super::task::{ProbeTask, TaskKind, Transform};
 
@@ -213,9 +213,12 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "- Baselines: the same architecture with random weights (seed {}), k-mer frequencies (k = 3-6), \
-             and the same architecture trained from scratch on the labels (early stopping on the validation \
-             split), each on the same splits and subsets.",
+            "- Baselines: the same architecture with random weights, as initialised and with batch-norm statistics \
+             calibrated on the task's sequences, each at the seeds from {} on (`baselines.random_seeds`: their \
+             cells pool every seed's draws and add the range of the seeds' means; the pre-trained encoder is \
+             compared with the pooled draws and with the best seed's alone), k-mer frequencies (k = 3-6), and \
+             the same architecture trained from scratch on the labels (early stopping on the validation split), \
+             each on the same splits and subsets.",
             self.random_seed
         );
         let _ = writeln!(md, "- isoclr {}; {:.0} s.\n", self.isoclr_version, self.elapsed_s);
@@ -282,14 +285,23 @@ fn cell(results: &TargetResults, method: Method, size: &SizeName) -> String {
     results
         .method(method)
         .and_then(|m| m.sizes.iter().find(|s| &s.size == size))
-        .and_then(|s| s.primary())
-        .map(|m| {
+        .and_then(|s| Some((s.primary()?, seed_range(s))))
+        .map(|(m, seeds)| {
+            let seeds = seeds.map_or_else(String::new, |(low, high, n)| format!("; {n} seeds {low:.3}–{high:.3}"));
             format!(
-                "{:.3} ± {:.3} [{:.3}, {:.3}]",
+                "{:.3} ± {:.3} [{:.3}, {:.3}]{seeds}",
                 m.mean, m.sd, m.interval.lower, m.interval.upper
             )
         })
         .unwrap_or_else(|| "–".into())
+}
+
+/// The lowest and highest seed mean and the number of seeds, for a method run at several seeds.
+fn seed_range(size: &SizeResult) -> Option<(f64, f64, usize)> {
+    let means = size.seeds.iter().map(|s| s.mean);
+    let low = means.clone().min_by(f64::total_cmp)?;
+    let high = means.max_by(f64::total_cmp)?;
+    Some((low, high, size.seeds.len()))
 }
 
 fn comparison_cell(c: Option<&Comparison>) -> String {
@@ -346,16 +358,28 @@ impl TargetReport {
                 md,
                 "\nPre-trained minus baseline, {metric} (paired bootstrap; ✓ = interval above 0):\n"
             );
-            let _ = write!(md, "| training set |");
-            for b in &baselines {
-                let _ = write!(md, " vs {} |", b.label());
+            // Each baseline, then (run at several seeds) its best seed alone.
+            let mut columns: Vec<(Method, bool)> = Vec::new();
+            for &b in &baselines {
+                columns.push((b, false));
+                if r.comparisons.iter().any(|c| c.baseline == b && c.best_seed.is_some()) {
+                    columns.push((b, true));
+                }
             }
-            let _ = writeln!(md, "\n|---|{}", "---|".repeat(baselines.len()));
+            let _ = write!(md, "| training set |");
+            for (b, best) in &columns {
+                let _ = write!(md, " vs {}{} |", b.label(), if *best { ", best seed" } else { "" });
+            }
+            let _ = writeln!(md, "\n|---|{}", "---|".repeat(columns.len()));
             for (size, _) in &sizes {
                 let _ = write!(md, "| {size} |");
-                for b in &baselines {
-                    let c = r.comparisons.iter().find(|c| c.baseline == *b && &c.size == size);
-                    let _ = write!(md, " {} |", comparison_cell(c));
+                for (b, best) in &columns {
+                    let c = (r.comparisons.iter())
+                        .find(|c| c.baseline == *b && c.best_seed.is_some() == *best && &c.size == size);
+                    let _ = match c.and_then(|c| c.best_seed) {
+                        Some(seed) => write!(md, " {} (seed {seed}) |", comparison_cell(c)),
+                        None => write!(md, " {} |", comparison_cell(c)),
+                    };
                 }
                 let _ = writeln!(md);
             }
@@ -416,7 +440,8 @@ impl TargetReport {
     }
 }
 
-/// The plotted curves: one per method, points sorted by training rows, bars at mean ± sd over draws.
+/// The plotted curves: one per method, points sorted by training rows, bars at mean ± sd over draws, or for a
+/// method run at several seeds from the lowest to the highest seed mean.
 fn curves(results: &TargetResults) -> Vec<CurveSeries> {
     results
         .methods
@@ -427,11 +452,12 @@ fn curves(results: &TargetResults) -> Vec<CurveSeries> {
                 .iter()
                 .filter_map(|s| {
                     let p = s.primary()?;
+                    let (low, high, _) = seed_range(s).unwrap_or((p.mean - p.sd, p.mean + p.sd, 1));
                     Some(CurvePoint {
                         train_rows: s.train_rows.round().max(1.0) as usize,
                         mean: p.mean,
-                        low: p.mean - p.sd,
-                        high: p.mean + p.sd,
+                        low,
+                        high,
                     })
                 })
                 .collect();
@@ -475,6 +501,7 @@ mod tests {
                     train_rows: if size == SubsetSize::Count(30) { 30 } else { 7 },
                     penalty: Some(1.0),
                     epochs: None,
+                    seed: None,
                     predictions,
                 })
                 .collect(),

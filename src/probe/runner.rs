@@ -207,6 +207,8 @@ fn load_input(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> R
 /// A feature matrix over the task's rows (row-major, table order).
 struct Features {
     method: Method,
+    /// The seed of random weights (the random-weight baselines).
+    seed: Option<u64>,
     values: Vec<f64>,
     dim: usize,
 }
@@ -271,48 +273,48 @@ fn run_task(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> Res
     let rows = transcripts.len();
     let mut features = vec![Features {
         method: Method::Pretrained,
+        seed: None,
         values: embed_rows(encoder, &transcripts, pooling, options, "embedding (pre-trained)").map_err(embed_err)?,
         dim: encoder.dim(pooling),
     }];
     lap("embedding (pre-trained)", rows, &mut timings);
-    if task.baselines.random {
-        let random = encoder.random_like(options.random_seed);
-        features.push(Features {
-            method: Method::Random,
-            values: embed_rows(&random, &transcripts, pooling, options, "embedding (random weights)")
-                .map_err(embed_err)?,
-            dim: random.dim(pooling),
-        });
-        lap("embedding (random weights)", rows, &mut timings);
-    }
-    if task.baselines.random_calibrated && encoder.config.model.norm == crate::config::Norm::Batch {
-        let random = encoder.random_like(options.random_seed).calibrated(
-            &transcripts,
-            options.positions_per_pass,
-            options.random_seed,
-        );
-        lap(
-            "batch-norm calibration",
-            rows.min(super::embed::CALIBRATION_ROWS),
-            &mut timings,
-        );
-        features.push(Features {
-            method: Method::RandomCalibrated,
-            values: embed_rows(
-                &random,
-                &transcripts,
-                pooling,
-                options,
-                "embedding (random, calibrated)",
-            )
-            .map_err(embed_err)?,
-            dim: random.dim(pooling),
-        });
-        lap("embedding (random, calibrated)", rows, &mut timings);
+    let calibrate = task.baselines.random_calibrated && encoder.config.model.norm == crate::config::Norm::Batch;
+    for seed in random_seeds(task, options) {
+        if task.baselines.random {
+            let random = encoder.random_like(seed);
+            let what = format!("embedding (random weights, seed {seed})");
+            features.push(Features {
+                method: Method::Random,
+                seed: Some(seed),
+                values: embed_rows(&random, &transcripts, pooling, options, &what).map_err(embed_err)?,
+                dim: random.dim(pooling),
+            });
+            lap(&what, rows, &mut timings);
+        }
+        if calibrate {
+            let random = encoder
+                .random_like(seed)
+                .calibrated(&transcripts, options.positions_per_pass, seed);
+            let calibrated_rows = rows.min(super::embed::CALIBRATION_ROWS);
+            lap(
+                &format!("batch-norm calibration, seed {seed}"),
+                calibrated_rows,
+                &mut timings,
+            );
+            let what = format!("embedding (random, calibrated, seed {seed})");
+            features.push(Features {
+                method: Method::RandomCalibrated,
+                seed: Some(seed),
+                values: embed_rows(&random, &transcripts, pooling, options, &what).map_err(embed_err)?,
+                dim: random.dim(pooling),
+            });
+            lap(&what, rows, &mut timings);
+        }
     }
     if task.baselines.kmer {
         features.push(Features {
             method: Method::Kmer,
+            seed: None,
             values: kmer::kmer_features(&transcripts).into_iter().map(f64::from).collect(),
             dim: kmer::KMER_FEATURES,
         });
@@ -322,10 +324,16 @@ fn run_task(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> Res
     for t in 0..table.targets.len() {
         targets.push(run_target(encoder, task, &table, t, &features, options, &mut timings)?);
     }
-    let effective_rank = (features.iter())
-        .filter(|f| f.method != Method::Kmer)
-        .map(|f| (f.method, super::rank::effective_rank(&f.values, f.dim), f.dim))
-        .collect();
+    // One rank per method: the mean over its seeds.
+    let mut effective_rank: Vec<(Method, f64, usize)> = Vec::new();
+    for f in features.iter().filter(|f| f.method != Method::Kmer) {
+        let rank = super::rank::effective_rank(&f.values, f.dim);
+        let seeds = features.iter().filter(|g| g.method == f.method).count() as f64;
+        match effective_rank.iter_mut().find(|(m, _, _)| *m == f.method) {
+            Some((_, sum, _)) => *sum += rank / seeds,
+            None => effective_rank.push((f.method, rank / seeds, f.dim)),
+        }
+    }
     Ok(TaskReport {
         task: task.clone(),
         source: table.source.clone(),
@@ -422,9 +430,21 @@ fn run_target(
                 task.baselines.kmer_max_rows
             ));
         }
-        predictions.push((f.method, by_size));
+        match predictions.iter_mut().find(|(m, _)| *m == f.method) {
+            // Another seed of the same baseline: its draws join the same sizes.
+            Some((_, sizes)) => {
+                for size in by_size {
+                    match sizes.iter_mut().find(|s| s.size == size.size) {
+                        Some(s) => s.draws.extend(size.draws),
+                        None => sizes.push(size),
+                    }
+                }
+            }
+            None => predictions.push((f.method, by_size)),
+        }
+        let seed = f.seed.map_or_else(String::new, |s| format!(", seed {s}"));
         timings.push(StageTime {
-            stage: format!("{target}: linear probes (CV), {}", f.method.label()),
+            stage: format!("{target}: linear probes (CV), {}{seed}", f.method.label()),
             seconds: started.elapsed().as_secs_f64(),
             rows: fitted_rows,
         });
@@ -578,6 +598,11 @@ impl Labels {
 }
 
 /// Adds a fitted draw under its size (sizes in first-seen order).
+/// The seeds of the random-weight baselines: `baselines.random_seeds` of them from the runner's seed on.
+fn random_seeds(task: &ProbeTask, options: &RunnerOptions) -> impl Iterator<Item = u64> {
+    (0..task.baselines.random_seeds as u64).map(move |k| options.random_seed.wrapping_add(k))
+}
+
 fn push_draw(by_size: &mut Vec<SizePredictions>, subset: &Subset, draw: DrawPredictions) {
     match by_size.iter_mut().find(|s| s.size == subset.size) {
         Some(s) => s.draws.push(draw),
@@ -642,6 +667,7 @@ fn fit_linear(
         train_rows: subset.rows.len(),
         penalty: Some(penalty),
         epochs: None,
+        seed: features.seed,
         predictions,
     }))
 }
@@ -696,6 +722,7 @@ fn fit_supervised_draw(
         train_rows: subset.rows.len(),
         penalty: None,
         epochs: Some(fit.epochs_run),
+        seed: None,
         predictions: fit.test_predictions,
     })
 }

@@ -32,6 +32,8 @@
 //!
 //! [baselines]
 //! random = true                    # same architecture, random weights
+//! random_calibrated = true         # ... with batch-norm statistics calibrated on the task's sequences
+//! random_seeds = 3                 # each random baseline at this many seeds
 //! kmer = true                      # k-mer frequencies, k = 3…6
 //! kmer_max_rows = 1500             # … on subsets up to this many rows (larger fits take minutes)
 //! supervised = true                # same architecture trained from scratch on the labels
@@ -236,6 +238,10 @@ pub struct Baselines {
     /// The same random weights with batch-norm statistics calibrated on the task's sequences (models with
     /// batch norm only).
     pub random_calibrated: bool,
+    /// Seeds of each random-weight baseline (the runner's seed and the ones after it): the report gives the
+    /// mean and spread over them, and compares the pre-trained encoder with their pooled draws and with the
+    /// best seed alone.
+    pub random_seeds: usize,
     /// k-mer frequency features (k = 3…6).
     pub kmer: bool,
     /// The k-mer probe only on subsets up to this many training rows: its 5,440 features make each larger
@@ -251,9 +257,23 @@ impl Default for Baselines {
         Self {
             random: true,
             random_calibrated: true,
+            random_seeds: 3,
             kmer: true,
             kmer_max_rows: 1500,
             supervised: true,
+        }
+    }
+}
+
+impl Baselines {
+    /// No baseline: the encoder alone.
+    pub fn none() -> Self {
+        Self {
+            random: false,
+            random_calibrated: false,
+            kmer: false,
+            supervised: false,
+            ..Self::default()
         }
     }
 }
@@ -479,6 +499,14 @@ impl ProbeTask {
         }
         if low.draws == 0 {
             return Err(invalid("low_data.draws", "must be at least 1".into()));
+        }
+        if file.baselines.random_seeds == 0 && (file.baselines.random || file.baselines.random_calibrated) {
+            return Err(invalid(
+                "baselines.random_seeds",
+                "must be at least 1 (set baselines.random and baselines.random_calibrated to false to leave the \
+                 random-weight baselines out)"
+                    .into(),
+            ));
         }
         let sup = &file.supervised;
         if sup.max_epochs == 0 || sup.batch_size == 0 || sup.draws == 0 {

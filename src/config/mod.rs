@@ -384,6 +384,19 @@ pub enum ClipKind {
     None,
 }
 
+/// Where batch norm takes its statistics in training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchStatistics {
+    /// Over each encoder pass: the passes of a step are length-sorted, so a pass holds sequences of similar
+    /// length (and both views of each), and its statistics say something about them.
+    Pass,
+    /// Over every pass of the step on this process (its share of the global batch) at once: the encoder runs
+    /// layer by layer over all passes, which keeps every pass's activations as training does anyway.
+    /// Needs `train.gradient_cache = false` (the second pass of gradient caching runs one pass at a time).
+    Step,
+}
+
 /// Device choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -451,6 +464,9 @@ pub struct TrainConfig {
     /// activation memory is then that of one pass, not of the batch, for a second forward pass's compute;
     /// the gradients are the same.
     pub gradient_cache: bool,
+    /// Where batch norm takes its training statistics: each encoder pass (`pass`, the default) or the whole
+    /// step (`step`). Off by default until measured to help (docs/PROBES.md).
+    pub batch_statistics: BatchStatistics,
     /// Log every this many steps (the first and last step are always logged).
     pub log_every: u64,
     /// Device.
@@ -487,6 +503,7 @@ impl Default for TrainConfig {
             positions_per_pass: 64 * 12_288,
             packing: false,
             gradient_cache: false,
+            batch_statistics: BatchStatistics::Pass,
             log_every: 10,
             device: DeviceChoice::Auto,
             threads: 0,
@@ -607,6 +624,12 @@ impl Config {
         }
         if t.positions_per_pass < 32 {
             return invalid("train.positions_per_pass", "must be at least 32");
+        }
+        if t.batch_statistics == BatchStatistics::Step && (t.gradient_cache || self.model.norm != Norm::Batch) {
+            return invalid(
+                "train.batch_statistics",
+                "\"step\" needs model.norm = \"batch\" and train.gradient_cache = false",
+            );
         }
         let m = &self.model;
         let s = m.shape();
@@ -778,5 +801,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("train.batch_size"), "{err}");
+        for sets in [
+            &["train.batch_statistics=\"step\"", "train.gradient_cache=true"][..],
+            &["train.batch_statistics=\"step\"", "model.norm=\"layer\""][..],
+        ] {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            let err = Config::load(None, &sets).unwrap_err().to_string();
+            assert!(err.contains("train.batch_statistics"), "{sets:?}: {err}");
+        }
+        let step = ["train.batch_statistics=\"step\"".to_string()];
+        let config = Config::load(None, &step).unwrap();
+        assert_eq!(config.train.batch_statistics, BatchStatistics::Step);
     }
 }

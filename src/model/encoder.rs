@@ -84,18 +84,21 @@ impl ResidualBlock {
         }
     }
 
-    fn forward(&self, x: &Tensor, positions: &Positions, train: bool) -> Tensor {
-        let h = self
-            .norm1
-            .forward(&self.conv1.forward(x), positions, train)
-            .relu()
-            .dropout(self.dropout, train);
-        let h = self.norm2.forward(&self.conv2.forward(&h), positions, train);
+    /// The block on every pass of `xs`, with their `positions`; batch norms take joint statistics.
+    fn forward(&self, xs: &[Tensor], positions: &[&Positions], train: bool) -> Vec<Tensor> {
+        let norm =
+            |norm: &MaskedNorm, hs: &[Tensor]| norm.forward_jointly(&hs.iter().collect::<Vec<_>>(), positions, train);
+        let h: Vec<Tensor> = xs.iter().map(|x| self.conv1.forward(x)).collect();
+        let h: Vec<Tensor> = (norm(&self.norm1, &h).into_iter())
+            .map(|h| h.relu().dropout(self.dropout, train))
+            .collect();
+        let h: Vec<Tensor> = h.iter().map(|h| self.conv2.forward(h)).collect();
+        let h = norm(&self.norm2, &h);
         let residual = match &self.shortcut {
-            Some((conv, norm)) => norm.forward(&conv.forward(x), positions, train),
-            None => x.shallow_clone(),
+            Some((conv, shortcut_norm)) => norm(shortcut_norm, &xs.iter().map(|x| conv.forward(x)).collect::<Vec<_>>()),
+            None => xs.iter().map(Tensor::shallow_clone).collect(),
         };
-        (h + residual).relu()
+        h.into_iter().zip(residual).map(|(h, r)| (h + r).relu()).collect()
     }
 }
 
@@ -229,84 +232,143 @@ impl Encoder {
 
     /// As [`forward`](Self::forward), pooled as `pooling` says: `[n, pooling.dim(out_dim)]` `f32`.
     pub fn forward_pooled(&self, x: &Tensor, lengths: &Tensor, pooling: Pooling, train: bool) -> Tensor {
-        let l = x.size()[2];
-        let positions = Tensor::arange(l, (Kind::Int64, x.device()));
-        let mask = positions
-            .unsqueeze(0)
-            .lt_tensor(&lengths.to_device(x.device()).unsqueeze(1))
-            .unsqueeze(1)
-            .to_kind(Kind::Float);
-        let regions = match pooling {
-            Pooling::Mean => None,
-            Pooling::Regions => Some(region_masks(x, &mask)),
-        };
-        let (h, mask, regions) = self.trunk(x, mask, regions, train);
-        let kind = accumulation_kind(&h);
-        let h = h.to_kind(kind);
-        let mean_over = |m: &Tensor| {
-            let count = m.sum_dim_intlist([2i64].as_slice(), false, kind).clamp_min(1.0);
-            (&h * m).sum_dim_intlist([2i64].as_slice(), false, kind) / count
-        };
-        let whole = mean_over(&mask);
-        match regions {
-            None => whole,
-            Some(r) => {
-                let mut parts = vec![whole];
-                parts.extend((0..3).map(|k| mean_over(&r.narrow(1, k, 1))));
-                Tensor::cat(&parts, 1)
-            }
-        }
+        let mut out = self.forward_passes(&[Pass::Padded { x, lengths, pooling }], train);
+        out.swap_remove(0)
     }
 
     /// Embeds the sequences of a packed pass, `x` `[lines, 6, L]` laid out as `layout` says; returns
     /// `[sequences, out_dim]` `f32` (mean pooling; region pooling needs one sequence per line).
     pub fn forward_packed(&self, x: &Tensor, layout: &PackedLayout, train: bool) -> Tensor {
-        let (h, mask, _) = self.trunk(x, layout.mask.shallow_clone(), None, train);
-        // Sum each sequence's span of the last stage (h is zero outside spans) by its owner index; the
-        // row past the last sequence collects the positions that belong to none.
-        let (lines, channels, pooled_len) = h.size3().unwrap_or((0, 0, 0));
-        let flat = |t: &Tensor, c: i64| t.permute([0, 2, 1]).reshape([lines * pooled_len, c]);
-        let rows = layout.sequences + 1;
-        let kind = accumulation_kind(&h);
-        let sums = Tensor::zeros([rows, channels], (kind, h.device())).index_add(
-            0,
-            &layout.owner,
-            &flat(&(h.to_kind(kind) * &mask), channels),
-        );
-        let counts =
-            Tensor::zeros([rows, 1], (kind, h.device())).index_add(0, &layout.owner, &flat(&mask.to_kind(kind), 1));
-        (sums / counts.clamp_min(1.0)).narrow(0, 0, layout.sequences)
+        let mut out = self.forward_passes(&[Pass::Packed { x, layout }], train);
+        out.swap_remove(0)
     }
 
-    /// Stem and stages on `x` `[n, 6, L]` with its positions of sequence `mask` `[n, 1, L]`; returns the last
-    /// stage's output, its mask, and `regions` pooled along.
+    /// Embeds several passes as one batch: layer by layer over all of them, so that in training every batch
+    /// norm takes its statistics over the real positions of every pass (`train.batch_statistics = "step"`).
+    /// With one pass, the same as [`forward_pooled`](Self::forward_pooled) or
+    /// [`forward_packed`](Self::forward_packed). Returns one tensor per pass, as those do.
+    pub fn forward_passes(&self, passes: &[Pass<'_>], train: bool) -> Vec<Tensor> {
+        let inputs: Vec<(Tensor, Tensor, Option<Tensor>)> = (passes.iter())
+            .map(|pass| match pass {
+                Pass::Padded { x, lengths, pooling } => {
+                    let l = x.size()[2];
+                    let positions = Tensor::arange(l, (Kind::Int64, x.device()));
+                    let mask = positions
+                        .unsqueeze(0)
+                        .lt_tensor(&lengths.to_device(x.device()).unsqueeze(1))
+                        .unsqueeze(1)
+                        .to_kind(Kind::Float);
+                    let regions = match pooling {
+                        Pooling::Mean => None,
+                        Pooling::Regions => Some(region_masks(x, &mask)),
+                    };
+                    (x.shallow_clone(), mask, regions)
+                }
+                Pass::Packed { x, layout } => (x.shallow_clone(), layout.mask.shallow_clone(), None),
+            })
+            .collect();
+        (self.trunk(inputs, train).into_iter().zip(passes))
+            .map(|((h, mask, regions), pass)| match pass {
+                Pass::Padded { .. } => pool_padded(&h, &mask, regions.as_ref()),
+                Pass::Packed { layout, .. } => pool_packed(&h, &mask, layout),
+            })
+            .collect()
+    }
+
+    /// Stem and stages on every pass `(x [n, 6, L], mask [n, 1, L] of its sequence positions, regions)`;
+    /// returns each pass's last stage output, its mask, and its regions pooled along.
     fn trunk(
         &self,
-        x: &Tensor,
-        mut mask: Tensor,
-        mut regions: Option<Tensor>,
+        passes: Vec<(Tensor, Tensor, Option<Tensor>)>,
         train: bool,
-    ) -> (Tensor, Tensor, Option<Tensor>) {
-        let x = x.narrow(1, 0, self.in_tracks) * &mask;
-        let h = self.stem_norm.forward(
-            &self.stem_conv.forward(&x),
-            &Positions::new(mask.shallow_clone()),
+    ) -> Vec<(Tensor, Tensor, Option<Tensor>)> {
+        let halve = |m: &Tensor| m.max_pool1d([2], [2], [0], [1], false);
+        let (mut hs, mut masks, mut regions): (Vec<Tensor>, Vec<Tensor>, Vec<Option<Tensor>>) =
+            (Vec::new(), Vec::new(), Vec::new());
+        for (x, mask, r) in passes {
+            hs.push(self.stem_conv.forward(&(x.narrow(1, 0, self.in_tracks) * &mask)));
+            masks.push(mask);
+            regions.push(r);
+        }
+        let positions: Vec<Positions> = masks.iter().map(|m| Positions::new(m.shallow_clone())).collect();
+        let stem = self.stem_norm.forward_jointly(
+            &hs.iter().collect::<Vec<_>>(),
+            &positions.iter().collect::<Vec<_>>(),
             train,
         );
-        let (mut h, pooled_mask) = masked_max_pool(&h, &mask);
-        mask = pooled_mask;
-        let halve = |m: &Tensor| m.max_pool1d([2], [2], [0], [1], false);
-        regions = regions.map(|r| halve(&r));
+        (hs, masks) = stem.iter().zip(&masks).map(|(h, m)| masked_max_pool(h, m)).unzip();
+        regions = regions.into_iter().map(|r| r.map(|r| halve(&r))).collect();
         for stage in &self.stages {
-            let positions = Positions::new(mask.shallow_clone());
+            let positions: Vec<Positions> = masks.iter().map(|m| Positions::new(m.shallow_clone())).collect();
+            let positions: Vec<&Positions> = positions.iter().collect();
             for block in stage {
-                h = block.forward(&h, &positions, train);
+                hs = block.forward(&hs, &positions, train);
             }
-            (h, mask) = max_pool_after_relu(&h, &mask);
-            regions = regions.map(|r| halve(&r));
+            (hs, masks) = hs.iter().zip(&masks).map(|(h, m)| max_pool_after_relu(h, m)).unzip();
+            regions = regions.into_iter().map(|r| r.map(|r| halve(&r))).collect();
         }
-        (h, mask, regions)
+        (hs.into_iter().zip(masks).zip(regions))
+            .map(|((h, m), r)| (h, m, r))
+            .collect()
     }
+}
+
+/// One encoder pass's input for [`Encoder::forward_passes`].
+#[derive(Debug)]
+pub enum Pass<'a> {
+    /// One sequence per line, `x` `[n, 6, L]` with real lengths `lengths` `[n]` (`i64`), pooled as `pooling` says.
+    Padded {
+        /// The tracks.
+        x: &'a Tensor,
+        /// Real lengths.
+        lengths: &'a Tensor,
+        /// How to pool.
+        pooling: Pooling,
+    },
+    /// A packed pass, `x` `[lines, 6, L]` laid out as `layout` says; mean pooling.
+    Packed {
+        /// The tracks.
+        x: &'a Tensor,
+        /// Where the sequences lie.
+        layout: &'a PackedLayout,
+    },
+}
+
+/// Mean-pools the last stage `h` of a padded pass over its real positions `mask`, and over each of `regions`.
+fn pool_padded(h: &Tensor, mask: &Tensor, regions: Option<&Tensor>) -> Tensor {
+    let kind = accumulation_kind(h);
+    let h = h.to_kind(kind);
+    let mean_over = |m: &Tensor| {
+        let count = m.sum_dim_intlist([2i64].as_slice(), false, kind).clamp_min(1.0);
+        (&h * m).sum_dim_intlist([2i64].as_slice(), false, kind) / count
+    };
+    let whole = mean_over(mask);
+    match regions {
+        None => whole,
+        Some(r) => {
+            let mut parts = vec![whole];
+            parts.extend((0..3).map(|k| mean_over(&r.narrow(1, k, 1))));
+            Tensor::cat(&parts, 1)
+        }
+    }
+}
+
+/// Mean-pools the last stage `h` of a packed pass over each sequence's own span.
+fn pool_packed(h: &Tensor, mask: &Tensor, layout: &PackedLayout) -> Tensor {
+    // Sum each sequence's span of the last stage (h is zero outside spans) by its owner index; the
+    // row past the last sequence collects the positions that belong to none.
+    let (lines, channels, pooled_len) = h.size3().unwrap_or((0, 0, 0));
+    let flat = |t: &Tensor, c: i64| t.permute([0, 2, 1]).reshape([lines * pooled_len, c]);
+    let rows = layout.sequences + 1;
+    let kind = accumulation_kind(h);
+    let sums = Tensor::zeros([rows, channels], (kind, h.device())).index_add(
+        0,
+        &layout.owner,
+        &flat(&(h.to_kind(kind) * mask), channels),
+    );
+    let counts =
+        Tensor::zeros([rows, 1], (kind, h.device())).index_add(0, &layout.owner, &flat(&mask.to_kind(kind), 1));
+    (sums / counts.clamp_min(1.0)).narrow(0, 0, layout.sequences)
 }
 
 #[cfg(test)]

@@ -197,18 +197,39 @@ impl Model {
     /// (only training makes them) is pooled by mean whatever `pooling` says: region pooling needs one
     /// sequence per line.
     pub fn embed_micro_batch(&self, m: &MicroBatch, pooling: Pooling, train: bool) -> Tensor {
+        let mut out = self.embed_jointly(std::slice::from_ref(m), pooling, train);
+        out.swap_remove(0)
+    }
+
+    /// Embeds several micro-batches as one batch (one tensor each, as [`embed_micro_batch`](Self::embed_micro_batch)
+    /// gives): in training, every batch norm takes its statistics over all of them
+    /// (`train.batch_statistics = "step"`).
+    pub fn embed_jointly(&self, micro: &[MicroBatch], pooling: Pooling, train: bool) -> Vec<Tensor> {
         let device = self.vars.device();
-        let lines = m.lines as i64;
-        // Bytes in quarter units travel; the floats are made on the device (4× less to copy).
-        let units = Tensor::from_slice(&m.tracks).view([lines, crate::data::TRACKS as i64, m.padded_len as i64]);
-        let x = crate::device::upload(&units, device).to_kind(Kind::Float) * f64::from(crate::data::TRACK_UNIT);
-        if m.is_packed() {
-            debug_assert_eq!(pooling, Pooling::Mean, "region pooling of a packed micro-batch");
-            return self.encoder.forward_packed(&x, &packed_layout(m, device), train);
-        }
-        let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
-        let lengths = crate::device::upload(&lengths, device);
-        self.encoder.forward_pooled(&x, &lengths, pooling, train)
+        let inputs: Vec<(Tensor, PassShape)> = (micro.iter())
+            .map(|m| {
+                let lines = m.lines as i64;
+                // Bytes in quarter units travel; the floats are made on the device (4× less to copy).
+                let units =
+                    Tensor::from_slice(&m.tracks).view([lines, crate::data::TRACKS as i64, m.padded_len as i64]);
+                let x = crate::device::upload(&units, device).to_kind(Kind::Float) * f64::from(crate::data::TRACK_UNIT);
+                let shape = if m.is_packed() {
+                    debug_assert_eq!(pooling, Pooling::Mean, "region pooling of a packed micro-batch");
+                    PassShape::Packed(packed_layout(m, device))
+                } else {
+                    let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
+                    PassShape::Padded(crate::device::upload(&lengths, device))
+                };
+                (x, shape)
+            })
+            .collect();
+        let passes: Vec<encoder::Pass<'_>> = (inputs.iter())
+            .map(|(x, shape)| match shape {
+                PassShape::Padded(lengths) => encoder::Pass::Padded { x, lengths, pooling },
+                PassShape::Packed(layout) => encoder::Pass::Packed { x, layout },
+            })
+            .collect();
+        self.encoder.forward_passes(&passes, train)
     }
 
     /// Sets every running statistic of the encoder's batch norms to its average over `passes` run in training
@@ -253,6 +274,12 @@ impl Model {
             .map(|(_, t)| t)
             .collect()
     }
+}
+
+/// How the sequences of a pass lie: one per line with these lengths, or packed.
+enum PassShape {
+    Padded(Tensor),
+    Packed(encoder::PackedLayout),
 }
 
 /// The encoder's view of a packed micro-batch's placements, on `device`.
@@ -397,6 +424,80 @@ mod tests {
                 "statistic {k}: {err}"
             );
         }
+    }
+
+    /// Several passes embedded jointly in training take one set of batch-norm statistics, so they give what
+    /// one pass holding every sequence gives (padding does not count), values, running statistics and
+    /// gradients; embedded one at a time they do not. A float64 model, so the comparison is exact to rounding.
+    #[test]
+    fn passes_embedded_jointly_equal_one_pass_of_them_all() {
+        let _generator = lock_generator();
+        let cfg = ModelConfig {
+            dropout: 0.0,
+            ..config(Norm::Batch)
+        };
+        let rows: Vec<Transcript> = (0..6)
+            .map(|i| random_transcript(60 + i, 150 + 90 * i as usize))
+            .collect();
+        let refs: Vec<&Transcript> = rows.iter().collect();
+        let one = encode_for_embedding(&refs, 1 << 20);
+        let several = encode_for_embedding(&refs, 1024);
+        assert_eq!(one.len(), 1);
+        assert!(several.len() >= 3, "{} passes", several.len());
+        let run = |micro: &[MicroBatch], jointly: bool| {
+            let mut model = Model::new(&cfg, Device::Cpu, 4);
+            model.vars.double();
+            let inputs: Vec<(Tensor, Tensor)> = (micro.iter())
+                .map(|m| {
+                    let x = Tensor::from_slice(&m.tracks)
+                        .view([m.lines as i64, 6, m.padded_len as i64])
+                        .to_kind(Kind::Double)
+                        * f64::from(crate::data::TRACK_UNIT);
+                    let lengths: Vec<i64> = m.lengths.iter().map(|&l| i64::from(l)).collect();
+                    (x, Tensor::from_slice(&lengths))
+                })
+                .collect();
+            let passes: Vec<encoder::Pass<'_>> = (inputs.iter())
+                .map(|(x, lengths)| encoder::Pass::Padded {
+                    x,
+                    lengths,
+                    pooling: Pooling::Mean,
+                })
+                .collect();
+            let pieces = if jointly {
+                model.encoder.forward_passes(&passes, true)
+            } else {
+                (passes.iter())
+                    .flat_map(|p| model.encoder.forward_passes(std::slice::from_ref(p), true))
+                    .collect()
+            };
+            let e = in_row_order(&pieces, micro);
+            (&e * &e.sin()).sum(Kind::Double).backward();
+            let grads: Vec<Tensor> = (model.named_parameters().into_iter())
+                .filter(|(name, _)| name.starts_with("encoder."))
+                .map(|(_, p)| p.grad().copy())
+                .collect();
+            let stats: Vec<Tensor> = model.running_statistics().iter().map(Tensor::copy).collect();
+            (e.detach(), grads, stats)
+        };
+        let reference = run(&one, false);
+        let worst = |a: &[Tensor], b: &[Tensor]| {
+            (a.iter().zip(b))
+                .map(|(a, b)| (a - b).abs().max().double_value(&[]) / (1.0 + b.abs().max().double_value(&[])))
+                .fold(0.0, f64::max)
+        };
+        let joint = run(&several, true);
+        assert!(
+            worst(&[joint.0.shallow_clone()], &[reference.0.shallow_clone()]) < 1e-10,
+            "embeddings"
+        );
+        assert!(worst(&joint.1, &reference.1) < 1e-10, "gradients");
+        assert!(worst(&joint.2, &reference.2) < 1e-10, "running statistics");
+        let apart = run(&several, false);
+        assert!(
+            worst(&[apart.0], &[reference.0]) > 1e-3,
+            "per-pass statistics differ from the joint ones"
+        );
     }
 
     #[test]

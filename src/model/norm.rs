@@ -123,8 +123,14 @@ impl MaskedNorm {
     /// Normalises `x` `[n, C, L]` over the real `positions`; in training, batch norm uses (and records) the
     /// statistics of this pass, in evaluation its running averages.
     pub fn forward(&self, x: &Tensor, positions: &Positions, train: bool) -> Tensor {
-        let kind = accumulation_kind(x);
-        let mask = positions.mask();
+        let mut out = self.forward_jointly(&[x], &[positions], train);
+        out.swap_remove(0)
+    }
+
+    /// Normalises several passes `xs[i]` (each `[n_i, C, L_i]`) over their real `positions[i]`; in training,
+    /// batch norm takes one set of statistics over the real positions of all of them (and records it once), as
+    /// if they were one pass. Group and layer norm are per sample, so this is each pass on its own.
+    pub fn forward_jointly(&self, xs: &[&Tensor], positions: &[&Positions], train: bool) -> Vec<Tensor> {
         match self {
             MaskedNorm::Batch {
                 weight,
@@ -134,16 +140,9 @@ impl MaskedNorm {
                 eps,
             } => {
                 let c = weight.size()[0];
+                let kind = xs.first().map_or(Kind::Float, |x| accumulation_kind(x));
                 let (mean, var) = if train {
-                    // One pass of moments: x·m and its square (m is 0/1) summed, var = E[x²] − E[x]², in
-                    // `MOMENTS` (x·m itself stays f32, promoted from a bf16 x by the f32 mask). Fewer
-                    // full-size kernels than centring first, which mattered on the GPU.
-                    let (count, bessel) = positions.counts();
-                    let xm = x * mask;
-                    let dims = [0i64, 2].as_slice();
-                    let mean = xm.sum_dim_intlist(dims, true, MOMENTS) / count;
-                    let mean_square = xm.square().sum_dim_intlist(dims, true, MOMENTS) / count;
-                    let var = (mean_square - mean.square()).clamp_min(0.0);
+                    let (mean, var, bessel) = batch_moments(xs, positions);
                     let (mean, var) = (mean.to_kind(kind), var.to_kind(kind));
                     tch::no_grad(|| {
                         let _ = running_mean.shallow_clone().lerp_(&mean.view([c]), MOMENTUM);
@@ -156,26 +155,74 @@ impl MaskedNorm {
                 // y = (x − mean)·scale + bias as one fused x·scale + shift per channel.
                 let scale = (var + *eps).rsqrt() * weight.view([1, c, 1]);
                 let shift = bias.view([1, c, 1]) - mean * &scale;
-                shift.addcmul(x, &scale) * mask
+                (xs.iter().zip(positions))
+                    .map(|(x, p)| shift.addcmul(x, &scale) * p.mask())
+                    .collect()
             }
             MaskedNorm::Group {
                 weight,
                 bias,
                 groups,
                 eps,
-            } => {
-                let (n, c, l) = x.size3().unwrap_or((0, 0, 0));
-                let xg = x.view([n, *groups, c / groups, l]);
-                let m = mask.view([n, 1, 1, l]);
-                let count = (m.sum_dim_intlist([2i64, 3].as_slice(), true, kind) * (c / groups) as f64).clamp_min(1.0);
-                let mean = (&xg * &m).sum_dim_intlist([2i64, 3].as_slice(), true, kind) / &count;
-                let centred = (&xg - &mean) * &m;
-                let var = centred.square().sum_dim_intlist([2i64, 3].as_slice(), true, kind) / &count;
-                let y = (centred / (var + *eps).sqrt()).view([n, c, l]) * weight.view([1, c, 1]) + bias.view([1, c, 1]);
-                y * mask
-            }
+            } => (xs.iter().zip(positions))
+                .map(|(x, p)| group_norm(x, p.mask(), weight, bias, *groups, *eps))
+                .collect(),
         }
     }
+}
+
+/// Group norm of `x` `[n, C, L]` over the real positions `mask` of each sample and channel group.
+fn group_norm(x: &Tensor, mask: &Tensor, weight: &Tensor, bias: &Tensor, groups: i64, eps: f64) -> Tensor {
+    let kind = accumulation_kind(x);
+    let (n, c, l) = x.size3().unwrap_or((0, 0, 0));
+    let xg = x.view([n, groups, c / groups, l]);
+    let m = mask.view([n, 1, 1, l]);
+    let count = (m.sum_dim_intlist([2i64, 3].as_slice(), true, kind) * (c / groups) as f64).clamp_min(1.0);
+    let mean = (&xg * &m).sum_dim_intlist([2i64, 3].as_slice(), true, kind) / &count;
+    let centred = (&xg - &mean) * &m;
+    let var = centred.square().sum_dim_intlist([2i64, 3].as_slice(), true, kind) / &count;
+    let y = (centred / (var + eps).sqrt()).view([n, c, l]) * weight.view([1, c, 1]) + bias.view([1, c, 1]);
+    y * mask
+}
+
+/// Per-channel mean and biased variance `[1, C, 1]` (in [`MOMENTS`]) over the real positions of every pass,
+/// and the Bessel factor of their count.
+///
+/// One pass of moments: x·m and its square (m is 0/1) summed, var = E[x²] − E[x]², in `MOMENTS` (x·m itself
+/// stays f32, promoted from a bf16 x by the f32 mask). Fewer full-size kernels than centring first, which
+/// mattered on the GPU. A single pass reuses its positions' cached count.
+fn batch_moments(xs: &[&Tensor], positions: &[&Positions]) -> (Tensor, Tensor, Tensor) {
+    let dims = [0i64, 2].as_slice();
+    let mut sums: Option<(Tensor, Tensor)> = None;
+    for (x, p) in xs.iter().zip(positions) {
+        let xm = *x * p.mask();
+        let (sum, square) = (
+            xm.sum_dim_intlist(dims, true, MOMENTS),
+            xm.square().sum_dim_intlist(dims, true, MOMENTS),
+        );
+        sums = Some(match sums {
+            None => (sum, square),
+            Some((s, q)) => (s + sum, q + square),
+        });
+    }
+    let (count, bessel) = match positions {
+        [p] => {
+            let (count, bessel) = p.counts();
+            (count.shallow_clone(), bessel.shallow_clone())
+        }
+        _ => {
+            let count = (positions.iter())
+                .map(|p| p.mask().sum(MOMENTS))
+                .reduce(|a, b| a + b)
+                .map_or_else(|| Tensor::from(1.0f64), |c| c.clamp_min(1.0));
+            let bessel = &count / (&count - 1.0).clamp_min(1.0);
+            (count, bessel)
+        }
+    };
+    let (sum, square) = sums.unwrap_or_else(|| (Tensor::from(0.0f64), Tensor::from(0.0f64)));
+    let mean = sum / &count;
+    let var = (square / &count - mean.square()).clamp_min(0.0);
+    (mean, var, bessel)
 }
 
 #[cfg(test)]

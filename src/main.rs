@@ -756,6 +756,11 @@ fn run() -> Result<()> {
                     let me = std::env::current_exe().context("cannot locate the isoclr binary")?;
                     let outcome = match isoclr::launch::run_local_job(&config, &out, n, me) {
                         Err(isoclr::launch::LaunchError::Coordinator(e)) => exit_if_interrupted(Err(e))?,
+                        // A re-run of a finished job: nothing to do, and nothing failed.
+                        Err(e @ isoclr::launch::LaunchError::AlreadyComplete { .. }) => {
+                            println!("{e}");
+                            return Ok(());
+                        }
                         other => other?,
                     };
                     exit_if_suspended(&outcome);
@@ -771,6 +776,11 @@ fn run() -> Result<()> {
                 None => {
                     let s = match isoclr::train::train(&config, &out) {
                         Err(e @ isoclr::train::TrainError::Interrupted { .. }) => exit_resumable(&e.to_string()),
+                        // A re-run of a finished job: nothing to do, and nothing failed.
+                        Err(e @ isoclr::train::TrainError::AlreadyComplete { .. }) => {
+                            println!("{e}");
+                            return Ok(());
+                        }
                         other => other?,
                     };
                     println!(

@@ -215,6 +215,19 @@ fn stop_and_resume(workers: Option<usize>, on_corpus: bool, reference: &(Vec<u8>
         (0..STEPS).collect::<Vec<_>>(),
         "every step logged once, in order"
     );
+    // Started once more after the end, as a requeued or re-submitted job is: complete, exit 0, unchanged.
+    let again = command_on(&out, &ckpt, workers, on_corpus)
+        .arg("--resume")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(stdout.contains("complete"), "{stdout}");
+    assert!(final_state(&out, &ckpt) == got, "a finished run is left as it was");
 }
 
 #[test]

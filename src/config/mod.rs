@@ -384,6 +384,12 @@ pub enum ClipKind {
     None,
 }
 
+/// The largest `train.max_shift`: the longest sequence the presets are built for.
+const MAX_SHIFT: u32 = 12_288;
+
+/// The most libtorch CPU threads `train.threads` may ask for.
+const MAX_THREADS: i32 = 1024;
+
 /// Where batch norm takes its statistics in training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -471,7 +477,7 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// Device.
     pub device: DeviceChoice,
-    /// CPU threads for libtorch (0 = libtorch's default).
+    /// CPU threads for libtorch (0 = libtorch's default; at most 1024).
     pub threads: i32,
     /// Single-node mode (`train --workers N`): how many times a job whose worker died is started again
     /// from its latest checkpoint (from step 0 without one) before the failure is final.
@@ -619,8 +625,32 @@ impl Config {
         if !(0.0..=1.0).contains(&t.warmup_fraction) {
             return invalid("train.warmup_fraction", "must be in [0, 1]");
         }
-        if t.weight_decay < 0.0 || t.clip_norm <= 0.0 {
-            return invalid("train.weight_decay", "weight_decay must be ≥ 0 and clip_norm > 0");
+        if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
+            return invalid("train.weight_decay", "must be a number ≥ 0");
+        }
+        if !(t.clip_norm > 0.0 && t.clip_norm.is_finite()) {
+            return invalid("train.clip_norm", "must be a positive number");
+        }
+        if !(0.0..1.0).contains(&t.beta1) {
+            return invalid("train.beta1", "must be in [0, 1)");
+        }
+        if !(0.0..1.0).contains(&t.beta2) {
+            return invalid("train.beta2", "must be in [0, 1) (1 divides by a bias correction of 0)");
+        }
+        if !(t.eps > 0.0 && t.eps.is_finite()) {
+            return invalid("train.eps", "must be a positive number");
+        }
+        if t.log_every == 0 {
+            return invalid("train.log_every", "must be at least 1");
+        }
+        if t.max_shift > MAX_SHIFT {
+            return invalid(
+                "train.max_shift",
+                "must be at most 12288: the shift pads every sequence of a step by up to this many positions",
+            );
+        }
+        if !(0..=MAX_THREADS).contains(&t.threads) {
+            return invalid("train.threads", "must be 0 (libtorch's default) or 1 to 1024");
         }
         if t.positions_per_pass < 32 {
             return invalid("train.positions_per_pass", "must be at least 32");
@@ -660,8 +690,11 @@ impl Config {
         if !(0.0..1.0).contains(&m.dropout) {
             return invalid("model.dropout", "must be in [0, 1)");
         }
-        if m.head_hidden < 1 || m.projection_dim < 1 {
-            return invalid("model.head_hidden", "head widths must be ≥ 1");
+        if m.head_hidden < 1 {
+            return invalid("model.head_hidden", "must be at least 1");
+        }
+        if m.projection_dim < 1 {
+            return invalid("model.projection_dim", "must be at least 1");
         }
         let d = &self.dist;
         if d.prefetch == 0 {
@@ -812,5 +845,51 @@ mod tests {
         let step = ["train.batch_statistics=\"step\"".to_string()];
         let config = Config::load(None, &step).unwrap();
         assert_eq!(config.train.batch_statistics, BatchStatistics::Step);
+    }
+
+    /// Each value outside its key's range is refused with that key named (a panic, two hangs and silent
+    /// NaN training were found with some of these).
+    #[test]
+    fn every_out_of_range_value_names_its_key() {
+        let cases = [
+            ("train.steps", "0"),
+            ("train.batch_size", "1"),
+            ("train.lr", "0.0"),
+            ("train.lr", "nan"),
+            ("train.temperature", "0.0"),
+            ("train.mask_fraction", "1.0"),
+            ("train.warmup_fraction", "1.5"),
+            ("train.weight_decay", "-1.0"),
+            ("train.weight_decay", "inf"),
+            ("train.clip_norm", "0.0"),
+            ("train.clip_norm", "-1.0"),
+            ("train.beta1", "1.5"),
+            ("train.beta1", "-0.1"),
+            ("train.beta2", "1.0"),
+            ("train.eps", "0.0"),
+            ("train.eps", "-1.0"),
+            ("train.log_every", "0"),
+            ("train.max_shift", "100000"),
+            ("train.threads", "100000"),
+            ("train.threads", "-1"),
+            ("train.positions_per_pass", "16"),
+            ("model.head_hidden", "0"),
+            ("model.projection_dim", "0"),
+            ("model.dropout", "1.0"),
+            ("model.tracks", "5"),
+            ("dist.prefetch", "0"),
+        ];
+        for (key, value) in cases {
+            let err = Config::load(None, &[format!("{key}={value}")]).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}={value}: {err}");
+        }
+        for ok in [
+            "train.max_shift=12288",
+            "train.threads=4",
+            "train.beta2=0.999",
+            "train.log_every=1",
+        ] {
+            Config::load(None, &[ok.to_string()]).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
     }
 }

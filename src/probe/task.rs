@@ -450,6 +450,16 @@ impl ProbeTask {
                         "a table needs at least one target column".into(),
                     ));
                 }
+                if let Some((k, t)) = (targets.iter().enumerate()).find(|(k, t)| targets[..*k].contains(t)) {
+                    return Err(invalid(
+                        "input.targets",
+                        format!(
+                            "{t:?} is listed twice (entries {} and {})",
+                            targets[..k].iter().position(|x| x == t).map_or(0, |p| p + 1),
+                            k + 1
+                        ),
+                    ));
+                }
                 TaskInput::Table {
                     path: resolve(i.table.clone().unwrap_or_default()),
                     targets,
@@ -597,6 +607,14 @@ mod tests {
             (
                 "name = \"a\"\nkind = \"regression\"\n[input]\nlabels = \"x.tsv\"\n",
                 "input.layout",
+            ),
+            (
+                "name = \"a\"\nkind = \"regression\"\n[input]\ntable = \"x.tsv\"\ntargets = [\"hl\", \"hl\"]\n",
+                "\"hl\" is listed twice (entries 1 and 2)",
+            ),
+            (
+                "name = \"a\"\nkind = \"regression\"\n[input]\nsynthetic = \"half_life\"\n[baselines]\nrandom_seeds = 0\n",
+                "baselines.random_seeds",
             ),
             (
                 "name = \"a\"\nkind = \"classification\"\ntransform = \"log2\"\n[input]\nsynthetic = \"half_life\"\n",

@@ -43,6 +43,15 @@ pub enum TrainError {
         /// Steps completed.
         step: u64,
     },
+    /// The checkpoint to resume from is already at `train.steps`: nothing is left to train. Not a failure: a
+    /// requeued or re-submitted job that had finished ends here.
+    #[error("the run is complete: its checkpoint is at step {step} of train.steps = {steps}; nothing to do")]
+    AlreadyComplete {
+        /// The checkpoint's step.
+        step: u64,
+        /// `train.steps`.
+        steps: u64,
+    },
     /// The loss became NaN or infinite.
     #[error("step {step}: loss is {loss}; lower train.lr or check the data")]
     Diverged {

@@ -139,10 +139,10 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
         None => 0,
     };
     if first_step >= t.steps {
-        return Err(TrainError::Setup(format!(
-            "nothing to do: the checkpoint is at step {first_step} and train.steps is {}",
-            t.steps
-        )));
+        return Err(TrainError::AlreadyComplete {
+            step: first_step,
+            steps: t.steps,
+        });
     }
     let stop = stop_flag()?;
     let metrics_path = out.join(METRICS_FILE);

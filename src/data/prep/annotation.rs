@@ -346,7 +346,14 @@ impl Builder {
     }
 
     /// Checks and extracts the columns shared by GTF and GFF3 records.
-    fn columns<R: noodles::gff::feature::Record>(&self, n: usize, text: &[u8], record: &R) -> Result<Rec> {
+    /// `strands` lists the strand values the format allows, for the error message.
+    fn columns<R: noodles::gff::feature::Record>(
+        &self,
+        n: usize,
+        text: &[u8],
+        record: &R,
+        strands: &str,
+    ) -> Result<Rec> {
         let column =
             |i: usize| String::from_utf8_lossy(text.split(|&b| b == b'\t').nth(i).unwrap_or_default()).into_owned();
         let start = record
@@ -364,7 +371,7 @@ impl Builder {
             Ok(Strand::Forward) => (false, false),
             Ok(_) => (false, true),
             Err(_) => {
-                return Err(self.parse_error(n, format!("invalid strand {:?} (expected +, -, . or ?)", column(6))));
+                return Err(self.parse_error(n, format!("invalid strand {:?} (expected {strands})", column(6))));
             }
         };
         let phase = match record.phase() {
@@ -405,14 +412,16 @@ impl Builder {
             return Ok(());
         };
         let record = record.map_err(|_| self.column_count_error(n, text))?;
-        let rec = self.columns(n, text, &record)?;
+        let rec = self.columns(n, text, &record, "+, - or .")?;
         self.records += 1;
-        if rec.kind.is_none() {
-            return Ok(());
-        }
+        // Every line's attributes are read, also of the features not kept: a malformed line is refused
+        // whatever its type.
         let attributes = record
             .attributes()
             .map_err(|e| self.parse_error(n, format!("malformed attributes: {e}")))?;
+        if rec.kind.is_none() {
+            return Ok(());
+        }
         let get = |key: &str| -> Result<String> {
             let value = match attributes.get(key.as_bytes()) {
                 Some(Ok(noodles::gtf::record::attributes::field::Value::String(s))) => utf8(s),
@@ -440,7 +449,7 @@ impl Builder {
             return Ok(());
         };
         let record = record.map_err(|_| self.column_count_error(n, text))?;
-        let rec = self.columns(n, text, &record)?;
+        let rec = self.columns(n, text, &record, "+, -, . or ?")?;
         self.records += 1;
         let attributes = record.attributes();
         let one = |key: &str| -> Result<Option<String>> {

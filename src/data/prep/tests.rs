@@ -387,6 +387,20 @@ fn malformed_records_name_file_and_line() {
             "start 36 is greater than end 29",
         ),
         (format!("chr1\tt\texon\t29\t36\t.\t*\t.\t{attrs}"), "invalid strand"),
+        // `?` is GFF3's, not GTF's: the message lists what GTF allows.
+        (
+            format!("chr1\tt\texon\t29\t36\t.\t?\t.\t{attrs}"),
+            "invalid strand \"?\" (expected +, - or .)",
+        ),
+        // Lines of features prep does not keep are checked as strictly as exon lines.
+        (
+            format!("chr1\tt\ttranscript\t11\t36\t.\t+\t.\t{attrs}\textra"),
+            "malformed attributes",
+        ),
+        (
+            "chr1\tt\tgene\t11\t36\t.\t+\t.\tgene_id \"g1".to_owned(),
+            "malformed attributes",
+        ),
         (format!("chr1\tt\tCDS\t29\t36\t.\t+\t5\t{attrs}"), "invalid phase"),
         (
             "chr1\tt\texon\t29\t36\t.\t+\t.\tgene_id \"g1\";".to_owned(),

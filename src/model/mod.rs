@@ -153,15 +153,32 @@ impl Model {
         })
     }
 
-    /// Copies named tensors into this model; every tensor of the model must be present with its shape.
+    /// Copies named tensors into this model. They must be exactly the model's: every tensor present with its
+    /// shape, none left over (weights of another architecture, such as batch-norm statistics under a
+    /// group-norm configuration, are refused rather than half used), and every value finite.
     pub fn load_tensors(&mut self, tensors: Vec<(String, Tensor)>) -> Result<()> {
         let source: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
         let incompatible = |why: String| ModelError::Incompatible {
             path: "<tensors>".into(),
             why,
         };
+        let own = self.named_tensors();
+        let mut extra: Vec<&String> = (source.keys())
+            .filter(|name| !own.iter().any(|(n, _)| n == *name))
+            .collect();
+        if !extra.is_empty() {
+            extra.sort();
+            let shown: Vec<&str> = extra.iter().take(3).map(|s| s.as_str()).collect();
+            return Err(incompatible(format!(
+                "holds {} tensors this model does not have ({}{}): the weights are of another architecture \
+                 than the configuration describes",
+                extra.len(),
+                shown.join(", "),
+                if extra.len() > 3 { ", ..." } else { "" }
+            )));
+        }
         tch::no_grad(|| {
-            for (name, mut tensor) in self.named_tensors() {
+            for (name, mut tensor) in own {
                 let value = source
                     .get(&name)
                     .ok_or_else(|| incompatible(format!("no tensor {name}")))?;
@@ -171,6 +188,9 @@ impl Model {
                         value.size(),
                         tensor.size()
                     )));
+                }
+                if value.is_floating_point() && value.isfinite().all().int64_value(&[]) == 0 {
+                    return Err(incompatible(format!("{name} holds a NaN or infinite value")));
                 }
                 tensor.copy_(value);
             }
@@ -703,5 +723,21 @@ mod tests {
         );
         let err = wide.load(&path).unwrap_err().to_string();
         assert!(err.contains("head.fc1.") && err.contains("needs"), "{err}");
+        // Batch-norm weights under a group-norm configuration: the running statistics are left over.
+        let mut group = Model::new(&config(Norm::Group), Device::Cpu, 1);
+        let err = group.load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("running_") && err.contains("another architecture"),
+            "{err}"
+        );
+        // One non-finite value anywhere is refused, naming the tensor.
+        let mut tensors = a.named_tensors();
+        let (name, t) = &mut tensors[5];
+        let bad = t.copy();
+        let _ = bad.view([-1]).get(0).fill_(f64::NAN);
+        *t = bad;
+        let name = name.clone();
+        let err = b.load_tensors(tensors).unwrap_err().to_string();
+        assert!(err.contains(&name) && err.contains("NaN"), "{err}");
     }
 }

@@ -40,6 +40,14 @@ pub enum EmbedError {
     /// libtorch failed while embedding.
     #[error("embedding: {0}")]
     Torch(#[from] tch::TchError),
+    /// The encoder gave a NaN or infinite embedding: nothing downstream can use it.
+    #[error("{source_name}: the embedding of transcript {transcript} has a NaN or infinite value")]
+    NonFinite {
+        /// The encoder's source.
+        source_name: String,
+        /// The transcript's id.
+        transcript: String,
+    },
 }
 
 /// A trained encoder with the configuration it was trained with.
@@ -160,7 +168,14 @@ impl Encoder {
                 Vec::<f32>::try_from(&flat)
             })?;
             for (k, &i) in chunk.iter().enumerate() {
-                out[i * dim..(i + 1) * dim].copy_from_slice(&values[k * dim..(k + 1) * dim]);
+                let row = &values[k * dim..(k + 1) * dim];
+                if !row.iter().all(|v| v.is_finite()) {
+                    return Err(EmbedError::NonFinite {
+                        source_name: self.source.clone(),
+                        transcript: transcripts[i].id.clone(),
+                    });
+                }
+                out[i * dim..(i + 1) * dim].copy_from_slice(row);
             }
             if let Some(bar) = progress {
                 bar.inc(chunk.len() as u64);
@@ -236,6 +251,23 @@ mod tests {
         }
         let random = encoder.random_like(99).embed(&all, 4096, Pooling::Mean, None).unwrap();
         assert_ne!(random, together, "the random baseline has other weights");
+    }
+
+    /// Finite weights whose activations overflow: the embedding is refused, naming encoder and transcript.
+    #[test]
+    fn a_non_finite_embedding_is_an_error_naming_the_transcript() {
+        let (dir, _) = run_dir(Norm::Layer);
+        let encoder = Encoder::load(dir.path().to_str().unwrap(), Device::Cpu).unwrap();
+        tch::no_grad(|| {
+            for (name, t) in encoder.model.named_parameters() {
+                if name.starts_with("encoder.") {
+                    let _ = t.shallow_clone().fill_(1e30);
+                }
+            }
+        });
+        let t = transcript(3, 200);
+        let err = encoder.embed(&[&t], 4096, Pooling::Mean, None).unwrap_err().to_string();
+        assert!(err.contains(&t.id) && err.contains("NaN or infinite"), "{err}");
     }
 
     #[test]

@@ -417,7 +417,8 @@ fn embed(args: &EncoderArgs, input: &Path, out: &Path, pooling: isoclr::config::
 
 fn inspect(dataset: PathBuf, transcript: Option<String>, tracks: bool) -> Result<()> {
     let Some(id) = transcript else {
-        let manifest = Dataset::read_manifest(&dataset)?;
+        // Opening checks every file against the manifest: a damaged dataset is not summarised as sound.
+        let manifest = Dataset::open(&dataset)?.manifest;
         let mut summary = serde_json::to_value(&manifest)?;
         if let Some(obj) = summary.as_object_mut() {
             // The full list can hold thousands of entries; counts per reason are above it.

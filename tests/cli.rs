@@ -173,6 +173,21 @@ fn synth_prep_inspect_round_trip() {
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("nope"));
 
+    // The summary verifies the dataset too: a damaged copy is refused, not summarised.
+    let damaged = dir.path().join("damaged");
+    std::fs::create_dir_all(&damaged).unwrap();
+    for entry in std::fs::read_dir(&ds).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), damaged.join(entry.file_name())).unwrap();
+    }
+    let shard = damaged.join("shard-00000.bin");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[40] ^= 0x10;
+    std::fs::write(&shard, bytes).unwrap();
+    let run = isoclr(&["inspect", damaged.to_str().unwrap()], &[]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("shard-00000.bin"));
+
     // `inspect ... --tracks | head`: a reader that stops early is no error.
     let long = dataset.transcripts.iter().max_by_key(|t| t.len()).unwrap();
     let args = ["inspect", ds.to_str().unwrap(), "--transcript", &long.id, "--tracks"];

@@ -122,6 +122,16 @@ pub struct Dataset {
     pub holdout_fraction: f64,
 }
 
+/// The content fingerprint: SHA-256 over the data files' names and checksums.
+fn fingerprint(files: &[FileEntry]) -> String {
+    let mut hasher = Sha256::new();
+    for f in files {
+        hasher.update(f.name.as_bytes());
+        hasher.update(f.sha256.as_bytes());
+    }
+    hex(&hasher.finalize())
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -229,11 +239,6 @@ impl Dataset {
             "groups.bin",
             &encode(GROUPS_MAGIC, &groups, "groups.bin")?,
         )?);
-        let mut hasher = Sha256::new();
-        for f in &files {
-            hasher.update(f.name.as_bytes());
-            hasher.update(f.sha256.as_bytes());
-        }
         let mut dropped_counts = BTreeMap::new();
         for d in &provenance.dropped {
             *dropped_counts.entry(d.reason.clone()).or_insert(0) += 1;
@@ -252,8 +257,8 @@ impl Dataset {
             cds_source: provenance.cds_source,
             cds_inferred: provenance.cds_inferred,
             notes: provenance.notes,
+            fingerprint: fingerprint(&files),
             files,
-            fingerprint: hex(&hasher.finalize()),
         };
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| DataError::Invalid {
             what: "manifest".into(),
@@ -278,10 +283,39 @@ impl Dataset {
                 source,
             },
         })?;
-        serde_json::from_str(&text).map_err(|e| DataError::Invalid {
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| DataError::Invalid {
             what: path.display().to_string(),
             why: e.to_string(),
-        })
+        })?;
+        let invalid = |why: String| DataError::Invalid {
+            what: path.display().to_string(),
+            why,
+        };
+        if manifest.format_version != FORMAT_VERSION {
+            return Err(invalid(format!(
+                "format_version {} (this isoclr reads {FORMAT_VERSION}): run prep again with this version",
+                manifest.format_version
+            )));
+        }
+        // Data files live in the dataset directory itself: a name is one plain path component.
+        if let Some(f) = manifest.files.iter().find(|f| {
+            let mut parts = Path::new(&f.name).components();
+            !matches!(
+                (parts.next(), parts.next()),
+                (Some(std::path::Component::Normal(_)), None)
+            )
+        }) {
+            return Err(invalid(format!(
+                "files: {:?} is not a file name inside the dataset directory",
+                f.name
+            )));
+        }
+        if manifest.fingerprint != fingerprint(&manifest.files) {
+            return Err(invalid(
+                "fingerprint does not match the files' checksums: the manifest was edited or damaged".into(),
+            ));
+        }
+        Ok(manifest)
     }
 
     /// Opens a dataset directory, checking every file's size and checksum against the manifest.
@@ -309,6 +343,16 @@ impl Dataset {
             what: dir.display().to_string(),
             why: "manifest lists no groups.bin".into(),
         })?;
+        // max_len 0: not recorded (datasets written by tests and tools, not by prep).
+        if let Some(t) = (transcripts.iter()).find(|t| manifest.max_len > 0 && t.len > manifest.max_len) {
+            return Err(DataError::Invalid {
+                what: dir.join("manifest.json").display().to_string(),
+                why: format!(
+                    "max_len is {} but transcript {} is {} nt long: the manifest disagrees with the shards",
+                    manifest.max_len, t.id, t.len
+                ),
+            });
+        }
         let consistent = transcripts.len() == manifest.transcripts
             && groups.len() == manifest.groups
             && groups.iter().enumerate().all(|(g, group)| {
@@ -432,6 +476,45 @@ mod tests {
         std::fs::write(&shard, bytes).unwrap();
         let err = Dataset::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("shard-00000.bin") && err.contains("damaged"), "{err}");
+    }
+
+    /// A manifest edited by hand or damaged: each field that could mislead a reader is checked, and a file
+    /// name cannot lead out of the dataset directory.
+    #[test]
+    fn manifest_fields_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (g, t) = tiny();
+        let provenance = || Provenance {
+            max_len: 100,
+            ..Provenance::default()
+        };
+        Dataset::write(dir.path(), &g, &t, provenance()).unwrap();
+        let path = dir.path().join("manifest.json");
+        let original: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let cases: [(&str, serde_json::Value, &str); 5] = [
+            ("format_version", 99.into(), "format_version 99"),
+            ("fingerprint", "00".repeat(32).into(), "fingerprint"),
+            ("max_len", 5.into(), "max_len is 5"),
+            (
+                "files",
+                serde_json::json!([{"name": "../../../../etc/passwd", "bytes": 1, "sha256": "0"}]),
+                "etc/passwd",
+            ),
+            (
+                "files",
+                serde_json::json!([{"name": "/etc/passwd", "bytes": 1, "sha256": "0"}]),
+                "not a file name",
+            ),
+        ];
+        for (key, value, why) in cases {
+            let mut edited = original.clone();
+            edited[key] = value;
+            std::fs::write(&path, serde_json::to_string(&edited).unwrap()).unwrap();
+            let err = Dataset::open(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("manifest.json") && err.contains(why), "{key}: {err}");
+        }
+        std::fs::write(&path, serde_json::to_string(&original).unwrap()).unwrap();
+        Dataset::open(dir.path()).unwrap();
     }
 
     #[test]

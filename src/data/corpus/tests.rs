@@ -36,7 +36,7 @@ fn dataset(root: &Path, name: &str, genes: &[&str], isoforms: usize) -> PathBuf 
         &groups,
         &transcripts,
         Provenance {
-            max_len: 100,
+            max_len: 1000,
             ..Default::default()
         },
     )

@@ -29,6 +29,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::parquet_rows::ParquetRows;
+use super::transcript::{NUCLEOTIDE_LETTERS, is_nucleotide_letter};
 use super::{DataError, Transcript};
 
 /// The start of the note a table without CDS columns gets (`prep --cds longest-orf` replaces it).
@@ -582,14 +583,6 @@ pub(crate) fn is_missing(cell: &str) -> bool {
             .any(|m| cell.eq_ignore_ascii_case(m))
 }
 
-/// Letters a sequence may hold: the four bases, U, and the IUPAC ambiguity codes (kept as unknown positions).
-fn is_nucleotide_letter(letter: u8) -> bool {
-    matches!(
-        letter.to_ascii_uppercase(),
-        b'A' | b'C' | b'G' | b'T' | b'U' | b'R' | b'Y' | b'S' | b'W' | b'K' | b'M' | b'B' | b'D' | b'H' | b'V' | b'N'
-    )
-}
-
 /// Checks a sequence is non-empty, fits `u32` and holds only nucleotide letters.
 fn check_sequence(sequence: &[u8]) -> std::result::Result<(), String> {
     if sequence.is_empty() {
@@ -604,9 +597,7 @@ fn check_sequence(sequence: &[u8]) -> std::result::Result<(), String> {
             .ok()
             .and_then(|s| s.chars().next())
             .unwrap_or(char::from(sequence[pos]));
-        return Err(format!(
-            "illegal letter {shown:?} at position {pos} (0-based; allowed: A C G T U and IUPAC codes)"
-        ));
+        return Err(format!("illegal letter {shown:?} at position {pos} ({NUCLEOTIDE_LETTERS})"));
     }
     Ok(())
 }

@@ -18,6 +18,18 @@ pub const SPLICE_TRACK: usize = 5;
 pub const TRACK_UNIT: f32 = 0.25;
 /// A track value of 1 (a base that is present, a codon start, an exon end), in [`TRACK_UNIT`]s.
 pub const TRACK_ONE: u8 = 4;
+/// What [`is_nucleotide_letter`] allows, for messages.
+pub const NUCLEOTIDE_LETTERS: &str = "0-based; allowed: A C G T U and IUPAC codes";
+
+/// Letters a sequence may hold, in any case: the four bases, U, and the IUPAC ambiguity codes (kept as
+/// unknown positions). One rule for every input: FASTA, tables, labels.
+pub fn is_nucleotide_letter(letter: u8) -> bool {
+    matches!(
+        letter.to_ascii_uppercase(),
+        b'A' | b'C' | b'G' | b'T' | b'U' | b'R' | b'Y' | b'S' | b'W' | b'K' | b'M' | b'B' | b'D' | b'H' | b'V' | b'N'
+    )
+}
+
 /// Value written in all four base tracks for a non-ACGT letter, and in all six tracks at a masked position:
 /// 0.25, in [`TRACK_UNIT`]s.
 pub const UNKNOWN_VALUE: u8 = 1;
@@ -88,10 +100,10 @@ impl Transcript {
         for (pos, &letter) in sequence.iter().enumerate() {
             match base_code(letter) {
                 Some(code) => packed[pos / 4] |= code << (2 * (pos % 4)),
-                None if letter.is_ascii_alphabetic() => ambiguous.push((pos as u32, letter.to_ascii_uppercase())),
+                None if is_nucleotide_letter(letter) => ambiguous.push((pos as u32, letter.to_ascii_uppercase())),
                 None => {
                     return Err(invalid(format!(
-                        "illegal character {:?} at position {pos}",
+                        "illegal letter {:?} at position {pos} ({NUCLEOTIDE_LETTERS})",
                         char::from(letter)
                     )));
                 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use noodles::fasta::record::Definition;
 
 use super::input;
+use crate::data::transcript::{NUCLEOTIDE_LETTERS, is_nucleotide_letter};
 use crate::data::{DataError, Result};
 
 /// Calls `f(name, header_line, letters)` for every record of a FASTA file (plain or gzipped), in
@@ -43,10 +44,10 @@ pub(super) fn for_each_record(path: &Path, mut f: impl FnMut(&str, usize, &[u8])
         letters.retain(|b| !b.is_ascii_whitespace());
         let name =
             String::from_utf8(definition.name().to_vec()).map_err(|_| parse("record name is not UTF-8".into()))?;
-        if let Some(pos) = letters.iter().position(|b| !b.is_ascii_alphabetic()) {
+        if let Some(pos) = letters.iter().position(|&b| !is_nucleotide_letter(b)) {
             let c = char::from(letters[pos]);
             return Err(parse(format!(
-                "record {name}: illegal character {c:?} at position {pos}"
+                "record {name}: illegal letter {c:?} at position {pos} ({NUCLEOTIDE_LETTERS})"
             )));
         }
         f(&name, line, &letters)?;
@@ -91,5 +92,9 @@ mod tests {
         std::fs::write(&path, ">a\nAC\n>b\nA-C\n").unwrap();
         let err = for_each_record(&path, |_, _, _| Ok(())).unwrap_err().to_string();
         assert!(err.contains("x.fa:3:") && err.contains("'-'"), "{err}");
+        // The alphabet of tables and labels: IUPAC codes pass, other letters do not.
+        std::fs::write(&path, ">a\nACRYN\n>b\nACXG\n").unwrap();
+        let err = for_each_record(&path, |_, _, _| Ok(())).unwrap_err().to_string();
+        assert!(err.contains("x.fa:3:") && err.contains("'X' at position 2"), "{err}");
     }
 }

@@ -597,7 +597,9 @@ fn check_sequence(sequence: &[u8]) -> std::result::Result<(), String> {
             .ok()
             .and_then(|s| s.chars().next())
             .unwrap_or(char::from(sequence[pos]));
-        return Err(format!("illegal letter {shown:?} at position {pos} ({NUCLEOTIDE_LETTERS})"));
+        return Err(format!(
+            "illegal letter {shown:?} at position {pos} ({NUCLEOTIDE_LETTERS})"
+        ));
     }
     Ok(())
 }

@@ -140,17 +140,19 @@ impl Model {
 
     /// Loads every tensor of this model from a safetensors file; errors name a missing or mis-shaped tensor.
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        let file = Tensor::read_safetensors(path).map_err(|source| ModelError::Torch {
-            context: format!("reading {}", path.display()),
-            source,
+        let bytes = std::fs::read(path).map_err(|e| ModelError::Incompatible {
+            path: path.display().to_string(),
+            why: format!("cannot read: {e}"),
         })?;
-        self.load_tensors(file).map_err(|e| match e {
-            ModelError::Incompatible { why, .. } => ModelError::Incompatible {
-                path: path.display().to_string(),
-                why,
-            },
-            other => other,
-        })
+        weights::decode(&bytes)
+            .and_then(|tensors| self.load_tensors(tensors))
+            .map_err(|e| match e {
+                ModelError::Incompatible { why, .. } => ModelError::Incompatible {
+                    path: path.display().to_string(),
+                    why,
+                },
+                other => other,
+            })
     }
 
     /// Copies named tensors into this model. They must be exactly the model's: every tensor present with its
@@ -723,6 +725,26 @@ mod tests {
         );
         let err = wide.load(&path).unwrap_err().to_string();
         assert!(err.contains("head.fc1.") && err.contains("needs"), "{err}");
+        // Damaged files are described in words, with the file named.
+        let bytes = std::fs::read(&path).unwrap();
+        let damaged = dir.path().join("damaged.safetensors");
+        for (what, cut) in [("truncated", bytes.len() - 100), ("header", 4), ("header", 12)] {
+            let mut copy = bytes[..cut].to_vec();
+            if cut == 12 {
+                copy = bytes.clone();
+                copy[10] = 0xff; // inside the JSON header
+            }
+            std::fs::write(&damaged, &copy).unwrap();
+            let err = b.load(&damaged).unwrap_err().to_string();
+            assert!(
+                err.contains("damaged.safetensors") && err.contains("not a readable safetensors file"),
+                "{what}: {err}"
+            );
+            assert!(
+                !err.contains("InvalidOffset") && !err.contains("HeaderTooSmall"),
+                "{what}: {err}"
+            );
+        }
         // Batch-norm weights under a group-norm configuration: the running statistics are left over.
         let mut group = Model::new(&config(Norm::Group), Device::Cpu, 1);
         let err = group.load(&path).unwrap_err().to_string();

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use safetensors::SafeTensorError;
 use safetensors::tensor::{Dtype, SafeTensors, View};
 use tch::{Device, Kind, Tensor};
 
@@ -59,9 +60,29 @@ pub fn encode(tensors: &[(String, Tensor)]) -> Result<Vec<u8>, ModelError> {
         .map_err(|e| incompatible(format!("cannot serialise: {e}")))
 }
 
+/// What is wrong with a safetensors file, in words rather than the library's codes.
+fn describe(error: &SafeTensorError) -> String {
+    use SafeTensorError as E;
+    let what = match error {
+        E::HeaderTooSmall | E::InvalidHeaderLength => "the file is too short for its header (truncated?)".to_owned(),
+        E::HeaderTooLarge => "the header length is implausibly large: the file is damaged".to_owned(),
+        E::InvalidHeader(_) | E::InvalidHeaderDeserialization(_) | E::JsonError(_) => {
+            "the header is not readable JSON: the file is damaged".to_owned()
+        }
+        E::InvalidOffset(name) => format!("the byte range of tensor {name} lies outside the file (truncated?)"),
+        E::TensorInvalidInfo | E::InvalidTensorView(..) | E::ValidationOverflow | E::MisalignedSlice => {
+            "a tensor's shape, type and byte range disagree: the file is damaged".to_owned()
+        }
+        E::MetadataIncompleteBuffer => "the tensors do not cover the file's data: truncated or damaged".to_owned(),
+        E::TensorNotFound(name) => format!("no tensor {name}"),
+        other => other.to_string(),
+    };
+    format!("not a readable safetensors file: {what}")
+}
+
 /// Decodes a safetensors file held in memory into named CPU tensors.
 pub fn decode(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, ModelError> {
-    let file = SafeTensors::deserialize(bytes).map_err(|e| incompatible(format!("not a safetensors file: {e}")))?;
+    let file = SafeTensors::deserialize(bytes).map_err(|e| incompatible(describe(&e)))?;
     file.tensors()
         .into_iter()
         .map(|(name, view)| {

@@ -552,3 +552,79 @@ fn embed_writes_parquet_that_pyarrow_reads_as_the_npy_values() {
         }
     }
 }
+
+/// Undefined scores are recorded cell by cell and the report is still written; only a target that is the
+/// same on every row (nothing to predict) stops the task, naming task and target.
+#[test]
+fn undefined_scores_leave_their_cells_out_and_the_report_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = untrained_run(dir.path());
+    let sequence = |i: usize| -> String {
+        (0..60 + 7 * i)
+            .map(|k| b"ACGT"[(k * (i + 3) + k / 5) % 4] as char)
+            .collect()
+    };
+    let table = |name: &str, values: &dyn Fn(usize) -> String, rows: usize| {
+        let mut text = String::from("id\tsequence\tgroup\ty\n");
+        for i in 0..rows {
+            text.push_str(&format!("t{i}\t{}\tG{i}\t{}\n", sequence(i), values(i)));
+        }
+        std::fs::write(dir.path().join(format!("{name}.tsv")), text).unwrap();
+    };
+    let task = |name: &str, kind: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "name = \"{name}\"\nkind = \"{kind}\"\n[input]\ntable = \"{name}.tsv\"\ntargets = [\"y\"]\n\
+                 [low_data]\nfractions = [1e-9, 1.0]\ncounts = []\ndraws = 2\n[baselines]\nsupervised = false\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    // Five rows: one test row, on which no correlation is defined.
+    table("five", &|i| format!("{}", i as f64 * 0.5), 5);
+    // One positive among 24 rows: most subsets and splits hold one class.
+    table("one_positive", &|i| u8::from(i == 7).to_string(), 24);
+    for (name, kind) in [("five", "regression"), ("one_positive", "classification")] {
+        let report = dir.path().join(format!("report-{name}"));
+        let out = probe_cli(&run, &task(name, kind), &report);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        let markdown = std::fs::read_to_string(report.join("report.md")).unwrap();
+        let target = &read_report(&report)["tasks"][0]["targets"][0];
+        if name == "five" {
+            // Predictions exist; their correlation with one test row does not.
+            assert!(markdown.contains("Left out, undefined"), "{name}:\n{markdown}");
+            assert!(
+                !target["results"]["undefined"].as_array().unwrap().is_empty(),
+                "{target}"
+            );
+        } else {
+            // Training subsets of one class are skipped, each with a note naming method, seed and size.
+            assert!(
+                markdown.contains("skipped: its training rows hold one class"),
+                "{markdown}"
+            );
+            assert!(
+                markdown.contains("random weights (seed 2): 100% draw 0 skipped"),
+                "{markdown}"
+            );
+        }
+    }
+    // A constant target: the whole task is meaningless.
+    table("constant", &|_| "3.5".to_owned(), 24);
+    let out = probe_cli(
+        &run,
+        &task("constant", "regression"),
+        &dir.path().join("report-constant"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a constant target was probed");
+    assert!(
+        stderr.contains("constant") && stderr.contains("nothing to predict"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

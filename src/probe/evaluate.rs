@@ -273,6 +273,10 @@ pub struct TargetResults {
     pub methods: Vec<MethodResult>,
     /// The pre-trained encoder against each baseline, at every size both have.
     pub comparisons: Vec<Comparison>,
+    /// Cells and comparisons left out because a metric is undefined there (a constant prediction has no
+    /// correlation, a test set of one class no AUROC), each with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undefined: Vec<String>,
 }
 
 impl TargetResults {
@@ -287,16 +291,17 @@ impl TargetResults {
 ///
 /// # Errors
 /// [`ProbeError::LengthMismatch`] when a prediction vector is not one value per test row;
-/// [`ProbeError::Empty`] for a size without draws; metric errors (a constant prediction has no correlation:
-/// [`ProbeError::Undefined`]).
+/// [`ProbeError::Empty`] for a size without draws. A metric that is undefined for a method at a size (a
+/// constant prediction has no correlation: [`ProbeError::Undefined`]) leaves that cell out, with why in
+/// [`TargetResults::undefined`]; the rest is scored.
 pub fn score(
     truth: Truth<'_>,
     predictions: &[(Method, Vec<SizePredictions>)],
     bootstrap: &BootstrapOptions,
 ) -> Result<TargetResults> {
     let n = truth.len();
-    let names = truth.metric_names();
     let mut methods = Vec::new();
+    let mut undefined = Vec::new();
     for (method, sizes) in predictions {
         let mut results = Vec::new();
         for size in sizes {
@@ -308,72 +313,85 @@ pub fn score(
             for d in &size.draws {
                 super::check_len("predictions", n, d.predictions.len())?;
             }
-            let draws: Vec<&[f64]> = size.draws.iter().map(|d| d.predictions.as_slice()).collect();
-            let all: Vec<usize> = (0..n).collect();
-            let mut metrics = Vec::new();
-            // The primary metric of each draw, kept for the per-draw results below.
-            let mut primary_per_draw = Vec::new();
-            for name in names {
-                let per_draw = draws
-                    .iter()
-                    .map(|p| truth.metric(name, p, &all))
-                    .collect::<Result<Vec<f64>>>()?;
-                let interval = bootstrap_interval(n, bootstrap, |idx| truth.mean_metric(name, &draws, idx))?;
-                let (mean, sd) = mean_sd(&per_draw);
-                if primary_per_draw.is_empty() {
-                    primary_per_draw = per_draw;
+            match score_size(truth, size, bootstrap) {
+                Ok(result) => results.push(result),
+                Err(e @ ProbeError::Undefined { .. }) => {
+                    undefined.push(format!("{} at {}: {e}", method.label(), SizeName::from(size.size)));
                 }
-                metrics.push(MetricSummary {
-                    metric: (*name).to_owned(),
-                    mean,
-                    sd,
-                    interval,
-                });
+                Err(other) => return Err(other),
             }
-            let seeds = (seeds_of(&size.draws).into_iter())
-                .map(|seed| {
-                    let own: Vec<f64> = (size.draws.iter().zip(&primary_per_draw))
-                        .filter(|(d, _)| d.seed == Some(seed))
-                        .map(|(_, &p)| p)
-                        .collect();
-                    SeedMean {
-                        seed,
-                        mean: mean_sd(&own).0,
-                    }
-                })
-                .collect();
-            let draw_results = size
-                .draws
-                .iter()
-                .zip(primary_per_draw)
-                .map(|(d, primary)| DrawResult {
-                    draw: d.draw,
-                    train_rows: d.train_rows,
-                    penalty: d.penalty,
-                    epochs: d.epochs,
-                    seed: d.seed,
-                    primary,
-                })
-                .collect();
-            results.push(SizeResult {
-                size: size.size.into(),
-                train_rows: size.draws.iter().map(|d| d.train_rows as f64).sum::<f64>() / size.draws.len() as f64,
-                metrics,
-                draws: draw_results,
-                seeds,
-            });
         }
         methods.push(MethodResult {
             method: *method,
             sizes: results,
         });
     }
-    let comparisons = compare(truth, predictions, &methods, bootstrap)?;
+    let comparisons = compare(truth, predictions, &methods, bootstrap, &mut undefined)?;
     Ok(TargetResults {
-        primary_metric: names[0].to_owned(),
+        primary_metric: truth.metric_names()[0].to_owned(),
         test_rows: n,
         methods,
         comparisons,
+        undefined,
+    })
+}
+
+/// Every metric of one method at one size, with its draws and (several seeds) each seed's mean.
+fn score_size(truth: Truth<'_>, size: &SizePredictions, bootstrap: &BootstrapOptions) -> Result<SizeResult> {
+    let n = truth.len();
+    let draws: Vec<&[f64]> = size.draws.iter().map(|d| d.predictions.as_slice()).collect();
+    let all: Vec<usize> = (0..n).collect();
+    let mut metrics = Vec::new();
+    // The primary metric of each draw, kept for the per-draw results below.
+    let mut primary_per_draw = Vec::new();
+    for name in truth.metric_names() {
+        let per_draw = draws
+            .iter()
+            .map(|p| truth.metric(name, p, &all))
+            .collect::<Result<Vec<f64>>>()?;
+        let interval = bootstrap_interval(n, bootstrap, |idx| truth.mean_metric(name, &draws, idx))?;
+        let (mean, sd) = mean_sd(&per_draw);
+        if primary_per_draw.is_empty() {
+            primary_per_draw = per_draw;
+        }
+        metrics.push(MetricSummary {
+            metric: (*name).to_owned(),
+            mean,
+            sd,
+            interval,
+        });
+    }
+    let seeds = (seeds_of(&size.draws).into_iter())
+        .map(|seed| {
+            let own: Vec<f64> = (size.draws.iter().zip(&primary_per_draw))
+                .filter(|(d, _)| d.seed == Some(seed))
+                .map(|(_, &p)| p)
+                .collect();
+            SeedMean {
+                seed,
+                mean: mean_sd(&own).0,
+            }
+        })
+        .collect();
+    let draw_results = size
+        .draws
+        .iter()
+        .zip(primary_per_draw)
+        .map(|(d, primary)| DrawResult {
+            draw: d.draw,
+            train_rows: d.train_rows,
+            penalty: d.penalty,
+            epochs: d.epochs,
+            seed: d.seed,
+            primary,
+        })
+        .collect();
+    Ok(SizeResult {
+        size: size.size.into(),
+        train_rows: size.draws.iter().map(|d| d.train_rows as f64).sum::<f64>() / size.draws.len() as f64,
+        metrics,
+        draws: draw_results,
+        seeds,
     })
 }
 
@@ -383,6 +401,7 @@ fn compare(
     predictions: &[(Method, Vec<SizePredictions>)],
     scored: &[MethodResult],
     bootstrap: &BootstrapOptions,
+    undefined: &mut Vec<String>,
 ) -> Result<Vec<Comparison>> {
     let primary = truth.metric_names()[0];
     let Some((_, pretrained)) = predictions.iter().find(|(m, _)| *m == Method::Pretrained) else {
@@ -399,10 +418,16 @@ fn compare(
     let mut out = Vec::new();
     for (baseline, sizes) in predictions.iter().filter(|(m, _)| *m != Method::Pretrained) {
         for size in sizes {
+            let name: SizeName = size.size.into();
+            // Only where both cells were scored: an undefined one is already reported.
+            let scored_at =
+                |method: Method| (scored.iter()).any(|m| m.method == method && m.sizes.iter().any(|s| s.size == name));
             let Some(ours) = pretrained.iter().find(|s| s.size == size.size) else {
                 continue;
             };
-            let name: SizeName = size.size.into();
+            if !scored_at(Method::Pretrained) || !scored_at(*baseline) {
+                continue;
+            }
             let best = (scored.iter())
                 .find(|m| m.method == *baseline)
                 .and_then(|m| m.sizes.iter().find(|s| s.size == name))
@@ -413,9 +438,16 @@ fn compare(
                     .filter(|d| best_seed.is_none() || d.seed == best_seed)
                     .map(|d| d.predictions.as_slice())
                     .collect();
-                let difference = bootstrap_interval(truth.len(), bootstrap, |idx| {
+                let difference = match bootstrap_interval(truth.len(), bootstrap, |idx| {
                     Ok(truth.mean_metric(primary, &a, idx)? - truth.mean_metric(primary, &b, idx)?)
-                })?;
+                }) {
+                    Ok(d) => d,
+                    Err(e @ ProbeError::Undefined { .. }) => {
+                        undefined.push(format!("pre-trained vs {} at {name}: {e}", baseline.label()));
+                        continue;
+                    }
+                    Err(other) => return Err(other),
+                };
                 let disjoint = match (summary(Method::Pretrained, &name), summary(*baseline, &name)) {
                     (Some(p), Some(q)) if best_seed.is_none() => p.lower > q.upper,
                     _ => false,

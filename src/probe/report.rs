@@ -184,14 +184,13 @@ impl Report {
         std::fs::create_dir_all(out).map_err(io(out))?;
         for task in &self.tasks {
             for target in &task.targets {
+                let series = curves(&target.results);
+                if series.is_empty() {
+                    continue; // every cell undefined: the report says why, there is nothing to draw
+                }
                 let path = out.join(plot_file_name(&task.task.name, &target.target));
                 let title = format!("{}: {}", task.task.name, target.target);
-                plot_learning_curves(
-                    &path,
-                    &title,
-                    metric_label(&target.results.primary_metric),
-                    &curves(&target.results),
-                )?;
+                plot_learning_curves(&path, &title, metric_label(&target.results.primary_metric), &series)?;
             }
         }
         let json = serde_json::to_string_pretty(self)?;
@@ -332,7 +331,11 @@ impl TargetReport {
             "Split seed {}: {} train / {} validation / {} test rows, {} groups (no group on two sides).\n",
             s.seed, s.train_rows, s.validation_rows, s.test_rows, s.groups
         );
-        let _ = writeln!(md, "![low-data curves]({})\n", plot_file_name(task, &self.target));
+        if curves(r).is_empty() {
+            let _ = writeln!(md, "No curve to plot: every cell's {metric} is undefined (below).\n");
+        } else {
+            let _ = writeln!(md, "![low-data curves]({})\n", plot_file_name(task, &self.target));
+        }
         let methods: Vec<Method> = r.methods.iter().map(|m| m.method).collect();
         // Sizes in the order of the pre-trained curve (it runs at every size).
         let sizes: Vec<(SizeName, f64)> = r
@@ -435,6 +438,9 @@ impl TargetReport {
         }
         for note in &self.notes {
             let _ = writeln!(md, "\n- Note: {note}");
+        }
+        for why in &r.undefined {
+            let _ = writeln!(md, "\n- Left out, undefined: {why}");
         }
         let _ = writeln!(md);
     }

@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tch::Device;
 
 use super::embed::{EmbedError, Encoder};
-use super::evaluate::{DrawPredictions, Method, SizePredictions, Truth, decompose_by_group, score};
+use super::evaluate::{DrawPredictions, Method, SizeName, SizePredictions, Truth, decompose_by_group, score};
 use super::report::{Report, ReportError, SplitSummary, StageTime, TargetReport, TaskReport};
 use super::split::{SplitError, Subset, low_data_subsets, split_by_group};
 use super::supervised::{SupervisedError, SupervisedOptions, Targets, fit_supervised};
@@ -383,11 +383,15 @@ fn run_target(
         task.low_data.seed,
     );
     let labels = Labels::read(table, task, t, &observed).map_err(input_err)?;
+    if let Some(why) = labels.constant(&observed) {
+        return Err(input_err(format!("target {target}: {why}: nothing to predict")));
+    }
     let mut notes = Vec::new();
     let mut predictions: Vec<(Method, Vec<SizePredictions>)> = Vec::new();
     for f in features {
         let started = std::time::Instant::now();
         let mut fitted_rows = 0;
+        let seed = f.seed.map_or_else(String::new, |s| format!(" (seed {s})"));
         let bar = progress_bar(options, subsets.len(), &format!("{target}: {}", f.method.label()));
         let mut by_size: Vec<SizePredictions> = Vec::new();
         let mut capped = 0;
@@ -402,7 +406,12 @@ fn run_target(
                     RunnerError::Probe {
                         task: task.name.clone(),
                         target: target.clone(),
-                        method: format!("{} at {:?} draw {}", f.method.label(), subset.size, subset.draw),
+                        method: format!(
+                            "{}{seed} at {} draw {}",
+                            f.method.label(),
+                            SizeName::from(subset.size),
+                            subset.draw
+                        ),
                         source,
                     }
                 })?;
@@ -410,9 +419,9 @@ fn run_target(
             match fitted {
                 Some(draw) => push_draw(&mut by_size, subset, draw),
                 None => notes.push(format!(
-                    "{}: {:?} draw {} skipped: its training rows hold one class",
+                    "{}{seed}: {} draw {} skipped: its training rows hold one class",
                     f.method.label(),
-                    subset.size,
+                    SizeName::from(subset.size),
                     subset.draw
                 )),
             }
@@ -538,6 +547,24 @@ enum Labels {
 }
 
 impl Labels {
+    /// Why the target is the same on every row of `rows`, if it is.
+    fn constant(&self, rows: &[usize]) -> Option<String> {
+        match self {
+            Self::Regression(y) => {
+                let first = y[*rows.first()?];
+                rows.iter()
+                    .all(|&i| y[i] == first)
+                    .then(|| format!("all {} rows have the value {first}", rows.len()))
+            }
+            Self::Binary(y) => {
+                let first = y[*rows.first()?];
+                rows.iter()
+                    .all(|&i| y[i] == first)
+                    .then(|| format!("all {} rows are of class {}", rows.len(), u8::from(first)))
+            }
+        }
+    }
+
     /// Reads target `t` on the `observed` rows, transformed (regression) or checked to be 0/1
     /// (classification); the error names the row and column.
     fn read(table: &TranscriptTable, task: &ProbeTask, t: usize, observed: &[usize]) -> Result<Self, String> {

@@ -1,0 +1,373 @@
+//! Property-based tests over every parser and validator that reads user input: valid samples damaged by
+//! random edits (bytes replaced, inserted or deleted, lines duplicated, the file cut short), and random
+//! `--set` overrides. Each must end in bounded time, without a panic, with either a result or an error that
+//! names the file (or the configuration key). Longer runs of the same properties: `cargo fuzz` (docs/FUZZ.md).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use isoclr::config::Config;
+use isoclr::data::Dataset;
+use isoclr::data::prep::{PrepInput, PrepOptions, prep};
+use isoclr::data::table::TranscriptTable;
+use isoclr::probe::task::ProbeTask;
+use proptest::prelude::*;
+
+/// Every case must finish within this (debug build, a shared 2-core machine).
+const BOUND: Duration = Duration::from_secs(10);
+
+/// Bytes a damaged file is most likely to trip on: separators, quotes, signs, digits, letters, UTF-8 lead
+/// bytes, NUL.
+const INTERESTING: &[u8] = b"\t\n\r \";=.,-+?#>*/\\0123456789ACGTNXacgtn[]{}\x00\xff\xc3";
+
+/// One edit of a file's bytes.
+#[derive(Debug, Clone)]
+enum Edit {
+    Replace(usize, u8),
+    Insert(usize, u8),
+    Delete(usize),
+    DuplicateLine(usize),
+    Truncate(usize),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    let byte = prop_oneof![
+        4 => (0..INTERESTING.len()).prop_map(|i| INTERESTING[i]),
+        1 => any::<u8>(),
+    ];
+    prop_oneof![
+        4 => (any::<usize>(), byte.clone()).prop_map(|(p, b)| Edit::Replace(p, b)),
+        2 => (any::<usize>(), byte).prop_map(|(p, b)| Edit::Insert(p, b)),
+        2 => any::<usize>().prop_map(Edit::Delete),
+        1 => any::<usize>().prop_map(Edit::DuplicateLine),
+        1 => any::<usize>().prop_map(Edit::Truncate),
+    ]
+}
+
+fn edits() -> impl Strategy<Value = Vec<Edit>> {
+    proptest::collection::vec(edit(), 1..6)
+}
+
+/// `text` with `edits` applied (positions taken modulo the current length).
+fn damaged(text: &[u8], edits: &[Edit]) -> Vec<u8> {
+    let mut bytes = text.to_vec();
+    for e in edits {
+        let len = bytes.len().max(1);
+        match *e {
+            Edit::Replace(p, b) if !bytes.is_empty() => bytes[p % len] = b,
+            Edit::Insert(p, b) => bytes.insert(p % (bytes.len() + 1), b),
+            Edit::Delete(p) if !bytes.is_empty() => {
+                bytes.remove(p % len);
+            }
+            Edit::DuplicateLine(p) => {
+                let lines: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
+                if !lines.is_empty() {
+                    let k = p % lines.len();
+                    let mut out: Vec<u8> = Vec::new();
+                    for (i, l) in lines.iter().enumerate() {
+                        out.extend_from_slice(l);
+                        if i == k {
+                            out.extend_from_slice(l);
+                        }
+                    }
+                    bytes = out;
+                }
+            }
+            Edit::Truncate(p) => bytes.truncate(p % len),
+            _ => {}
+        }
+    }
+    bytes
+}
+
+/// Runs `f`, failing the case if it takes longer than [`BOUND`]; panics fail it on their own.
+fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, TestCaseError> {
+    let started = Instant::now();
+    let out = f();
+    let took = started.elapsed();
+    prop_assert!(took < BOUND, "{what} took {took:?}");
+    Ok(out)
+}
+
+/// An error must name one of `names` (file names, or configuration keys).
+fn names_one_of(err: &str, names: &[&str]) -> Result<(), TestCaseError> {
+    prop_assert!(
+        names.iter().any(|n| err.contains(n)),
+        "the error names none of {names:?}: {err}"
+    );
+    Ok(())
+}
+
+const GENOME: &str = ">chr1 test\nACGTTGCAATGGCCAAGGTTCCAGATGAAACCCGGGTTTAAACCCGGGTTTACGATCGATCGTAGCTAGCTAGGATCCATGCAAGCTTGCA\n\
+ACGTAGCTAGCTAGCTAGGGATCCCGATCGATCGATTTAGCGCGCGATATATCGCGATTAGCCGATCGATCGAATTCGGCCGGTTAACC\n>chr2\nACGTACGTAAACCCGGGTTT\n";
+
+const GTF: &str = "#!genome-build test\n\
+chr1\tt\tgene\t1\t150\t.\t+\t.\tgene_id \"g1\";\n\
+chr1\tt\ttranscript\t1\t150\t.\t+\t.\tgene_id \"g1\"; transcript_id \"tx1\";\n\
+chr1\tt\texon\t1\t40\t.\t+\t.\tgene_id \"g1\"; transcript_id \"tx1\";\n\
+chr1\tt\texon\t61\t150\t.\t+\t.\tgene_id \"g1\"; transcript_id \"tx1\";\n\
+chr1\tt\tCDS\t9\t40\t.\t+\t0\tgene_id \"g1\"; transcript_id \"tx1\";\n\
+chr1\tt\tCDS\t61\t84\t.\t+\t1\tgene_id \"g1\"; transcript_id \"tx1\";\n\
+chr1\tt\texon\t1\t40\t.\t+\t.\tgene_id \"g1\"; transcript_id \"tx2\";\n\
+chr1\tt\texon\t101\t170\t.\t+\t.\tgene_id \"g1\"; transcript_id \"tx2\";\n\
+chr1\tt\texon\t20\t90\t.\t-\t.\tgene_id \"g2\"; transcript_id \"tx3\";\n\
+chr2\tt\texon\t2\t19\t.\t.\t.\tgene_id \"g3\"; transcript_id \"tx4\";\n";
+
+const GFF3: &str = "##gff-version 3\n\
+chr1\tt\tgene\t1\t150\t.\t+\t.\tID=g1\n\
+chr1\tt\tmRNA\t1\t150\t.\t+\t.\tID=tx1;Parent=g1\n\
+chr1\tt\texon\t1\t40\t.\t+\t.\tParent=tx1\n\
+chr1\tt\texon\t61\t150\t.\t+\t.\tParent=tx1\n\
+chr1\tt\tCDS\t9\t40\t.\t+\t0\tParent=tx1\n\
+chr1\tt\tmRNA\t1\t170\t.\t+\t.\tID=tx2;Parent=g1\n\
+chr1\tt\texon\t1\t40\t.\t+\t.\tParent=tx2\n\
+chr1\tt\texon\t101\t170\t.\t+\t.\tParent=tx2\n";
+
+const HOMOLOGY: &str = "gene_id\tgroup_id\ng1\tH1\ng2\tH1\ng3\tH2\n";
+
+const TABLE: &str = "id\tsequence\tgroup\tcds_start\tcds_end\texon_ends\thalf_life\n\
+a\tACGTACGTATGAAATAG\tG1\t8\t17\t7,16\t1.5\n\
+b\tACGUACGUNNRY\tG1\t\t\t\t-0.25\n\
+c\tGGGCCCAAATTT\tG2\t0\t12\t11\tNA\n";
+
+const TASK: &str = "name = \"t\"\nkind = \"regression\"\ntransform = \"log2\"\n[input]\ntable = \"x.tsv\"\n\
+targets = [\"half_life\"]\n[split]\ntrain = 0.7\nvalidation = 0.15\ntest = 0.15\nseed = 1\n\
+[low_data]\nfractions = [0.1, 1.0]\ncounts = [30]\ndraws = 2\n[baselines]\nkmer = false\nrandom_seeds = 2\n";
+
+const CONFIG: &str = "[data]\nsynth_genes = 50\n[model]\npreset = \"tiny\"\nnorm = \"batch\"\nhead_hidden = 64\n\
+[train]\nsteps = 10\nbatch_size = 8\nlr = 0.001\nbeta2 = 0.99\nlog_every = 5\nmax_shift = 3\n\
+[checkpoint]\nevery_steps = 5\n";
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn out(&self) -> PathBuf {
+        let out = self.dir.path().join("out");
+        let _ = std::fs::remove_dir_all(&out);
+        out
+    }
+}
+
+/// `prep` from a genome and an annotation, with a homology table.
+fn prep_genome(f: &Files, annotation: &Path, genome: &Path, homology: &Path) -> Result<(), String> {
+    let mut opts = PrepOptions::new(
+        PrepInput::Genome {
+            annotation: annotation.to_owned(),
+            genome: genome.to_owned(),
+        },
+        f.out(),
+    );
+    opts.homology = Some(homology.to_owned());
+    prep(&opts).map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+#[test]
+fn the_valid_samples_are_valid() {
+    let f = Files::new();
+    let (genome, homology) = (
+        f.write("genome.fa", GENOME.as_bytes()),
+        f.write("homology.tsv", HOMOLOGY.as_bytes()),
+    );
+    for (name, text) in [("a.gtf", GTF), ("a.gff3", GFF3)] {
+        let annotation = f.write(name, text.as_bytes());
+        prep_genome(&f, &annotation, &genome, &homology).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let table = f.write("x.tsv", TABLE.as_bytes());
+    TranscriptTable::read(&table, &["half_life"]).unwrap();
+    ProbeTask::from_toml_str(TASK, &f.dir.path().join("t.toml")).unwrap();
+    Config::load(Some(&f.write("c.toml", CONFIG.as_bytes())), &[]).unwrap();
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn a_damaged_gtf_is_read_or_named(edits in edits()) {
+        let f = Files::new();
+        let (genome, homology) = (f.write("genome.fa", GENOME.as_bytes()), f.write("homology.tsv", HOMOLOGY.as_bytes()));
+        let annotation = f.write("a.gtf", &damaged(GTF.as_bytes(), &edits));
+        if let Err(e) = bounded("prep", || prep_genome(&f, &annotation, &genome, &homology))? {
+            names_one_of(&e, &["a.gtf", "genome.fa", "homology.tsv"])?;
+        }
+    }
+
+    #[test]
+    fn a_damaged_gff3_is_read_or_named(edits in edits()) {
+        let f = Files::new();
+        let (genome, homology) = (f.write("genome.fa", GENOME.as_bytes()), f.write("homology.tsv", HOMOLOGY.as_bytes()));
+        let annotation = f.write("a.gff3", &damaged(GFF3.as_bytes(), &edits));
+        if let Err(e) = bounded("prep", || prep_genome(&f, &annotation, &genome, &homology))? {
+            names_one_of(&e, &["a.gff3", "genome.fa", "homology.tsv"])?;
+        }
+    }
+
+    #[test]
+    fn a_damaged_fasta_is_read_or_named(edits in edits()) {
+        let f = Files::new();
+        let (annotation, homology) = (f.write("a.gtf", GTF.as_bytes()), f.write("homology.tsv", HOMOLOGY.as_bytes()));
+        let genome = f.write("genome.fa", &damaged(GENOME.as_bytes(), &edits));
+        if let Err(e) = bounded("prep", || prep_genome(&f, &annotation, &genome, &homology))? {
+            names_one_of(&e, &["a.gtf", "genome.fa", "homology.tsv"])?;
+        }
+    }
+
+    #[test]
+    fn a_damaged_homology_table_is_read_or_named(edits in edits()) {
+        let f = Files::new();
+        let (annotation, genome) = (f.write("a.gtf", GTF.as_bytes()), f.write("genome.fa", GENOME.as_bytes()));
+        let homology = f.write("homology.tsv", &damaged(HOMOLOGY.as_bytes(), &edits));
+        if let Err(e) = bounded("prep", || prep_genome(&f, &annotation, &genome, &homology))? {
+            names_one_of(&e, &["homology.tsv", "a.gtf"])?;
+        }
+    }
+
+    #[test]
+    fn a_damaged_probe_table_is_read_or_named(edits in edits()) {
+        let f = Files::new();
+        let table = f.write("x.tsv", &damaged(TABLE.as_bytes(), &edits));
+        if let Err(e) = bounded("table", || TranscriptTable::read(&table, &["half_life"]))? {
+            names_one_of(&e.to_string(), &["x.tsv"])?;
+        }
+    }
+
+    #[test]
+    fn a_damaged_task_file_is_read_or_named(edits in edits()) {
+        let text = damaged(TASK.as_bytes(), &edits);
+        let path = Path::new("/nowhere/task.toml");
+        let result = bounded("task", || match std::str::from_utf8(&text) {
+            Ok(text) => ProbeTask::from_toml_str(text, path).map(|_| ()).map_err(|e| e.to_string()),
+            Err(_) => Ok(()),
+        })?;
+        if let Err(e) = result {
+            names_one_of(&e, &["task.toml"])?;
+        }
+    }
+
+    #[test]
+    fn a_damaged_configuration_is_read_or_named(edits in edits()) {
+        let f = Files::new();
+        let path = f.write("c.toml", &damaged(CONFIG.as_bytes(), &edits));
+        if let Err(e) = bounded("config", || Config::load(Some(&path), &[]))? {
+            names_one_of(&e.to_string(), &["c.toml", "configuration key"])?;
+        }
+    }
+
+    #[test]
+    fn any_set_override_is_applied_or_names_its_key(
+        key in prop::sample::select(SET_KEYS.to_vec()),
+        value in prop_oneof![
+            any::<i64>().prop_map(|v| v.to_string()),
+            any::<f64>().prop_map(|v| format!("{v:?}")),
+            Just("-1".to_owned()), Just("0".to_owned()), Just("1e308".to_owned()), Just("nan".to_owned()),
+            Just("-inf".to_owned()), Just("\"step\"".to_owned()), Just("\"\"".to_owned()), Just("[]".to_owned()),
+            Just("true".to_owned()), Just("x".to_owned()),
+        ],
+    ) {
+        let set = format!("{key}={value}");
+        if let Err(e) = bounded("--set", || Config::load(None, std::slice::from_ref(&set)))? {
+            // The key itself, or (for a cross-key rule) the key of the rule it broke.
+            let e = e.to_string();
+            prop_assert!(e.contains(key) || e.contains("configuration key"), "{set}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_dataset_is_refused_with_its_path(edits in edits(), file in 0usize..3) {
+        let f = Files::new();
+        let (genome, homology) = (f.write("genome.fa", GENOME.as_bytes()), f.write("homology.tsv", HOMOLOGY.as_bytes()));
+        let annotation = f.write("a.gtf", GTF.as_bytes());
+        prep_genome(&f, &annotation, &genome, &homology).unwrap();
+        let dir = f.dir.path().join("out");
+        let target = dir.join(["manifest.json", "groups.bin", "shard-00000.bin"][file]);
+        let bytes = std::fs::read(&target).unwrap();
+        let changed = damaged(&bytes, &edits);
+        std::fs::write(&target, &changed).unwrap();
+        match bounded("open", || Dataset::open(&dir))? {
+            Ok(_) => prop_assert!(changed == bytes || file == 0, "a damaged {} was accepted", target.display()),
+            Err(e) => names_one_of(&e.to_string(), &[dir.to_str().unwrap()])?,
+        }
+    }
+
+    #[test]
+    fn damaged_weights_are_refused_with_the_file_named(edits in edits()) {
+        let f = Files::new();
+        let config = Config::load(Some(&f.write("c.toml", CONFIG.as_bytes())), &[]).unwrap();
+        let model = isoclr::model::Model::new(&config.model, tch::Device::Cpu, 1);
+        let path = f.dir.path().join("model.safetensors");
+        model.save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let changed = damaged(&bytes, &edits);
+        std::fs::write(&path, &changed).unwrap();
+        let mut other = isoclr::model::Model::new(&config.model, tch::Device::Cpu, 2);
+        if let Err(e) = bounded("load", || other.load(&path))? {
+            names_one_of(&e.to_string(), &["model.safetensors"])?;
+        }
+    }
+}
+
+/// Every key `--set` reaches whose value a user types.
+const SET_KEYS: &[&str] = &[
+    "data.synth_genes",
+    "data.synth_length_scale",
+    "data.max_len",
+    "data.holdout_fraction",
+    "model.preset",
+    "model.kernel",
+    "model.norm",
+    "model.norm_groups",
+    "model.dropout",
+    "model.head_hidden",
+    "model.projection_dim",
+    "model.tracks",
+    "model.filters",
+    "train.steps",
+    "train.batch_size",
+    "train.seed",
+    "train.lr",
+    "train.weight_decay",
+    "train.beta1",
+    "train.beta2",
+    "train.eps",
+    "train.schedule",
+    "train.warmup_fraction",
+    "train.loss",
+    "train.temperature",
+    "train.clip",
+    "train.clip_norm",
+    "train.mask_fraction",
+    "train.max_shift",
+    "train.positions_per_pass",
+    "train.packing",
+    "train.gradient_cache",
+    "train.batch_statistics",
+    "train.log_every",
+    "train.threads",
+    "train.max_restarts",
+    "dist.prefetch",
+    "dist.heartbeat_interval_s",
+    "dist.heartbeat_timeout_s",
+    "checkpoint.every_steps",
+    "checkpoint.keep",
+];

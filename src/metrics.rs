@@ -51,6 +51,9 @@ pub struct MetricsLine {
     /// Contrastive accuracy of the held-out groups' batch; chance is 1 / its number of groups.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_out_accuracy: Option<f64>,
+    /// The masked-nucleotide loss (`model.mlm_weight > 0`; single-process runs), nats; ln 4 = 1.386 is chance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlm_loss: Option<f64>,
 }
 
 /// An open `metrics.jsonl`, appended to line by line.
@@ -127,6 +130,7 @@ mod tests {
             data_wait_s: None,
             held_out_loss: None,
             held_out_accuracy: None,
+            mlm_loss: None,
         }
     }
 

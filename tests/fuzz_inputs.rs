@@ -341,6 +341,7 @@ const SET_KEYS: &[&str] = &[
     "model.head_hidden",
     "model.projection_dim",
     "model.tracks",
+    "model.mlm_weight",
     "model.filters",
     "train.steps",
     "train.batch_size",

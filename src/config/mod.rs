@@ -279,6 +279,11 @@ pub struct ModelConfig {
     pub projection_dim: i64,
     /// Input tracks: 6 (default) or 4 (sequence only, the ablation).
     pub tracks: i64,
+    /// Weight of the auxiliary masked-nucleotide objective beside the contrastive loss: a head on the last
+    /// stage predicts the base under every masked position (`train.mask_fraction`), which keeps
+    /// position-level information in the encoder. 0 (the default): no head, no objective. Off by default
+    /// until measured to help (docs/PROBES.md).
+    pub mlm_weight: f64,
 }
 
 impl Default for ModelConfig {
@@ -295,6 +300,7 @@ impl Default for ModelConfig {
             head_hidden: 2048,
             projection_dim: 512,
             tracks: 6,
+            mlm_weight: 0.0,
         }
     }
 }
@@ -696,6 +702,15 @@ impl Config {
         if m.projection_dim < 1 {
             return invalid("model.projection_dim", "must be at least 1");
         }
+        if !(m.mlm_weight >= 0.0 && m.mlm_weight.is_finite()) {
+            return invalid("model.mlm_weight", "must be a number ≥ 0");
+        }
+        if m.mlm_weight > 0.0 && (t.gradient_cache || t.mask_fraction == 0.0) {
+            return invalid(
+                "model.mlm_weight",
+                "the masked-nucleotide objective needs train.mask_fraction > 0 and train.gradient_cache = false",
+            );
+        }
         let d = &self.dist;
         if d.prefetch == 0 {
             return invalid("dist.prefetch", "must be at least 1");
@@ -837,10 +852,13 @@ mod tests {
         for sets in [
             &["train.batch_statistics=\"step\"", "train.gradient_cache=true"][..],
             &["train.batch_statistics=\"step\"", "model.norm=\"layer\""][..],
+            &["model.mlm_weight=0.5", "train.gradient_cache=true"][..],
+            &["model.mlm_weight=0.5", "train.mask_fraction=0.0"][..],
         ] {
             let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
             let err = Config::load(None, &sets).unwrap_err().to_string();
-            assert!(err.contains("train.batch_statistics"), "{sets:?}: {err}");
+            let key = sets[0].split('=').next().unwrap();
+            assert!(err.contains(key), "{sets:?}: {err}");
         }
         let step = ["train.batch_statistics=\"step\"".to_string()];
         let config = Config::load(None, &step).unwrap();
@@ -877,6 +895,8 @@ mod tests {
             ("model.projection_dim", "0"),
             ("model.dropout", "1.0"),
             ("model.tracks", "5"),
+            ("model.mlm_weight", "-1.0"),
+            ("model.mlm_weight", "inf"),
             ("dist.prefetch", "0"),
         ];
         for (key, value) in cases {

@@ -101,8 +101,10 @@ impl Metrics {
             world_size: Some(self.world_size),
             step_time_s: Some(line.step_time_s),
             data_wait_s: Some(line.data_wait_s),
+            // The single-process loop measures these; the worker loop does not.
             held_out_loss: None,
             held_out_accuracy: None,
+            mlm_loss: None,
         };
         self.file.write(&json).map_err(|source| CoordError::Io {
             path: self.file.path().to_owned(),

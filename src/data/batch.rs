@@ -7,7 +7,7 @@
 
 use super::packing::{Placement, plan_packed_passes};
 use super::sampler::{Augment, Pair, Sampler};
-use super::transcript::{TRACKS, Transcript, UNKNOWN_VALUE};
+use super::transcript::{TRACK_ONE, TRACKS, Transcript, UNKNOWN_VALUE};
 use super::{DataError, Dataset, Result};
 
 /// Padded lengths are rounded up to this multiple (the encoder downsamples ×32).
@@ -35,6 +35,20 @@ pub struct MicroBatch {
     /// `[lines][TRACKS][padded_len]` row-major track values in [`TRACK_UNIT`](super::TRACK_UNIT)s (bytes), zero
     /// outside the sequences.
     pub tracks: Vec<u8>,
+    /// The nucleotide under every masked position of a known base (A, C, G, T), ascending by line and
+    /// position: the targets of the masked-nucleotide objective (`model.mlm_weight`).
+    pub masked_bases: Vec<MaskedBase>,
+}
+
+/// A masked position of a pass and the base masking hid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaskedBase {
+    /// Line of the pass.
+    pub line: u32,
+    /// Position in the line.
+    pub position: u32,
+    /// 0–3 for A, C, G, T.
+    pub base: u8,
 }
 
 impl MicroBatch {
@@ -262,6 +276,7 @@ fn encode_micro_batch(
 ) -> MicroBatch {
     let lengths: Vec<u32> = rows.iter().map(|&r| views[r].len()).collect();
     let mut tracks = vec![0u8; lines * TRACKS * padded_len];
+    let mut masked_bases = Vec::new();
     for (&r, place) in rows.iter().zip(&placements) {
         let view = &views[r];
         let line = place.line as usize;
@@ -270,11 +285,21 @@ fn encode_micro_batch(
         view.transcript
             .write_tracks(sample, padded_len, offset + view.shift as usize);
         for &p in &view.masked {
+            let position = offset + p as usize;
+            // A known base is one-hot in the first four tracks; shift padding and ambiguous letters are not.
+            if let Some(base) = (0..4).find(|&t| sample[t * padded_len + position] == TRACK_ONE) {
+                masked_bases.push(MaskedBase {
+                    line: line as u32,
+                    position: position as u32,
+                    base: base as u8,
+                });
+            }
             for t in 0..TRACKS {
-                sample[t * padded_len + offset + p as usize] = UNKNOWN_VALUE;
+                sample[t * padded_len + position] = UNKNOWN_VALUE;
             }
         }
     }
+    masked_bases.sort_unstable_by_key(|m| (m.line, m.position));
     MicroBatch {
         rows,
         lengths,
@@ -282,6 +307,7 @@ fn encode_micro_batch(
         lines,
         padded_len,
         tracks,
+        masked_bases,
     }
 }
 
@@ -528,10 +554,33 @@ mod tests {
         };
         for (layout, budget) in [(PassLayout::one_per_line(64), 64), (packed, 256)] {
             let step = build_step(&ds, &sampler, &augment, 5, 4, layout).unwrap();
+            assert!(
+                step.micro.iter().any(|m| !m.masked_bases.is_empty()),
+                "something is masked"
+            );
             let mut rows: Vec<usize> = step.micro.iter().flat_map(|m| m.rows.clone()).collect();
             rows.sort();
             assert_eq!(rows, vec![0, 1, 2, 3]);
             for m in &step.micro {
+                // The masked-nucleotide targets: every masked position past the shift, with the base it hid.
+                let mut expected = Vec::new();
+                for (i, &r) in m.rows.iter().enumerate() {
+                    let t = &ds.transcripts[step.pairs[r % 2].views[r / 2] as usize];
+                    let bases = t.sequence();
+                    let (line, offset) = (m.placements[i].line, m.placements[i].offset);
+                    for p in augment.masked_positions(5, 4, r as u64, t.len + shift) {
+                        if p >= shift {
+                            let base = b"ACGT".iter().position(|&b| b == bases[(p - shift) as usize]).unwrap();
+                            expected.push(MaskedBase {
+                                line,
+                                position: offset + p,
+                                base: base as u8,
+                            });
+                        }
+                    }
+                }
+                expected.sort_unstable_by_key(|m| (m.line, m.position));
+                assert_eq!(m.masked_bases, expected);
                 assert!(m.lines * m.padded_len <= budget || m.lines == 1);
                 assert_eq!(m.tracks.len(), m.lines * 6 * m.padded_len);
                 // Each line's positions outside its sequences must be zero: count what the sequences cover.

@@ -248,6 +248,19 @@ impl Encoder {
     /// With one pass, the same as [`forward_pooled`](Self::forward_pooled) or
     /// [`forward_packed`](Self::forward_packed). Returns one tensor per pass, as those do.
     pub fn forward_passes(&self, passes: &[Pass<'_>], train: bool) -> Vec<Tensor> {
+        (self.forward_passes_with_trunk(passes, train).into_iter())
+            .map(|(pooled, _)| pooled)
+            .collect()
+    }
+
+    /// Positions of the input per position of the last stage's output (the stem and every stage halve).
+    pub fn stride(&self) -> i64 {
+        1 << (1 + self.stages.len())
+    }
+
+    /// As [`forward_passes`](Self::forward_passes), each pass with its last stage's output `[n, out_dim,
+    /// L / stride]` beside its embeddings (zero outside sequences): what a per-position objective reads.
+    pub fn forward_passes_with_trunk(&self, passes: &[Pass<'_>], train: bool) -> Vec<(Tensor, Tensor)> {
         let inputs: Vec<(Tensor, Tensor, Option<Tensor>)> = (passes.iter())
             .map(|pass| match pass {
                 Pass::Padded { x, lengths, pooling } => {
@@ -268,9 +281,12 @@ impl Encoder {
             })
             .collect();
         (self.trunk(inputs, train).into_iter().zip(passes))
-            .map(|((h, mask, regions), pass)| match pass {
-                Pass::Padded { .. } => pool_padded(&h, &mask, regions.as_ref()),
-                Pass::Packed { layout, .. } => pool_packed(&h, &mask, layout),
+            .map(|((h, mask, regions), pass)| {
+                let pooled = match pass {
+                    Pass::Padded { .. } => pool_padded(&h, &mask, regions.as_ref()),
+                    Pass::Packed { layout, .. } => pool_packed(&h, &mask, layout),
+                };
+                (pooled, h)
             })
             .collect()
     }

@@ -55,6 +55,9 @@ pub struct Model {
     pub encoder: Encoder,
     /// The projection head (`head.*`).
     pub head: ProjectionHead,
+    /// With `model.mlm_weight > 0`: the masked-nucleotide head (`mlm.*`), a 1×1 convolution from each
+    /// position of the last stage to the logits of the `stride` input positions it covers (4 bases each).
+    pub mlm: Option<nn::Conv1D>,
 }
 
 impl Model {
@@ -68,7 +71,16 @@ impl Model {
         let root = vars.root();
         let encoder = Encoder::new(&(&root / "encoder"), config);
         let head = ProjectionHead::new(&(&root / "head"), encoder.out_dim(), config);
-        let model = Self { vars, encoder, head };
+        let mlm = (config.mlm_weight > 0.0).then(|| {
+            let outputs = encoder.stride() * 4;
+            nn::conv1d(&root / "mlm", encoder.out_dim(), outputs, 1, Default::default())
+        });
+        let model = Self {
+            vars,
+            encoder,
+            head,
+            mlm,
+        };
         model.initialise(seed);
         model
     }
@@ -223,10 +235,76 @@ impl Model {
         out.swap_remove(0)
     }
 
+    /// Embeds a training step's passes (mean pooling, training mode) in row order, with the masked-nucleotide
+    /// loss when the model has its head: the mean cross-entropy over every masked base of the passes
+    /// (`None` without the head or without masked bases). `jointly`: batch norms take statistics over all
+    /// passes (`train.batch_statistics = "step"`), else over each. `before_pass(i)` runs before pass `i` (or
+    /// once, with 0, jointly): the step seeds dropout there.
+    pub fn embed_step(
+        &self,
+        micro: &[MicroBatch],
+        jointly: bool,
+        before_pass: impl Fn(usize),
+    ) -> (Tensor, Option<Tensor>) {
+        let outputs: Vec<(Tensor, Tensor)> = if jointly {
+            before_pass(0);
+            self.encode_passes(micro, Pooling::Mean, true)
+        } else {
+            (micro.iter().enumerate())
+                .flat_map(|(i, m)| {
+                    before_pass(i);
+                    self.encode_passes(std::slice::from_ref(m), Pooling::Mean, true)
+                })
+                .collect()
+        };
+        let mlm = self.mlm.as_ref().and_then(|head| {
+            let mut total: Option<Tensor> = None;
+            let mut count = 0usize;
+            for ((_, h), m) in outputs.iter().zip(micro) {
+                if m.masked_bases.is_empty() {
+                    continue;
+                }
+                let (lines, width) = (m.lines as i64, m.padded_len as i64);
+                // [lines, stride·4, L/stride] → one row of 4 logits per input position: row line·L + position.
+                let logits = h.apply(head).permute([0, 2, 1]).reshape([lines * width, 4]);
+                let device = logits.device();
+                let index: Vec<i64> = (m.masked_bases.iter())
+                    .map(|b| i64::from(b.line) * width + i64::from(b.position))
+                    .collect();
+                let bases: Vec<i64> = m.masked_bases.iter().map(|b| i64::from(b.base)).collect();
+                let picked = logits
+                    .index_select(0, &crate::device::upload(&Tensor::from_slice(&index), device))
+                    .to_kind(Kind::Float);
+                let sum = picked.cross_entropy_loss::<Tensor>(
+                    &crate::device::upload(&Tensor::from_slice(&bases), device),
+                    None,
+                    tch::Reduction::Sum,
+                    -100,
+                    0.0,
+                );
+                count += index.len();
+                total = Some(match total {
+                    None => sum,
+                    Some(t) => t + sum,
+                });
+            }
+            total.map(|t| t / count as f64)
+        });
+        let pieces: Vec<Tensor> = outputs.into_iter().map(|(pooled, _)| pooled).collect();
+        (in_row_order(&pieces, micro), mlm)
+    }
+
     /// Embeds several micro-batches as one batch (one tensor each, as [`embed_micro_batch`](Self::embed_micro_batch)
     /// gives): in training, every batch norm takes its statistics over all of them
     /// (`train.batch_statistics = "step"`).
     pub fn embed_jointly(&self, micro: &[MicroBatch], pooling: Pooling, train: bool) -> Vec<Tensor> {
+        (self.encode_passes(micro, pooling, train).into_iter())
+            .map(|(pooled, _)| pooled)
+            .collect()
+    }
+
+    /// The encoder jointly over `micro`: each pass's embeddings and last-stage output.
+    fn encode_passes(&self, micro: &[MicroBatch], pooling: Pooling, train: bool) -> Vec<(Tensor, Tensor)> {
         let device = self.vars.device();
         let inputs: Vec<(Tensor, PassShape)> = (micro.iter())
             .map(|m| {
@@ -251,7 +329,7 @@ impl Model {
                 PassShape::Packed(layout) => encoder::Pass::Packed { x, layout },
             })
             .collect();
-        self.encoder.forward_passes(&passes, train)
+        self.encoder.forward_passes_with_trunk(&passes, train)
     }
 
     /// Sets every running statistic of the encoder's batch norms to its average over `passes` run in training
@@ -520,6 +598,74 @@ mod tests {
             worst(&[apart.0], &[reference.0]) > 1e-3,
             "per-pass statistics differ from the joint ones"
         );
+    }
+
+    /// The masked-nucleotide loss of a training step equals a float64 computation by hand from the last
+    /// stage's output and the head's weights: per masked base, the log-softmax of the 4 logits of its slot
+    /// within its window, averaged. A model without the head has no `mlm.*` tensors and no loss.
+    #[test]
+    fn masked_nucleotide_loss_matches_a_float64_computation() {
+        use crate::data::batch::{PassLayout, ViewSpec, encode_views};
+        let _generator = lock_generator();
+        let cfg = ModelConfig {
+            dropout: 0.0,
+            mlm_weight: 1.0,
+            ..config(Norm::Layer)
+        };
+        let model = Model::new(&cfg, Device::Cpu, 8);
+        let views: Vec<ViewSpec> = [150usize, 97, 260]
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| ViewSpec {
+                masked: (3..len as u32).step_by(7 + i).collect(),
+                ..ViewSpec::plain(&random_transcript(70 + i as u64, len))
+            })
+            .collect();
+        let micro = encode_views(&views, PassLayout::one_per_line(1 << 20));
+        assert_eq!(micro.len(), 1);
+        let (_, loss) = model.embed_step(&micro, false, |_| {});
+        let loss = loss.unwrap().double_value(&[]);
+        // By hand: h [lines, C, L/s] of the same pass, the head's weight [4s, C, 1] and bias [4s].
+        let m = &micro[0];
+        let x = Tensor::from_slice(&m.tracks)
+            .view([m.lines as i64, 6, m.padded_len as i64])
+            .to_kind(Kind::Float)
+            * f64::from(crate::data::TRACK_UNIT);
+        let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
+        let pass = encoder::Pass::Padded {
+            x: &x,
+            lengths: &lengths,
+            pooling: Pooling::Mean,
+        };
+        let (_, h) = model
+            .encoder
+            .forward_passes_with_trunk(std::slice::from_ref(&pass), true)
+            .remove(0);
+        let h = h.to_kind(Kind::Double);
+        let head = model.mlm.as_ref().unwrap();
+        let w = head.ws.to_kind(Kind::Double).squeeze_dim(2);
+        let b = head.bs.as_ref().unwrap().to_kind(Kind::Double);
+        let s = model.encoder.stride();
+        let mut total = 0.0;
+        for t in &m.masked_bases {
+            let (line, pos) = (i64::from(t.line), i64::from(t.position));
+            let column = h.get(line).select(1, pos / s); // [C]
+            let logits: Vec<f64> = (0..4)
+                .map(|k| {
+                    let row = (pos % s) * 4 + k;
+                    (w.get(row) * &column).sum(Kind::Double).double_value(&[]) + b.double_value(&[row])
+                })
+                .collect();
+            let largest = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let log_sum = largest + logits.iter().map(|l| (l - largest).exp()).sum::<f64>().ln();
+            total += log_sum - logits[usize::from(t.base)];
+        }
+        let by_hand = total / m.masked_bases.len() as f64;
+        assert!(m.masked_bases.len() > 50);
+        assert!((loss - by_hand).abs() < 1e-5 * by_hand, "{loss} vs {by_hand}");
+        let plain = Model::new(&config(Norm::Layer), Device::Cpu, 8);
+        assert!(plain.mlm.is_none() && plain.named_tensors().iter().all(|(n, _)| !n.starts_with("mlm.")));
+        assert!(plain.embed_step(&micro, false, |_| {}).1.is_none());
     }
 
     #[test]

@@ -208,6 +208,7 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
                     data_wait_s: None,
                     held_out_loss,
                     held_out_accuracy,
+                    mlm_loss: report.mlm_loss,
                 };
                 metrics.write(&line).map_err(TrainError::io(&metrics_path))?;
                 match &bar {
@@ -225,6 +226,7 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
                         accuracy = report.accuracy,
                         held_out_loss,
                         held_out_accuracy,
+                        mlm_loss = report.mlm_loss,
                         lr = report.lr,
                         seq_per_s,
                         "step"

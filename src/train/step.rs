@@ -24,6 +24,8 @@ pub struct StepReport {
     pub lr: f64,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
+    /// The masked-nucleotide loss of this rank's passes (`model.mlm_weight > 0`), mean cross-entropy in nats.
+    pub mlm_loss: Option<f64>,
 }
 
 /// The model, its optimiser and the settings of a step.
@@ -123,32 +125,20 @@ impl Trainer {
         let seed_pass = |pass: usize| {
             tch::manual_seed(rng_for(&[t.seed, rank, batch.step, pass as u64]).next_u64() as i64 >> 1);
         };
-        let encode = |model: &Model| {
-            let pieces: Vec<Tensor> = match t.batch_statistics {
-                BatchStatistics::Pass => (batch.micro.iter().enumerate())
-                    .map(|(pass, m)| {
-                        seed_pass(pass);
-                        model.embed_micro_batch(m, Pooling::Mean, true)
-                    })
-                    .collect(),
-                BatchStatistics::Step => {
-                    seed_pass(0);
-                    model.embed_jointly(&batch.micro, Pooling::Mean, true)
-                }
-            };
-            in_row_order(&pieces, &batch.micro)
-        };
+        let jointly = t.batch_statistics == BatchStatistics::Step;
+        let encode = |model: &Model| model.embed_step(&batch.micro, jointly, &seed_pass);
         self.optimizer.zero_grad();
-        let (embeddings, local) = crate::device::autocast_bf16(cuda, || {
-            let embeddings = if t.gradient_cache {
+        let (embeddings, local, mlm) = crate::device::autocast_bf16(cuda, || {
+            let (embeddings, mlm) = if t.gradient_cache {
                 // A leaf: the head's backward stops here and leaves dL/d(embedding) in its gradient.
-                tch::no_grad(|| encode(&self.model)).detach().set_requires_grad(true)
+                let (embeddings, _) = tch::no_grad(|| encode(&self.model));
+                (embeddings.detach().set_requires_grad(true), None)
             } else {
                 encode(&self.model)
             };
             let projections = self.model.head.forward(&embeddings, true);
             let local = Views::normalised(&projections.narrow(0, 0, n), &projections.narrow(0, n, n));
-            (embeddings, local)
+            (embeddings, local, mlm)
         });
         // The whole batch's projections, as leaves whose gradient is this rank's share of dL/dZ. One
         // process keeps them on the device; several exchange them through the collective, on the device
@@ -205,7 +195,13 @@ impl Trainer {
         let own = |view: i64| summed.get(view).narrow(0, batch.offset as i64, n);
         // Back-propagate the summed gradient of the local rows: ⟨z, g⟩ has exactly g as its gradient in z.
         let surrogate = (&local.z1 * own(0)).sum(Kind::Float) + (&local.z2 * own(1)).sum(Kind::Float);
-        surrogate.backward();
+        // The masked-nucleotide objective (model.mlm_weight) is each rank's own, averaged over ranks by the
+        // gradient sum below.
+        let weight = self.config.model.mlm_weight / comm.world_size() as f64;
+        match &mlm {
+            Some(mlm) => (surrogate + mlm * weight).backward(),
+            None => surrogate.backward(),
+        }
         if t.gradient_cache {
             // Second pass, one micro-batch at a time: ⟨e, dL/de⟩ carries the cached gradient into the
             // encoder. The first pass already recorded this step's batch-norm statistics, so they are put
@@ -242,6 +238,7 @@ impl Trainer {
             accuracy: contrastive_accuracy(&global),
             lr,
             grad_norm: grad_norm.double_value(&[]),
+            mlm_loss: mlm.map(|l| l.double_value(&[])),
         })
     }
 
@@ -634,6 +631,50 @@ mod tests {
             // the same identity, to 1e-10, is model::tests::passes_embedded_jointly_equal_one_pass_of_them_all.
             assert!(off < 2e-4, "gradients and statistics off by {off:e} (relative)");
         }
+    }
+
+    /// With `model.mlm_weight` the step adds the masked-nucleotide loss: it is reported, its head gets
+    /// gradients, and the encoder's gradients change; without it nothing of the kind exists.
+    #[test]
+    fn the_masked_nucleotide_objective_joins_the_step() {
+        let _generator = crate::model::lock_generator();
+        let dir = tempfile::tempdir().unwrap();
+        let ds = dataset(dir.path());
+        let sampler = Sampler::new(0, 6, ds.groups.len()).unwrap();
+        let augment = Augment {
+            mask_fraction: 0.15,
+            max_shift: 0,
+            max_len: 512,
+        };
+        let batch = plan_shard(&ds, &sampler, &augment, 0, 0, 0, 1)
+            .unwrap()
+            .encode(PassLayout::one_per_line(1 << 14));
+        let step = |weight: f64| {
+            let mut c = config();
+            c.model.mlm_weight = weight;
+            let mut trainer = Trainer::new(&c, Device::Cpu, sampler.steps_per_epoch());
+            let report = trainer.train_step(&batch, &mut SingleProcess).unwrap();
+            let grad = |prefix: &str| -> f64 {
+                (trainer.model.named_parameters().into_iter())
+                    .filter(|(n, _)| n.starts_with(prefix))
+                    .map(|(_, p)| p.grad().abs().sum(Kind::Float).double_value(&[]))
+                    .sum()
+            };
+            (report, grad("mlm."), grad("encoder.stages.0.0.conv1"))
+        };
+        let (plain, none, encoder_plain) = step(0.0);
+        let (with, head, encoder_with) = step(1.0);
+        assert_eq!(plain.mlm_loss, None);
+        assert_eq!(none, 0.0);
+        let mlm = with.mlm_loss.unwrap();
+        // Untrained, about chance (ln 4 = 1.386).
+        assert!((0.5..3.0).contains(&mlm), "{mlm}");
+        assert!(head > 0.0);
+        assert!((encoder_with - encoder_plain).abs() > 1e-6 * encoder_plain);
+        assert!(
+            (with.loss - plain.loss).abs() < 1e-9 * plain.loss.abs(),
+            "the contrastive loss is the same"
+        );
     }
 
     #[test]

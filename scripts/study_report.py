@@ -54,7 +54,7 @@ def read_reports(out):
 
 
 def pretrained_means(report):
-    """(task/target, size label) -> the pre-trained encoder's primary metric, mean over draws."""
+    """(task/target, size label) -> (the pre-trained encoder's primary metric, mean over draws; training rows)."""
     means = {}
     for task in report["tasks"]:
         for target in task["targets"]:
@@ -63,7 +63,7 @@ def pretrained_means(report):
                     continue
                 for size in method["sizes"]:
                     key = (f"{task['task']['name']}/{target['target']}", size_name(size["size"]))
-                    means[key] = size["metrics"][0]["mean"]
+                    means[key] = (size["metrics"][0]["mean"], size["train_rows"])
     return means
 
 
@@ -80,11 +80,13 @@ def against(reports, base_dir, md, study):
     md.append("| target | size | here (mean over seeds) | there | per-seed differences | verdict |")
     md.append("|---|---|---|---|---|---|")
     rows = []
-    for key in ours[seeds[0]]:
+    targets = list(dict.fromkeys(k[0] for k in ours[seeds[0]]))
+    keys = sorted(ours[seeds[0]], key=lambda k: (targets.index(k[0]), ours[seeds[0]][k][1]))
+    for key in keys:
         if not all(key in ours[s] and key in theirs[s] for s in seeds):
             continue
-        here = [ours[s][key] for s in seeds]
-        there = [theirs[s][key] for s in seeds]
+        here = [ours[s][key][0] for s in seeds]
+        there = [theirs[s][key][0] for s in seeds]
         diffs = [a - b for a, b in zip(here, there)]
         verdict = (
             "better at every seed" if all(d > 0 for d in diffs)

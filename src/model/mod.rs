@@ -547,16 +547,7 @@ mod tests {
         let run = |micro: &[MicroBatch], jointly: bool| {
             let mut model = Model::new(&cfg, Device::Cpu, 4);
             model.vars.double();
-            let inputs: Vec<(Tensor, Tensor)> = (micro.iter())
-                .map(|m| {
-                    let x = Tensor::from_slice(&m.tracks)
-                        .view([m.lines as i64, 6, m.padded_len as i64])
-                        .to_kind(Kind::Double)
-                        * f64::from(crate::data::TRACK_UNIT);
-                    let lengths: Vec<i64> = m.lengths.iter().map(|&l| i64::from(l)).collect();
-                    (x, Tensor::from_slice(&lengths))
-                })
-                .collect();
+            let inputs: Vec<(Tensor, Tensor)> = (micro.iter()).map(|m| pass_input(m, Kind::Double)).collect();
             let passes: Vec<encoder::Pass<'_>> = (inputs.iter())
                 .map(|(x, lengths)| encoder::Pass::Padded {
                     x,
@@ -627,11 +618,7 @@ mod tests {
         let loss = loss.unwrap().double_value(&[]);
         // By hand: h [lines, C, L/s] of the same pass, the head's weight [4s, C, 1] and bias [4s].
         let m = &micro[0];
-        let x = Tensor::from_slice(&m.tracks)
-            .view([m.lines as i64, 6, m.padded_len as i64])
-            .to_kind(Kind::Float)
-            * f64::from(crate::data::TRACK_UNIT);
-        let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
+        let (x, lengths) = pass_input(m, Kind::Float);
         let pass = encoder::Pass::Padded {
             x: &x,
             lengths: &lengths,
@@ -716,16 +703,22 @@ mod tests {
     }
 
     /// Embeds one micro-batch with `model` run in `kind`, through the layout's own encoder entry.
-    fn embed_as(model: &Model, m: &MicroBatch, kind: Kind, train: bool) -> Tensor {
+    /// A micro-batch's input tracks `[lines, 6, L]` in `kind` on the CPU, and its lengths.
+    fn pass_input(m: &MicroBatch, kind: Kind) -> (Tensor, Tensor) {
         let x = Tensor::from_slice(&m.tracks)
             .view([m.lines as i64, 6, m.padded_len as i64])
             .to_kind(kind)
             * f64::from(crate::data::TRACK_UNIT);
+        let lengths: Vec<i64> = m.lengths.iter().map(|&l| i64::from(l)).collect();
+        (x, Tensor::from_slice(&lengths))
+    }
+
+    fn embed_as(model: &Model, m: &MicroBatch, kind: Kind, train: bool) -> Tensor {
+        let (x, lengths) = pass_input(m, kind);
         let e = if m.is_packed() {
             model.encoder.forward_packed(&x, &packed_layout(m, Device::Cpu), train)
         } else {
-            let lengths: Vec<i64> = m.lengths.iter().map(|&l| i64::from(l)).collect();
-            model.encoder.forward(&x, &Tensor::from_slice(&lengths), train)
+            model.encoder.forward(&x, &lengths, train)
         };
         in_row_order(&[e], std::slice::from_ref(m))
     }

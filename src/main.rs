@@ -300,19 +300,23 @@ fn parse_bases(text: &str) -> std::result::Result<u64, String> {
     }
 }
 
-/// `isoclr probe`, and the probes a training job runs when it ends: `data_dir` is where the synthetic
-/// default lives or is made (the run directory when probing one). No `tasks` means those of the encoder's
-/// run configuration.
+/// `isoclr probe`, and the probes a training job runs when it ends. No `tasks` means those of the encoder's
+/// run configuration. The synthetic default is found in (or made in) a run directory being probed, else
+/// next to the report.
 fn probe(
     checkpoint: &str,
     tasks: &[isoclr::probe::task::ProbeTask],
     out: &Path,
-    data_dir: &Path,
     positions_per_pass: usize,
     device: tch::Device,
     stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     no_baselines: bool,
 ) -> Result<()> {
+    let data_dir = if Path::new(checkpoint).join("model.safetensors").is_file() {
+        PathBuf::from(checkpoint)
+    } else {
+        out.to_owned()
+    };
     let encoder = isoclr::probe::embed::Encoder::load(checkpoint, device)?;
     let mut tasks = if tasks.is_empty() {
         let configured = read_tasks(&encoder.config.probe.tasks)?;
@@ -333,7 +337,7 @@ fn probe(
         device,
         positions_per_pass,
         bootstrap: Default::default(),
-        data_dir: data_dir.to_owned(),
+        data_dir,
         random_seed: encoder.config.train.seed.wrapping_add(1),
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         stop,
@@ -364,7 +368,6 @@ fn probe_after_training(config: &Config, tasks: &[isoclr::probe::task::ProbeTask
         checkpoint,
         tasks,
         &out.join("probes"),
-        out,
         EMBED_POSITIONS_PER_PASS,
         device,
         Some(stop),
@@ -712,17 +715,10 @@ fn run() -> Result<()> {
         } => {
             let checkpoint = &encoder.checkpoint;
             let tasks = read_tasks(&tasks)?;
-            // A run directory holds its synthetic data; otherwise it is made (or found) next to the report.
-            let data_dir = if Path::new(checkpoint).join("model.safetensors").is_file() {
-                PathBuf::from(checkpoint)
-            } else {
-                out.clone()
-            };
             probe(
                 checkpoint,
                 &tasks,
                 &out,
-                &data_dir,
                 encoder.positions_per_pass,
                 encoder.device()?,
                 None,

@@ -126,7 +126,7 @@ impl Trainer {
             tch::manual_seed(rng_for(&[t.seed, rank, batch.step, pass as u64]).next_u64() as i64 >> 1);
         };
         let jointly = t.batch_statistics == BatchStatistics::Step;
-        let encode = |model: &Model| model.embed_step(&batch.micro, jointly, &seed_pass);
+        let encode = |model: &Model| model.embed_step(&batch.micro, jointly, seed_pass);
         self.optimizer.zero_grad();
         let (embeddings, local, mlm) = crate::device::autocast_bf16(cuda, || {
             let (embeddings, mlm) = if t.gradient_cache {

@@ -675,14 +675,20 @@ impl Config {
                 "filters, blocks and dilations need one entry per stage, equally many",
             );
         }
-        if s.filters.iter().chain(&s.blocks).chain(&s.dilations).any(|&v| v < 1) || s.kernel < 1 {
-            return invalid("model.filters", "filters, blocks, dilations and kernel must be ≥ 1");
+        if s.kernel < 1 {
+            return invalid("model.kernel", "must be at least 1");
+        }
+        if s.filters.iter().chain(&s.blocks).chain(&s.dilations).any(|&v| v < 1) {
+            return invalid("model.filters", "filters, blocks and dilations must be ≥ 1");
         }
         if s.filters.len() > 4 {
             return invalid(
                 "model.filters",
                 "at most 4 stages: the stem and every stage halve the length, and padded lengths are multiples of 32",
             );
+        }
+        if m.norm_groups < 1 {
+            return invalid("model.norm_groups", "must be at least 1");
         }
         if m.norm == Norm::Group && s.filters.iter().chain([&m.head_hidden]).any(|f| f % m.norm_groups != 0) {
             return invalid(
@@ -761,6 +767,13 @@ impl Config {
         }
         if self.data.max_len < 32 {
             return invalid("data.max_len", "must be at least 32");
+        }
+        if self.data.synth_genes < 3 {
+            return invalid("data.synth_genes", "must be at least 3");
+        }
+        let scale = self.data.synth_length_scale;
+        if !(scale > 0.0 && scale.is_finite()) {
+            return invalid("data.synth_length_scale", "must be a positive number");
         }
         Ok(())
     }
@@ -896,6 +909,13 @@ mod tests {
             ("model.dropout", "1.0"),
             ("model.tracks", "5"),
             ("model.mlm_weight", "-1.0"),
+            ("model.kernel", "0"),
+            ("model.norm_groups", "0"),
+            ("data.synth_genes", "0"),
+            ("data.synth_length_scale", "-1.0"),
+            ("data.synth_length_scale", "nan"),
+            ("data.max_len", "0"),
+            ("data.holdout_fraction", "1.5"),
             ("model.mlm_weight", "inf"),
             ("dist.prefetch", "0"),
         ];

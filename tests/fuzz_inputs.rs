@@ -275,21 +275,12 @@ proptest! {
     }
 
     #[test]
-    fn any_set_override_is_applied_or_names_its_key(
-        key in prop::sample::select(SET_KEYS.to_vec()),
-        value in prop_oneof![
-            any::<i64>().prop_map(|v| v.to_string()),
-            any::<f64>().prop_map(|v| format!("{v:?}")),
-            Just("-1".to_owned()), Just("0".to_owned()), Just("1e308".to_owned()), Just("nan".to_owned()),
-            Just("-inf".to_owned()), Just("\"step\"".to_owned()), Just("\"\"".to_owned()), Just("[]".to_owned()),
-            Just("true".to_owned()), Just("x".to_owned()),
-        ],
-    ) {
-        let set = format!("{key}={value}");
-        if let Err(e) = bounded("--set", || Config::load(None, std::slice::from_ref(&set)))? {
-            // The key itself, or (for a cross-key rule) the key of the rule it broke.
+    fn any_set_overrides_are_applied_or_name_a_key(sets in proptest::collection::vec(set_override(), 1..4)) {
+        if let Err(e) = bounded("--set", || Config::load(None, &sets))? {
+            // One of the keys set, or (for a rule across keys) the key of the rule it broke.
             let e = e.to_string();
-            prop_assert!(e.contains(key) || e.contains("configuration key"), "{set}: {e}");
+            let keys: Vec<&str> = sets.iter().filter_map(|s| s.split('=').next()).collect();
+            prop_assert!(keys.iter().any(|k| e.contains(k)) || e.contains("configuration key"), "{sets:?}: {e}");
         }
     }
 
@@ -326,6 +317,33 @@ proptest! {
             names_one_of(&e.to_string(), &["model.safetensors"])?;
         }
     }
+}
+
+/// One `KEY=VALUE` override: a key users set, and a value of any type, extreme ones likely.
+fn set_override() -> impl Strategy<Value = String> {
+    let value = prop_oneof![
+        any::<i64>().prop_map(|v| v.to_string()),
+        any::<f64>().prop_map(|v| format!("{v:?}")),
+        prop::sample::select(vec![
+            "-1",
+            "0",
+            "1",
+            "2",
+            "1e308",
+            "nan",
+            "-inf",
+            "\"step\"",
+            "\"group\"",
+            "\"layer\"",
+            "\"\"",
+            "[]",
+            "[0]",
+            "true",
+            "x",
+        ])
+        .prop_map(str::to_owned),
+    ];
+    (prop::sample::select(SET_KEYS.to_vec()), value).prop_map(|(key, value)| format!("{key}={value}"))
 }
 
 /// Every key `--set` reaches whose value a user types.

@@ -36,7 +36,9 @@ def size_key(size, train_rows):
 LABELS = {
     "pretrained": "IsoCLR (pre-trained)",
     "random": "random weights",
+    "random:best_seed": "random weights, its best seed",
     "random_calibrated": "random weights, calibrated BN",
+    "random_calibrated:best_seed": "random weights, calibrated BN, its best seed",
     "kmer": "k-mer (k=3-6)",
     "supervised": "supervised from scratch",
 }
@@ -156,7 +158,9 @@ def main():
             by_key = {}
             for seed, results in zip(seeds, per_seed):
                 for c in results["comparisons"]:
-                    key = (c["baseline"], size_name(c["size"]))
+                    # A baseline run at several random seeds is compared twice: pooled, and its best seed alone.
+                    baseline = c["baseline"] + (":best_seed" if c.get("best_seed") is not None else "")
+                    key = (baseline, size_name(c["size"]))
                     by_key.setdefault(key, []).append((seed, c["difference"]))
             for (baseline, size), diffs in sorted(by_key.items(), key=lambda kv: (kv[0][0], sizes.index(kv[0][1]) if kv[0][1] in sizes else 99)):
                 estimates = [d["estimate"] for _, d in diffs]

@@ -477,7 +477,7 @@ pub struct TrainConfig {
     /// the gradients are the same.
     pub gradient_cache: bool,
     /// Where batch norm takes its training statistics: each encoder pass (`pass`, the default) or the whole
-    /// step (`step`). Off by default until measured to help (docs/PROBES.md).
+    /// step (`step`; better on the real human corpus, docs/PROBES.md, and used by configs/human-cpu.toml).
     pub batch_statistics: BatchStatistics,
     /// Log every this many steps (the first and last step are always logged).
     pub log_every: u64,

@@ -175,6 +175,39 @@ fn prep_genome(f: &Files, annotation: &Path, genome: &Path, homology: &Path) -> 
     prep(&opts).map(|_| ()).map_err(|e| e.to_string())
 }
 
+/// One of `prep`'s three inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    Annotation,
+    Genome,
+    Homology,
+}
+
+/// `prep` on the genome, `annotation` (file name and valid text) and the homology table, with `damaged_input`
+/// edited by `edits`: it must end in bounded time, and an error must name one of `names`.
+fn prep_with_damage(
+    annotation: (&str, &str),
+    damaged_input: Input,
+    edits: &[Edit],
+    names: &[&str],
+) -> Result<(), TestCaseError> {
+    let f = Files::new();
+    let text = |input: Input, valid: &str| {
+        if input == damaged_input {
+            damaged(valid.as_bytes(), edits)
+        } else {
+            valid.as_bytes().to_vec()
+        }
+    };
+    let annotation_path = f.write(annotation.0, &text(Input::Annotation, annotation.1));
+    let genome = f.write("genome.fa", &text(Input::Genome, GENOME));
+    let homology = f.write("homology.tsv", &text(Input::Homology, HOMOLOGY));
+    if let Err(e) = bounded("prep", || prep_genome(&f, &annotation_path, &genome, &homology))? {
+        names_one_of(&e, names)?;
+    }
+    Ok(())
+}
+
 fn config() -> ProptestConfig {
     ProptestConfig {
         cases: 256,
@@ -205,42 +238,22 @@ proptest! {
 
     #[test]
     fn a_damaged_gtf_is_read_or_named(edits in edits()) {
-        let f = Files::new();
-        let (genome, homology) = (f.write("genome.fa", GENOME.as_bytes()), f.write("homology.tsv", HOMOLOGY.as_bytes()));
-        let annotation = f.write("a.gtf", &damaged(GTF.as_bytes(), &edits));
-        if let Err(e) = bounded("prep", || prep_genome(&f, &annotation, &genome, &homology))? {
-            names_one_of(&e, &["a.gtf", "genome.fa", "homology.tsv"])?;
-        }
+        prep_with_damage(("a.gtf", GTF), Input::Annotation, &edits, &["a.gtf", "genome.fa", "homology.tsv"])?;
     }
 
     #[test]
     fn a_damaged_gff3_is_read_or_named(edits in edits()) {
-        let f = Files::new();
-        let (genome, homology) = (f.write("genome.fa", GENOME.as_bytes()), f.write("homology.tsv", HOMOLOGY.as_bytes()));
-        let annotation = f.write("a.gff3", &damaged(GFF3.as_bytes(), &edits));
-        if let Err(e) = bounded("prep", || prep_genome(&f, &annotation, &genome, &homology))? {
-            names_one_of(&e, &["a.gff3", "genome.fa", "homology.tsv"])?;
-        }
+        prep_with_damage(("a.gff3", GFF3), Input::Annotation, &edits, &["a.gff3", "genome.fa", "homology.tsv"])?;
     }
 
     #[test]
     fn a_damaged_fasta_is_read_or_named(edits in edits()) {
-        let f = Files::new();
-        let (annotation, homology) = (f.write("a.gtf", GTF.as_bytes()), f.write("homology.tsv", HOMOLOGY.as_bytes()));
-        let genome = f.write("genome.fa", &damaged(GENOME.as_bytes(), &edits));
-        if let Err(e) = bounded("prep", || prep_genome(&f, &annotation, &genome, &homology))? {
-            names_one_of(&e, &["a.gtf", "genome.fa", "homology.tsv"])?;
-        }
+        prep_with_damage(("a.gtf", GTF), Input::Genome, &edits, &["a.gtf", "genome.fa", "homology.tsv"])?;
     }
 
     #[test]
     fn a_damaged_homology_table_is_read_or_named(edits in edits()) {
-        let f = Files::new();
-        let (annotation, genome) = (f.write("a.gtf", GTF.as_bytes()), f.write("genome.fa", GENOME.as_bytes()));
-        let homology = f.write("homology.tsv", &damaged(HOMOLOGY.as_bytes(), &edits));
-        if let Err(e) = bounded("prep", || prep_genome(&f, &annotation, &genome, &homology))? {
-            names_one_of(&e, &["homology.tsv", "a.gtf"])?;
-        }
+        prep_with_damage(("a.gtf", GTF), Input::Homology, &edits, &["homology.tsv", "a.gtf"])?;
     }
 
     #[test]

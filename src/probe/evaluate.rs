@@ -407,31 +407,25 @@ fn compare(
     let Some((_, pretrained)) = predictions.iter().find(|(m, _)| *m == Method::Pretrained) else {
         return Ok(Vec::new());
     };
-    let summary = |method: Method, size: &SizeName| {
-        scored
-            .iter()
+    // A method's scored cell at a size; none where its metric was undefined (already reported).
+    let scored_at = |method: Method, size: &SizeName| {
+        (scored.iter())
             .find(|m| m.method == method)
             .and_then(|m| m.sizes.iter().find(|s| &s.size == size))
-            .and_then(SizeResult::primary)
-            .map(|s| s.interval)
     };
     let mut out = Vec::new();
     for (baseline, sizes) in predictions.iter().filter(|(m, _)| *m != Method::Pretrained) {
         for size in sizes {
             let name: SizeName = size.size.into();
-            // Only where both cells were scored: an undefined one is already reported.
-            let scored_at =
-                |method: Method| (scored.iter()).any(|m| m.method == method && m.sizes.iter().any(|s| s.size == name));
             let Some(ours) = pretrained.iter().find(|s| s.size == size.size) else {
                 continue;
             };
-            if !scored_at(Method::Pretrained) || !scored_at(*baseline) {
+            let (Some(ours_scored), Some(theirs_scored)) =
+                (scored_at(Method::Pretrained, &name), scored_at(*baseline, &name))
+            else {
                 continue;
-            }
-            let best = (scored.iter())
-                .find(|m| m.method == *baseline)
-                .and_then(|m| m.sizes.iter().find(|s| s.size == name))
-                .and_then(SizeResult::best_seed);
+            };
+            let best = theirs_scored.best_seed();
             let a: Vec<&[f64]> = ours.draws.iter().map(|d| d.predictions.as_slice()).collect();
             for best_seed in std::iter::once(None).chain(best.map(|b| Some(b.seed))) {
                 let b: Vec<&[f64]> = (size.draws.iter())
@@ -448,8 +442,8 @@ fn compare(
                     }
                     Err(other) => return Err(other),
                 };
-                let disjoint = match (summary(Method::Pretrained, &name), summary(*baseline, &name)) {
-                    (Some(p), Some(q)) if best_seed.is_none() => p.lower > q.upper,
+                let disjoint = match (ours_scored.primary(), theirs_scored.primary()) {
+                    (Some(p), Some(q)) if best_seed.is_none() => p.interval.lower > q.interval.upper,
                     _ => false,
                 };
                 out.push(Comparison {

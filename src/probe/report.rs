@@ -138,7 +138,7 @@ pub struct Report {
     pub bootstrap_resamples: usize,
     /// Seed of the bootstrap.
     pub bootstrap_seed: u64,
-    /// Seed of the random-weight baseline.
+    /// The first seed of the random-weight baselines (each task runs `baselines.random_seeds` from it).
     pub random_seed: u64,
     /// Wall time of the run.
     pub elapsed_s: f64,

@@ -113,7 +113,7 @@ pub struct RunnerOptions {
     pub bootstrap: BootstrapOptions,
     /// Where the synthetic default is found or made (a run directory holds it under `data/`).
     pub data_dir: PathBuf,
-    /// Seed of the random-weight baseline's initialisation.
+    /// The first seed of the random-weight baselines (`baselines.random_seeds` from here on).
     pub random_seed: u64,
     /// Show progress bars (off in tests and non-interactive logs).
     pub progress: bool,
@@ -271,30 +271,26 @@ fn run_task(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> Res
         clock = std::time::Instant::now();
     };
     let rows = transcripts.len();
-    let mut features = vec![Features {
-        method: Method::Pretrained,
-        seed: None,
-        values: embed_rows(encoder, &transcripts, pooling, options, "embedding (pre-trained)").map_err(embed_err)?,
-        dim: encoder.dim(pooling),
-    }];
+    // One embedding method's features over every row.
+    let embedded = |model: &Encoder, method: Method, seed: Option<u64>, what: &str| -> Result<Features, RunnerError> {
+        Ok(Features {
+            method,
+            seed,
+            values: embed_rows(model, &transcripts, pooling, options, what).map_err(embed_err)?,
+            dim: model.dim(pooling),
+        })
+    };
+    let mut features = vec![embedded(encoder, Method::Pretrained, None, "embedding (pre-trained)")?];
     lap("embedding (pre-trained)", rows, &mut timings);
     let calibrate = task.baselines.random_calibrated && encoder.config.model.norm == crate::config::Norm::Batch;
     for seed in random_seeds(task, options) {
         if task.baselines.random {
-            let random = encoder.random_like(seed);
             let what = format!("embedding (random weights, seed {seed})");
-            features.push(Features {
-                method: Method::Random,
-                seed: Some(seed),
-                values: embed_rows(&random, &transcripts, pooling, options, &what).map_err(embed_err)?,
-                dim: random.dim(pooling),
-            });
+            features.push(embedded(&encoder.random_like(seed), Method::Random, Some(seed), &what)?);
             lap(&what, rows, &mut timings);
         }
         if calibrate {
-            let random = encoder
-                .random_like(seed)
-                .calibrated(&transcripts, options.positions_per_pass, seed);
+            let random = (encoder.random_like(seed)).calibrated(&transcripts, options.positions_per_pass, seed);
             let calibrated_rows = rows.min(super::embed::CALIBRATION_ROWS);
             lap(
                 &format!("batch-norm calibration, seed {seed}"),
@@ -302,12 +298,7 @@ fn run_task(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> Res
                 &mut timings,
             );
             let what = format!("embedding (random, calibrated, seed {seed})");
-            features.push(Features {
-                method: Method::RandomCalibrated,
-                seed: Some(seed),
-                values: embed_rows(&random, &transcripts, pooling, options, &what).map_err(embed_err)?,
-                dim: random.dim(pooling),
-            });
+            features.push(embedded(&random, Method::RandomCalibrated, Some(seed), &what)?);
             lap(&what, rows, &mut timings);
         }
     }

@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use bytes::Bytes;
+use isoclr::boundary::{Action, Boundary};
 use isoclr::ckpt::{CheckpointConfig, CheckpointStore};
 use isoclr::config::{Config, Preset, ScheduleKind};
 use isoclr::data::batch::encode_for_embedding;
@@ -445,8 +446,15 @@ fn stall(settings: &Settings, target: &Target, log: &SaveLog) -> Result<StallRes
         let start = Instant::now();
         let report = trainer.train_step(&batch, &mut SingleProcess)?;
         let completed = step as u64 + 1;
-        // As src/train/run.rs: after the step, hand over a checkpoint when one is due (none in the warm-up).
-        let save_call = if step >= settings.warmup && checkpoints.due(completed) {
+        // As the training loop: after the step, hand over a checkpoint when one is due (none in the warm-up).
+        let boundary = Boundary {
+            completed,
+            end_step: config.train.steps + 1,
+            checkpoint_every: Some(settings.every as u64),
+            suspend_requested: false,
+            checkpoint_requested: false,
+        };
+        let save_call = if step >= settings.warmup && boundary.decide().0 == Action::Checkpoint {
             let called = Instant::now();
             checkpoints.save(
                 &trainer,

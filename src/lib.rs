@@ -1,6 +1,8 @@
 //! isoclr: contrastive pre-training of mature-RNA encoders (IsoCLR, see `../shared/METHOD.md`).
 //!
 //! The map of the crate:
+//! - [`boundary`]: what happens after a step (continue, checkpoint, suspend, stop), one pure rule for the
+//!   single process and the coordinator.
 //! - [`ckpt`]: checkpoints in object storage: manifest last, `LATEST`, retention, verified loading. No tch.
 //! - [`config`]: the layered run configuration (defaults < TOML < `ISOCLR_*` < `--set`), validated.
 //! - [`data`]: annotation and sequence readers, `prep`, `synth`, the seeded sampler, batch payloads as plain
@@ -21,6 +23,7 @@
 //!   ridge and logistic probes with their metrics (no tch), and frozen-encoder embeddings (feature `torch`).
 //! - `device` (feature `torch`): libtorch start-up (CUDA library loading, quiet warnings), CUDA memory statistics.
 
+pub mod boundary;
 pub mod ckpt;
 pub mod config;
 pub mod coord;

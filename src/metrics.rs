@@ -14,6 +14,32 @@ use serde::Serialize;
 /// The file's name in a run's output directory.
 pub const METRICS_FILE: &str = "metrics.jsonl";
 
+/// What one rank measured of one finished step: the loop builds it, the single-process metrics sink and the
+/// coordinator (through its wire message) turn it into [`MetricsLine`]s.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepMetrics {
+    /// The step (0-based).
+    pub step: u64,
+    /// The global batch's loss (as every rank has it after its all-reduce).
+    pub loss: f64,
+    /// Contrastive accuracy.
+    pub accuracy: f64,
+    /// Learning rate of the step.
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// The masked-nucleotide loss of this rank's passes (`model.mlm_weight > 0`), nats.
+    pub mlm_loss: Option<f64>,
+    /// Fraction of this rank's computed positions that were padding.
+    pub pad_fraction: f64,
+    /// Sequences per second this rank trained in this step, the wait for its batch included.
+    pub seq_per_s: f64,
+    /// Seconds the step's computation took.
+    pub step_time_s: f64,
+    /// Seconds spent waiting for the step's batch.
+    pub data_wait_s: f64,
+}
+
 /// One line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MetricsLine {

@@ -15,7 +15,8 @@ use isoclr::data::batch::{Shard, plan_shard};
 use isoclr::data::prep::{PrepInput, PrepOptions, prep};
 use isoclr::data::synth::{SynthOptions, synth};
 use isoclr::data::{Augment, Dataset, PassLayout, Sampler};
-use isoclr::worker::{Action, ClientTls, ErrorKind, Registration, StepMetrics, Token, WorkerClient};
+use isoclr::metrics::StepMetrics;
+use isoclr::worker::{Action, ClientTls, ErrorKind, Registration, Token, WorkerClient};
 use isoclr_proto::CoordinatorClient;
 use isoclr_proto::v1::{RegisterRequest, StreamBatchesRequest};
 
@@ -137,7 +138,7 @@ fn worker(addr: SocketAddr, local_rank: u32, tls: Option<ClientTls>) -> (usize, 
             pad_fraction: 0.25,
             ..Default::default()
         };
-        actions.push(client.report(rank, &metrics).unwrap().action);
+        actions.push(client.report(rank, &metrics, false).unwrap().action);
         got.push(shard);
     }
     assert!(
@@ -253,6 +254,7 @@ fn batches_arrive_encoded_as_the_one_process_trainer_builds_them() {
                     step,
                     ..Default::default()
                 },
+                false,
             )
             .unwrap();
         assert_eq!(control.action, if step == 1 { Action::Stop } else { Action::Continue });

@@ -11,6 +11,8 @@ use isoclr_proto::v1::{Action, StepReport};
 
 use tracing::info;
 
+use crate::boundary::{self, Boundary, Cause};
+
 use super::{CoordError, Result};
 
 /// One worker as it registered.
@@ -447,22 +449,26 @@ impl Job {
     /// The decision of a step boundary not decided before, consuming the requests it answers.
     fn decide(&mut self, step: u64) -> Decision {
         let completed = step + 1;
-        if completed == self.limits.end_step {
-            Decision::new(Action::Stop, format!("step {step} is the last"))
-        } else if std::mem::take(&mut self.suspend_requested) {
-            Decision::new(
-                Action::Suspend,
-                format!("stop signal: suspended after {completed} steps"),
-            )
-        } else if std::mem::take(&mut self.checkpoint_requested) {
-            Decision::new(Action::Checkpoint, "checkpoint requested")
-        } else if let Some(every) = self.limits.checkpoint_every
-            && completed.is_multiple_of(every)
-        {
-            Decision::new(Action::Checkpoint, format!("checkpoint.every_steps = {every}"))
-        } else {
-            Decision::new(Action::Continue, "")
+        let boundary = Boundary {
+            completed,
+            end_step: self.limits.end_step,
+            checkpoint_every: self.limits.checkpoint_every,
+            suspend_requested: self.suspend_requested,
+            checkpoint_requested: self.checkpoint_requested,
+        };
+        let (action, cause) = boundary.decide();
+        match cause {
+            Cause::StopSignal => self.suspend_requested = false,
+            Cause::Requested => self.checkpoint_requested = false,
+            _ => {}
         }
+        let reason = match cause {
+            Cause::Nothing => String::new(),
+            Cause::LastStep => format!("step {step} is the last"),
+            Cause::StopSignal => format!("stop signal: suspended after {completed} steps"),
+            cause => cause.to_string(),
+        };
+        Decision::new(wire_action(action), reason)
     }
 
     /// A rank leaves with `status`. Leaving before it was told STOP, or with a non-zero status, fails the
@@ -604,6 +610,17 @@ impl Job {
     /// Steps every rank has reported.
     pub fn completed_steps(&self) -> u64 {
         self.next_line - self.limits.start_step
+    }
+}
+
+/// The wire form of a step-boundary action.
+fn wire_action(action: boundary::Action) -> Action {
+    match action {
+        boundary::Action::Continue => Action::Continue,
+        boundary::Action::Checkpoint => Action::Checkpoint,
+        boundary::Action::Stop => Action::Stop,
+        boundary::Action::Suspend => Action::Suspend,
+        boundary::Action::Abort => Action::Abort,
     }
 }
 

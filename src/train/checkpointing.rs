@@ -95,11 +95,6 @@ impl Checkpointing {
         })
     }
 
-    /// Whether a checkpoint is due after `completed` steps.
-    pub fn due(&self, completed: u64) -> bool {
-        completed.is_multiple_of(self.every_steps)
-    }
-
     /// Hands a snapshot of `trainer` after `completed` steps to the background uploader and returns at once.
     /// A periodic save is skipped (with a warning) while the previous one is still uploading, so training
     /// never waits on storage; a `final_save` (end of run, stop signal) first waits for it, and is retried
@@ -154,6 +149,48 @@ impl Checkpointing {
                 Ok(())
             }
         }
+    }
+}
+
+/// The run's checkpoints as the training loop sees them: saves of the state after a step, tagged with what
+/// a resume checks (the dataset, the world size), or nothing at all when checkpoints are off or another rank
+/// writes them.
+#[derive(Debug)]
+pub struct Checkpointer {
+    saves: Option<Checkpointing>,
+    fingerprint: String,
+    world_size: usize,
+    steps_per_epoch: u64,
+}
+
+impl Checkpointer {
+    /// Saves through `saves` (none: every save is a no-op) for a run of `world_size` ranks on the dataset of
+    /// `fingerprint`, `steps_per_epoch` global steps an epoch.
+    pub fn new(saves: Option<Checkpointing>, fingerprint: &str, world_size: usize, steps_per_epoch: u64) -> Self {
+        Self {
+            saves,
+            fingerprint: fingerprint.to_owned(),
+            world_size,
+            steps_per_epoch: steps_per_epoch.max(1),
+        }
+    }
+
+    /// `checkpoint.every_steps`, when this process writes checkpoints.
+    pub fn every_steps(&self) -> Option<u64> {
+        self.saves.as_ref().map(|s| s.every_steps)
+    }
+
+    /// Saves the state after `completed` steps (see [`Checkpointing::save`]); a `final_save` also waits for
+    /// the upload to finish.
+    pub fn save(&self, trainer: &Trainer, completed: u64, lr: f64, final_save: bool) -> Result<()> {
+        let Some(saves) = &self.saves else { return Ok(()) };
+        let epoch = completed / self.steps_per_epoch;
+        let state = train_state(&saves.config, completed, epoch, lr, self.world_size, &self.fingerprint);
+        saves.save(trainer, state, final_save)?;
+        if final_save {
+            saves.finish()?;
+        }
+        Ok(())
     }
 }
 

@@ -10,11 +10,15 @@ pub mod run;
 pub mod schedule;
 pub mod snapshot;
 pub mod step;
+pub mod training_loop;
 pub mod worker_loop;
 
 use std::path::PathBuf;
 
 pub use run::{TrainSummary, train};
+
+/// The trained weights' file name in a run's output directory.
+pub const MODEL_FILE: &str = "model.safetensors";
 
 /// Errors of training.
 #[derive(Debug, thiserror::Error)]

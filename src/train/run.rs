@@ -1,4 +1,5 @@
-//! The single-process training loop and its outputs in `--out`:
+//! Training in one process: its set-up, its components of the training loop (the prefetching local
+//! sampler, signals and the checkpoint cadence, the metrics file and progress bar) and its outputs in `--out`:
 //! `metrics.jsonl`, `config.toml` (the resolved configuration) and `model.safetensors`.
 
 use std::io::IsTerminal;
@@ -10,14 +11,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tch::Device;
 use tracing::info;
 
-use super::checkpointing::{Checkpointing, train_state};
-use super::step::{StepReport, Trainer};
+use super::checkpointing::{Checkpointer, Checkpointing};
+use super::step::Trainer;
+use super::training_loop::{self, Components, Controller, MetricsSink, StepSource};
 use super::{Result, TrainError};
+use crate::boundary::{Action, Boundary};
 use crate::config::{Config, DeviceChoice};
 use crate::data::batch::build_step;
 use crate::data::{Augment, Dataset, Sampler, StepBatch};
 use crate::dist::SingleProcess;
-use crate::metrics::{METRICS_FILE, MetricsFile, MetricsLine};
+use crate::metrics::{METRICS_FILE, MetricsFile, MetricsLine, StepMetrics};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -144,17 +147,14 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
             steps: t.steps,
         });
     }
-    let stop = stop_flag()?;
-    let metrics_path = out.join(METRICS_FILE);
-    // A resumed run continues the metrics of the run it resumes.
-    let mut metrics = MetricsFile::open(out, first_step).map_err(TrainError::io(&metrics_path))?;
-    let bar = progress_bar(t.steps);
-    if let Some(bar) = &bar {
-        bar.set_position(first_step);
-    }
-    let sequences_per_step = 2 * t.batch_size as u64;
-
-    let (first, last, seq_per_s) = std::thread::scope(|scope| -> Result<(StepReport, StepReport, f64)> {
+    let checkpointer = Checkpointer::new(checkpoints, &fingerprint, 1, sampler.steps_per_epoch());
+    let mut controller = LocalController {
+        stop: stop_flag()?,
+        end_step: t.steps,
+        checkpoint_every: checkpointer.every_steps(),
+    };
+    let mut sink = LocalMetrics::open(out, first_step, config, held_out, sampler.steps_per_epoch())?;
+    std::thread::scope(|scope| {
         // Batches are built on a separate thread so the step never waits for encoding in steady state.
         let (sender, receiver) = mpsc::sync_channel(PREFETCH);
         let (dataset, sampler, augment) = (&dataset, &sampler, &augment);
@@ -166,121 +166,175 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
                 }
             }
         });
-        let start = Instant::now();
-        let mut after_first = start;
-        let (mut first, mut last) = (None, None);
-        let mut since_log = (Instant::now(), 0u64);
-        for step in first_step..t.steps {
-            let batch = receiver
-                .recv()
-                .map_err(|_| TrainError::Setup("the batch builder stopped unexpectedly".into()))??;
-            let report = trainer
-                .train_step(&batch, &mut SingleProcess)
-                .map_err(|e| TrainError::Setup(e.to_string()))?;
-            if !report.loss.is_finite() {
-                return Err(TrainError::Diverged {
-                    step,
-                    loss: report.loss,
-                });
-            }
-            if step == first_step {
-                after_first = Instant::now();
-            }
-            since_log.1 += sequences_per_step;
-            first.get_or_insert(report);
-            last = Some(report);
-            if step % t.log_every == 0 || step + 1 == t.steps {
-                let seq_per_s = since_log.1 as f64 / since_log.0.elapsed().as_secs_f64().max(1e-9);
-                let (held_out_loss, held_out_accuracy) = held_out.as_ref().map(|b| trainer.evaluate(b)).unzip();
-                since_log = (Instant::now(), 0);
-                let line = MetricsLine {
-                    step,
-                    epoch: sampler.position(step).0,
-                    loss: report.loss,
-                    accuracy: report.accuracy,
-                    lr: report.lr,
-                    grad_norm: report.grad_norm,
-                    seq_per_s,
-                    pad_fraction: batch.pad_fraction(),
-                    elapsed_s: start.elapsed().as_secs_f64(),
-                    world_size: None,
-                    step_time_s: None,
-                    data_wait_s: None,
-                    held_out_loss,
-                    held_out_accuracy,
-                    mlm_loss: report.mlm_loss,
-                };
-                metrics.write(&line).map_err(TrainError::io(&metrics_path))?;
-                match &bar {
-                    Some(bar) => bar.set_message(format!(
-                        "loss {:.4} acc {:.3}{} {seq_per_s:.0} seq/s",
-                        report.loss,
-                        report.accuracy,
-                        held_out_accuracy
-                            .map(|a| format!(" held-out acc {a:.3}"))
-                            .unwrap_or_default()
-                    )),
-                    None => info!(
-                        step,
-                        loss = report.loss,
-                        accuracy = report.accuracy,
-                        held_out_loss,
-                        held_out_accuracy,
-                        mlm_loss = report.mlm_loss,
-                        lr = report.lr,
-                        seq_per_s,
-                        "step"
-                    ),
-                }
-            }
-            if let Some(bar) = &bar {
-                bar.inc(1);
-            }
-            let completed = step + 1;
-            let interrupted = stop.load(Ordering::Relaxed);
-            if let Some(c) = &checkpoints
-                && (c.due(completed) || interrupted || completed == t.steps)
-            {
-                let epoch = sampler.position(completed).0;
-                let final_save = interrupted || completed == t.steps;
-                c.save(
-                    &trainer,
-                    train_state(config, completed, epoch, report.lr, 1, &fingerprint),
-                    final_save,
-                )?;
-            }
-            if interrupted {
-                if let Some(c) = &checkpoints {
-                    c.finish()?;
-                }
-                return Err(TrainError::Interrupted { step: completed });
-            }
-        }
-        if let Some(c) = &checkpoints {
-            c.finish()?;
-        }
-        let timed_steps = (t.steps - first_step).saturating_sub(1).max(1);
-        let seq_per_s = (timed_steps * sequences_per_step) as f64 / after_first.elapsed().as_secs_f64().max(1e-9);
-        match (first, last) {
-            (Some(first), Some(last)) => Ok((first, last, seq_per_s)),
-            _ => Err(TrainError::Setup("no step ran".into())),
-        }
+        let parts = Components {
+            source: &mut Prefetched(receiver),
+            sync: &mut SingleProcess,
+            sink: &mut sink,
+            controller: &mut controller,
+            checkpointer: &checkpointer,
+        };
+        training_loop::run(&mut trainer, first_step, parts, Some(out))
     })?;
-    if let Some(bar) = bar {
-        bar.finish();
-    }
-    let model_path = out.join("model.safetensors");
-    let tmp = out.join("model.safetensors.tmp");
-    trainer.model.save(&tmp)?;
-    std::fs::rename(&tmp, &model_path).map_err(TrainError::io(&model_path))?;
+    let (first, last, seq_per_s) = sink.finish()?;
     Ok(TrainSummary {
         first_loss: first.loss,
         last_loss: last.loss,
         last_accuracy: last.accuracy,
         steps: t.steps,
         seq_per_s,
-        model_path,
-        metrics_path,
+        model_path: out.join(super::MODEL_FILE),
+        metrics_path: out.join(METRICS_FILE),
         dataset_dir: dataset.dir.clone(),
     })
+}
+
+/// Batches from the local builder thread.
+struct Prefetched(mpsc::Receiver<crate::data::Result<StepBatch>>);
+
+impl StepSource for Prefetched {
+    fn next_batch(&mut self, _step: u64) -> Result<StepBatch> {
+        let batch = (self.0.recv()).map_err(|_| TrainError::Setup("the batch builder stopped unexpectedly".into()))?;
+        Ok(batch?)
+    }
+}
+
+/// Step boundaries of a single process: the run's end, stop signals and the checkpoint cadence.
+struct LocalController {
+    stop: Arc<AtomicBool>,
+    end_step: u64,
+    checkpoint_every: Option<u64>,
+}
+
+impl Controller for LocalController {
+    fn decide(&mut self, metrics: &StepMetrics) -> Result<Action> {
+        let boundary = Boundary {
+            completed: metrics.step + 1,
+            end_step: self.end_step,
+            checkpoint_every: self.checkpoint_every,
+            suspend_requested: self.stop.load(Ordering::Relaxed),
+            checkpoint_requested: false,
+        };
+        Ok(boundary.decide().0)
+    }
+}
+
+/// A single process's metrics: `metrics.jsonl` and the progress bar (or log lines) every `train.log_every`
+/// steps, with the held-out batch evaluated there, and the run's summary figures.
+struct LocalMetrics {
+    file: MetricsFile,
+    path: PathBuf,
+    bar: Option<ProgressBar>,
+    held_out: Option<StepBatch>,
+    log_every: u64,
+    end_step: u64,
+    steps_per_epoch: u64,
+    start: Instant,
+    /// When the window of the next line's throughput began, and the sequences trained in it.
+    window: (Instant, u64),
+    /// Sequences of one global step (two views of every pair).
+    sequences_per_step: u64,
+    first: Option<(StepMetrics, Instant)>,
+    last: Option<StepMetrics>,
+}
+
+impl LocalMetrics {
+    /// Continues `out`'s metrics from `first_step` (a resumed run keeps the lines of the steps before it).
+    fn open(
+        out: &Path,
+        first_step: u64,
+        config: &Config,
+        held_out: Option<StepBatch>,
+        steps_per_epoch: u64,
+    ) -> Result<Self> {
+        let path = out.join(METRICS_FILE);
+        let file = MetricsFile::open(out, first_step).map_err(TrainError::io(&path))?;
+        let bar = progress_bar(config.train.steps);
+        if let Some(bar) = &bar {
+            bar.set_position(first_step);
+        }
+        Ok(Self {
+            file,
+            path,
+            bar,
+            held_out,
+            log_every: config.train.log_every,
+            end_step: config.train.steps,
+            steps_per_epoch: steps_per_epoch.max(1),
+            start: Instant::now(),
+            window: (Instant::now(), 0),
+            sequences_per_step: 2 * config.train.batch_size as u64,
+            first: None,
+            last: None,
+        })
+    }
+
+    /// The first and last steps' metrics, and the sequences per second over the run after its first step.
+    fn finish(self) -> Result<(StepMetrics, StepMetrics, f64)> {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+        let (Some((first, after_first)), Some(last)) = (self.first, self.last) else {
+            return Err(TrainError::Setup("no step ran".into()));
+        };
+        let timed_steps = (last.step - first.step).max(1);
+        let seconds = after_first.elapsed().as_secs_f64().max(1e-9);
+        Ok((first, last, (timed_steps * self.sequences_per_step) as f64 / seconds))
+    }
+}
+
+impl MetricsSink for LocalMetrics {
+    fn record(&mut self, metrics: &StepMetrics, _batch: &StepBatch, trainer: &Trainer) -> Result<()> {
+        let step = metrics.step;
+        self.first.get_or_insert((*metrics, Instant::now()));
+        self.last = Some(*metrics);
+        self.window.1 += self.sequences_per_step;
+        if step.is_multiple_of(self.log_every) || step + 1 == self.end_step {
+            let seq_per_s = self.window.1 as f64 / self.window.0.elapsed().as_secs_f64().max(1e-9);
+            let (held_out_loss, held_out_accuracy) = self.held_out.as_ref().map(|b| trainer.evaluate(b)).unzip();
+            self.window = (Instant::now(), 0);
+            let line = MetricsLine {
+                step,
+                epoch: step / self.steps_per_epoch,
+                loss: metrics.loss,
+                accuracy: metrics.accuracy,
+                lr: metrics.lr,
+                grad_norm: metrics.grad_norm,
+                seq_per_s,
+                pad_fraction: metrics.pad_fraction,
+                elapsed_s: self.start.elapsed().as_secs_f64(),
+                world_size: None,
+                step_time_s: None,
+                data_wait_s: None,
+                held_out_loss,
+                held_out_accuracy,
+                mlm_loss: metrics.mlm_loss,
+            };
+            self.file.write(&line).map_err(TrainError::io(&self.path))?;
+            match &self.bar {
+                Some(bar) => bar.set_message(format!(
+                    "loss {:.4} acc {:.3}{} {seq_per_s:.0} seq/s",
+                    metrics.loss,
+                    metrics.accuracy,
+                    held_out_accuracy
+                        .map(|a| format!(" held-out acc {a:.3}"))
+                        .unwrap_or_default()
+                )),
+                None => info!(
+                    step,
+                    loss = metrics.loss,
+                    accuracy = metrics.accuracy,
+                    held_out_loss,
+                    held_out_accuracy,
+                    mlm_loss = metrics.mlm_loss,
+                    lr = metrics.lr,
+                    seq_per_s,
+                    "step"
+                ),
+            }
+        }
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
+        Ok(())
+    }
 }

@@ -15,20 +15,25 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::RecvTimeoutError;
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::checkpointing::{Checkpointing, train_state};
+use super::checkpointing::{Checkpointer, Checkpointing};
 use super::collective::{
-    BackendFacts, WorkerCollective, choose_backend, devices_distinct, nccl_offer, registered_device, worker_device,
+    BackendFacts, WorkerCollective, WorkerSync, choose_backend, devices_distinct, nccl_offer, registered_device,
+    worker_device,
 };
 use super::run::stop_flag;
 use super::step::Trainer;
+use super::training_loop::{self, Components, Controller, StepSource};
 use super::{Result, TrainError};
+use crate::boundary::Action;
+use crate::data::StepBatch;
 use crate::dist::tcp::{RingConfig, TcpRing};
-use crate::worker::{Action, ClientTls, Registration, StepMetrics, Token, WorkerClient};
+use crate::metrics::StepMetrics;
+use crate::worker::{ClientTls, Heartbeat, Registration, Token, WorkerClient};
 
 /// How a worker finds its coordinator and identifies itself.
 #[derive(Debug, Clone)]
@@ -105,7 +110,7 @@ pub fn run_worker(opts: WorkerOptions) -> Result<PathBuf> {
 
 fn train_as_rank(
     client: &WorkerClient,
-    heartbeat: &crate::worker::Heartbeat,
+    heartbeat: &Heartbeat,
     rendezvous: &crate::worker::Rendezvous,
     config: &crate::config::Config,
     (listener, local_rank): (crate::dist::tcp::RingListener, u32),
@@ -168,17 +173,12 @@ fn train_as_rank(
     if resuming && rank > 0 {
         info!(rank, step = rendezvous.start_step, "resumed with rank 0's state");
     }
-    let saver = checkpoints.as_ref();
-    let save = |trainer: &Trainer, completed: u64, lr: f64, final_save: bool| -> Result<()> {
-        let Some(c) = saver else { return Ok(()) };
-        let epoch = completed / rendezvous.steps_per_epoch.max(1);
-        let state = train_state(config, completed, epoch, lr, rendezvous.world_size, fingerprint);
-        c.save(trainer, state, final_save)?;
-        if final_save {
-            c.finish()?;
-        }
-        Ok(())
-    };
+    let checkpointer = Checkpointer::new(
+        checkpoints,
+        fingerprint,
+        rendezvous.world_size,
+        rendezvous.steps_per_epoch,
+    );
     let batches = client
         .batches(rank, rendezvous.start_step, config.pass_layout(), d.prefetch)
         .map_err(|e| setup("batch stream")(e.to_string()))?;
@@ -188,80 +188,74 @@ fn train_as_rank(
         parameters = trainer.model.parameter_count(),
         "worker training"
     );
-    let mut step = rendezvous.start_step;
-    loop {
-        heartbeat.check().map_err(|e| TrainError::Setup(e.to_string()))?;
-        heartbeat.set_step(step);
-        let waited = Instant::now();
-        let batch = match batches.recv_timeout(secs(d.heartbeat_timeout_s)) {
-            Ok(batch) => batch.map_err(|e| setup("batch")(e.to_string()))?,
-            Err(RecvTimeoutError::Timeout) => {
-                return Err(TrainError::Setup(format!(
-                    "no batch for step {step} within {}s",
-                    d.heartbeat_timeout_s
-                )));
-            }
+    let parts = Components {
+        source: &mut CoordinatorStream {
+            batches,
+            heartbeat,
+            timeout: secs(d.heartbeat_timeout_s),
+        },
+        sync: &mut WorkerSync::new(comm, secs(d.collective_timeout_s)),
+        sink: &mut (),
+        controller: &mut CoordinatorControl {
+            client,
+            heartbeat,
+            rank,
+            stop,
+        },
+        checkpointer: &checkpointer,
+    };
+    let model_dir = (rank == 0).then_some(rendezvous.out_dir.as_path());
+    training_loop::run(&mut trainer, rendezvous.start_step, parts, model_dir)?;
+    Ok(rendezvous.out_dir.join(super::MODEL_FILE))
+}
+
+/// The batches the coordinator streams to this rank, while its heartbeat says the job lives.
+struct CoordinatorStream<'a> {
+    batches: Receiver<crate::worker::Result<StepBatch>>,
+    heartbeat: &'a Heartbeat,
+    timeout: Duration,
+}
+
+impl StepSource for CoordinatorStream<'_> {
+    fn next_batch(&mut self, step: u64) -> Result<StepBatch> {
+        self.heartbeat.check().map_err(|e| TrainError::Setup(e.to_string()))?;
+        self.heartbeat.set_step(step);
+        match self.batches.recv_timeout(self.timeout) {
+            Ok(batch) => batch.map_err(|e| setup("batch")(e.to_string())),
+            Err(RecvTimeoutError::Timeout) => Err(TrainError::Setup(format!(
+                "no batch for step {step} within {}s",
+                self.timeout.as_secs_f64()
+            ))),
             Err(RecvTimeoutError::Disconnected) => {
-                return Err(TrainError::Setup(format!("the batch stream ended before step {step}")));
+                Err(TrainError::Setup(format!("the batch stream ended before step {step}")))
             }
-        };
-        let data_wait_s = waited.elapsed().as_secs_f64();
-        let started = Instant::now();
-        let report = trainer
-            .train_step(&batch, comm.collective())
-            .map_err(|e| TrainError::Setup(e.to_string()))?;
-        if !report.loss.is_finite() {
-            return Err(TrainError::Diverged {
-                step,
-                loss: report.loss,
-            });
         }
-        if step == rendezvous.start_step {
-            comm.set_op_timeout(secs(d.collective_timeout_s));
-        }
-        let step_time_s = started.elapsed().as_secs_f64();
-        let metrics = StepMetrics {
-            step,
-            loss: report.loss,
-            accuracy: report.accuracy,
-            seq_per_s: 2.0 * batch.pairs.len() as f64 / (step_time_s + data_wait_s).max(1e-9),
-            lr: report.lr,
-            grad_norm: report.grad_norm,
-            pad_fraction: batch.pad_fraction(),
-            step_time_s,
-            data_wait_s,
-            stop_requested: stop.load(Ordering::Relaxed),
-        };
+    }
+}
+
+/// Step boundaries decided by the coordinator for the whole job: every report carries this process's stop
+/// signal, every answer is the same on every rank.
+struct CoordinatorControl<'a> {
+    client: &'a WorkerClient,
+    heartbeat: &'a Heartbeat,
+    rank: usize,
+    stop: &'a AtomicBool,
+}
+
+impl Controller for CoordinatorControl<'_> {
+    fn decide(&mut self, metrics: &StepMetrics) -> Result<Action> {
+        let stop_requested = self.stop.load(Ordering::Relaxed);
         // After an abort the coordinator may already be gone: the heartbeat knows the real reason.
-        let control = match client.report(rank, &metrics) {
+        let control = match self.client.report(self.rank, metrics, stop_requested) {
             Ok(control) => control,
             Err(e) => {
-                heartbeat
-                    .check()
-                    .map_err(|abort| TrainError::Setup(abort.to_string()))?;
+                (self.heartbeat.check()).map_err(|abort| TrainError::Setup(abort.to_string()))?;
                 return Err(setup("report")(e.to_string()));
             }
         };
         match control.action {
-            Action::Continue => {}
-            Action::Checkpoint => save(&trainer, step + 1, report.lr, false)?,
-            Action::Suspend => {
-                save(&trainer, step + 1, report.lr, true)?;
-                return Err(TrainError::Interrupted { step: step + 1 });
-            }
-            Action::Stop => {
-                save(&trainer, step + 1, report.lr, true)?;
-                break;
-            }
-            Action::Abort => return Err(TrainError::Setup(format!("job aborted: {}", control.reason))),
+            Action::Abort => Err(TrainError::Setup(format!("job aborted: {}", control.reason))),
+            action => Ok(action),
         }
-        step += 1;
     }
-    let model_path = rendezvous.out_dir.join("model.safetensors");
-    if rank == 0 {
-        let tmp = rendezvous.out_dir.join("model.safetensors.tmp");
-        trainer.model.save(&tmp)?;
-        std::fs::rename(&tmp, &model_path).map_err(TrainError::io(&model_path))?;
-    }
-    Ok(model_path)
 }

@@ -24,9 +24,11 @@ pub use heartbeat::{AbortSignal, Heartbeat};
 pub use isoclr_proto::{ErrorKind, TOKEN_ENV, Token, TokenError};
 pub use wire::WireError;
 
+pub use crate::boundary::Action;
 use crate::config::{Config, DistConfig};
 use crate::data::batch::Shard;
 use crate::data::{PassLayout, StepBatch};
+use crate::metrics::StepMetrics;
 
 /// Errors of the worker client. [`WorkerError::kind`] gives the kind to match on.
 #[derive(Debug, thiserror::Error)]
@@ -224,47 +226,6 @@ pub struct Rendezvous {
     pub steps_per_epoch: u64,
     /// Fingerprint of the coordinator's dataset (checkpoints record it).
     pub dataset_fingerprint: String,
-}
-
-/// A rank's metrics of one finished step.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct StepMetrics {
-    /// The step.
-    pub step: u64,
-    /// The global batch's loss (as every rank has it after its all-reduce).
-    pub loss: f64,
-    /// Contrastive accuracy.
-    pub accuracy: f64,
-    /// Sequences per second this rank trained.
-    pub seq_per_s: f64,
-    /// Learning rate of the step.
-    pub lr: f64,
-    /// Gradient norm before clipping.
-    pub grad_norm: f64,
-    /// Fraction of this rank's computed positions that were padding.
-    pub pad_fraction: f64,
-    /// Seconds the step took.
-    pub step_time_s: f64,
-    /// Seconds of it spent waiting for the batch.
-    pub data_wait_s: f64,
-    /// This process received a stop signal: asks the coordinator to suspend the job.
-    pub stop_requested: bool,
-}
-
-/// What to do after a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Train the next step.
-    Continue,
-    /// Write a checkpoint of this step, then continue.
-    Checkpoint,
-    /// The job is done: save the outputs, shut down with status 0.
-    Stop,
-    /// The job is suspended (a stop signal): write a checkpoint of this step, wait for it, shut down with
-    /// status 0; the job resumes from it.
-    Suspend,
-    /// The job failed: stop now and exit non-zero.
-    Abort,
 }
 
 /// The coordinator's answer at a step boundary.
@@ -465,7 +426,8 @@ impl WorkerClient {
     }
 
     /// Reports a finished step; the answer is the step boundary's decision (the same for every rank).
-    pub fn report(&self, rank: usize, metrics: &StepMetrics) -> Result<Control> {
+    /// `stop_requested`: this process received a stop signal, which asks the coordinator to suspend the job.
+    pub fn report(&self, rank: usize, metrics: &StepMetrics, stop_requested: bool) -> Result<Control> {
         let message = StepReport {
             rank: rank as u32,
             step: metrics.step,
@@ -477,7 +439,7 @@ impl WorkerClient {
             pad_fraction: metrics.pad_fraction,
             step_time_s: metrics.step_time_s,
             data_wait_s: metrics.data_wait_s,
-            stop_requested: metrics.stop_requested,
+            stop_requested,
         };
         let timeout = self.rpc_timeout;
         let control = self.call("report", timeout, |mut client| async move {

@@ -13,7 +13,7 @@ use tch::Device;
 use super::{Result, TrainError};
 use crate::config::{CollectiveBackend, DeviceChoice};
 use crate::dist::tcp::TcpRing;
-use crate::dist::{Collective, DistError, SingleProcess};
+use crate::dist::{Collective, DistError};
 use crate::worker::Peer;
 
 /// The device of the worker with `local_rank` on its host: GPU `local_rank mod count` when `choice`
@@ -179,49 +179,6 @@ impl WorkerCollective {
             Self::Tcp(_) => "tcp",
             #[cfg(feature = "nccl")]
             Self::Nccl(..) => "nccl",
-        }
-    }
-}
-
-/// How a step meets the other ranks: the identity for one process ([`SingleProcess`]), the TCP ring or NCCL
-/// for a worker. The step reaches every gather and reduction through [`GradientSync::collective`].
-pub trait GradientSync {
-    /// The collective the step uses.
-    fn collective(&mut self) -> &mut dyn Collective;
-    /// Told after every completed step (a worker tightens its start-up timeouts after the first).
-    fn step_completed(&mut self) {}
-}
-
-impl GradientSync for SingleProcess {
-    fn collective(&mut self) -> &mut dyn Collective {
-        self
-    }
-}
-
-/// A worker's collective with generous timeouts until its first step completes, `steady` ones after.
-pub struct WorkerSync {
-    comm: WorkerCollective,
-    steady: Option<Duration>,
-}
-
-impl WorkerSync {
-    /// `comm`, whose operations get `steady` as their timeout once the first step has completed.
-    pub fn new(comm: WorkerCollective, steady: Duration) -> Self {
-        Self {
-            comm,
-            steady: Some(steady),
-        }
-    }
-}
-
-impl GradientSync for WorkerSync {
-    fn collective(&mut self) -> &mut dyn Collective {
-        self.comm.collective()
-    }
-
-    fn step_completed(&mut self) {
-        if let Some(timeout) = self.steady.take() {
-            self.comm.set_op_timeout(timeout);
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod run;
 pub mod schedule;
 pub mod snapshot;
 pub mod step;
+pub mod sync;
 pub mod training_loop;
 pub mod worker_loop;
 
@@ -37,6 +38,18 @@ pub enum TrainError {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// A collective operation among the ranks failed (a lost peer, a timeout, NCCL).
+    #[error("collective: {0}")]
+    Collective(#[from] crate::dist::DistError),
+    /// A tensor operation failed.
+    #[error("{what}: {source}")]
+    Tensor {
+        /// What was being done.
+        what: String,
+        /// libtorch's error.
+        #[source]
+        source: tch::TchError,
     },
     /// The requested device is not available, or the run is misconfigured.
     #[error("{0}")]

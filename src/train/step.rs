@@ -1,15 +1,18 @@
-//! One optimiser step of contrastive training on one device: encode the micro-batches, project, gather the
-//! global batch's projections, loss, backward, sum gradients across ranks, clip, AdamW.
+//! One optimiser step of contrastive training, written for one device: encode the micro-batches, project,
+//! gather the global batch's projections, loss, backward, sum gradients across ranks, clip, AdamW. Every
+//! exchange with other ranks is a call into [`super::sync`], which is the identity for one process.
 
 use tch::{Device, Kind, Tensor};
 
+use super::TrainError;
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::Schedule;
+use super::sync::TensorExchange;
 use crate::config::Config;
 use crate::config::{BatchStatistics, Pooling};
 use crate::data::StepBatch;
 use crate::data::sampler::rng_for;
-use crate::dist::{Collective, DeviceCollective, DistError, ReduceOp};
+use crate::dist::Collective;
 use crate::model::{Model, Views, contrastive_accuracy, contrastive_loss, group_size_weight, in_row_order};
 use rand::RngCore;
 
@@ -60,25 +63,21 @@ impl Trainer {
     /// Makes every rank start from rank 0's weights and normalisation statistics, and with `optimizer` also
     /// from its optimiser state (moments and step count): a resumed job reads its checkpoint on rank 0
     /// alone and hands it on this way, one read of storage instead of one per rank.
-    pub fn broadcast_state(&mut self, comm: &mut dyn Collective, optimizer: bool) -> Result<(), DistError> {
+    pub fn broadcast_state(&mut self, comm: &mut dyn Collective, optimizer: bool) -> Result<(), TrainError> {
         let mut tensors: Vec<Tensor> = self.model.named_tensors().into_iter().map(|(_, t)| t).collect();
         if optimizer {
             tensors.extend(self.optimizer.moments());
         }
-        let mut flat = flatten(&tensors);
         // The step count travels as two f32 values below 2^24 each, which f32 holds exactly.
         const HALF: u32 = 24;
+        let step = self.optimizer.step_count();
+        let mut count = [(step >> HALF) as f32, (step & ((1 << HALF) - 1)) as f32];
+        let extra: &mut [f32] = if optimizer { &mut count } else { &mut [] };
+        comm.broadcast_from_first(&tensors, extra)?;
         if optimizer {
-            let step = self.optimizer.step_count();
-            flat.extend([(step >> HALF) as f32, (step & ((1 << HALF) - 1)) as f32]);
+            self.optimizer
+                .set_step_count(((count[0] as i64) << HALF) | count[1] as i64);
         }
-        comm.broadcast(&mut flat, 0)?;
-        if optimizer {
-            let (high, low) = (flat[flat.len() - 2] as i64, flat[flat.len() - 1] as i64);
-            self.optimizer.set_step_count((high << HALF) | low);
-            flat.truncate(flat.len() - 2);
-        }
-        unflatten_into(&flat, &tensors);
         Ok(())
     }
 
@@ -113,7 +112,7 @@ impl Trainer {
     /// With one process `comm` is [`SingleProcess`], every collective is the identity and the projections
     /// and their gradients stay on the device. With `train.gradient_cache` the encoder runs twice, the
     /// second time one micro-batch at a time with its activations (docs/DESIGN.md, "Gradient caching").
-    pub fn train_step(&mut self, batch: &StepBatch, comm: &mut dyn Collective) -> Result<StepReport, DistError> {
+    pub fn train_step(&mut self, batch: &StepBatch, comm: &mut dyn Collective) -> Result<StepReport, TrainError> {
         let t = &self.config.train;
         let rank = comm.rank() as u64;
         let n = batch.pairs.len() as i64;
@@ -140,33 +139,10 @@ impl Trainer {
             let local = Views::normalised(&projections.narrow(0, 0, n), &projections.narrow(0, n, n));
             (embeddings, local, mlm)
         });
-        // The whole batch's projections, as leaves whose gradient is this rank's share of dL/dZ. One
-        // process keeps them on the device; several exchange them through the collective, on the device
-        // when it has device collectives (NCCL), else through host buffers.
-        let gather = |comm: &mut dyn Collective, z: &Tensor| -> Result<Tensor, DistError> {
-            let local = z.detach().to_kind(Kind::Float).contiguous();
-            if let Some(collective) = comm.device_collective().filter(|_| cuda) {
-                let all = Tensor::empty([total, local.size()[1]], (Kind::Float, device));
-                // SAFETY: both are contiguous f32 tensors on this rank's device, alive until the call has
-                // enqueued the gather; later kernels that reuse their memory run after it on the same stream.
-                unsafe {
-                    collective.all_gather_device(local.data_ptr() as u64, all.data_ptr() as u64, local.numel())?;
-                }
-                return Ok(all.set_requires_grad(true));
-            }
-            if comm.world_size() == 1 {
-                return Ok(local.set_requires_grad(true));
-            }
-            let mut all = vec![0f32; (total * z.size()[1]) as usize];
-            comm.all_gather(&flatten(&[local]), &mut all)?;
-            Ok(Tensor::from_slice(&all)
-                .view([total, -1])
-                .to_device(device)
-                .set_requires_grad(true))
-        };
+        // The whole batch's projections, as leaves whose gradient is this rank's share of dL/dZ.
         let global = Views {
-            z1: gather(comm, &local.z1)?,
-            z2: gather(comm, &local.z2)?,
+            z1: comm.gather_rows(&local.z1, total)?,
+            z2: comm.gather_rows(&local.z2, total)?,
         };
         let weights = t.weight_by_group_size.then(|| {
             let w: Vec<f32> = batch
@@ -178,20 +154,7 @@ impl Trainer {
         });
         let share = contrastive_loss(t.loss, &global, batch.offset as i64, n, t.temperature, weights.as_ref());
         share.backward();
-        let both = Tensor::stack(&[global.z1.grad(), global.z2.grad()], 0).to_kind(Kind::Float);
-        let summed = if let Some(collective) = comm.device_collective().filter(|_| cuda) {
-            let both = both.contiguous();
-            // SAFETY: a contiguous f32 tensor on this rank's device, used after the reduction only through
-            // kernels queued behind it on the same stream.
-            unsafe { collective.all_reduce_device(both.data_ptr() as u64, both.numel(), ReduceOp::Sum)? };
-            both
-        } else if comm.world_size() == 1 {
-            both
-        } else {
-            let mut grads = flatten(&[both]);
-            comm.all_reduce(&mut grads, ReduceOp::Sum)?;
-            Tensor::from_slice(&grads).view([2, total, -1]).to_device(device)
-        };
+        let summed = comm.sum(&Tensor::stack(&[global.z1.grad(), global.z2.grad()], 0))?;
         let own = |view: i64| summed.get(view).narrow(0, batch.offset as i64, n);
         // Back-propagate the summed gradient of the local rows: ⟨z, g⟩ has exactly g as its gradient in z.
         let surrogate = (&local.z1 * own(0)).sum(Kind::Float) + (&local.z2 * own(1)).sum(Kind::Float);
@@ -225,109 +188,24 @@ impl Trainer {
                 }
             });
         }
-        self.all_reduce_gradients(comm)?;
+        let grads: Vec<Tensor> = (self.model.named_parameters().into_iter())
+            .map(|(_, p)| p.grad())
+            .filter(Tensor::defined)
+            .collect();
+        comm.sum_in_place(&grads)?;
         let grad_norm = self.optimizer.clip_gradients(t.clip, t.clip_norm);
         let lr = self.lr(batch.step);
         self.optimizer.step(lr);
         // Values are read back only now: each read waits for the device, and an earlier one would leave
         // it idle while the host queues the clip and the update.
-        let mut loss = [share.to_kind(Kind::Float).double_value(&[]) as f32];
-        comm.all_reduce(&mut loss, ReduceOp::Sum)?;
+        let loss = comm.sum_value(share.to_kind(Kind::Float).double_value(&[]) as f32)?;
         Ok(StepReport {
-            loss: f64::from(loss[0]),
+            loss: f64::from(loss),
             accuracy: contrastive_accuracy(&global),
             lr,
             grad_norm: grad_norm.double_value(&[]),
             mlm_loss: mlm.map(|l| l.double_value(&[])),
         })
-    }
-
-    /// Sums every parameter's gradient across ranks, in buckets of at most [`BUCKET_VALUES`] values: on the
-    /// device when the backend has device collectives (each bucket reduced as one flat tensor, then copied
-    /// back, all queued without a host wait), else through host buffers.
-    fn all_reduce_gradients(&self, comm: &mut dyn Collective) -> Result<(), DistError> {
-        let on_device = self.model.vars.device().is_cuda() && comm.device_collective().is_some();
-        if comm.world_size() == 1 && !on_device {
-            return Ok(());
-        }
-        let grads: Vec<Tensor> = self
-            .model
-            .named_parameters()
-            .into_iter()
-            .map(|(_, p)| p.grad())
-            .filter(Tensor::defined)
-            .collect();
-        let mut bucket: Vec<Tensor> = Vec::new();
-        let mut values = 0;
-        for (i, g) in grads.iter().enumerate() {
-            bucket.push(g.shallow_clone());
-            values += g.numel();
-            if values >= BUCKET_VALUES || i + 1 == grads.len() {
-                match comm.device_collective().filter(|_| on_device) {
-                    Some(collective) => all_reduce_on_device(collective, &bucket)?,
-                    None => {
-                        let mut flat = flatten(&bucket);
-                        comm.all_reduce(&mut flat, ReduceOp::Sum)?;
-                        unflatten_into(&flat, &bucket);
-                    }
-                }
-                bucket.clear();
-                values = 0;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Gradient values per all-reduce call: large enough to amortise latency, small enough to bound the copy.
-pub const BUCKET_VALUES: usize = 4 << 20;
-
-/// Sums `tensors` (f32, on the collective's device) across ranks: one flat device copy, reduced in place,
-/// copied back.
-fn all_reduce_on_device(collective: &mut dyn DeviceCollective, tensors: &[Tensor]) -> Result<(), DistError> {
-    let flat = concatenated(tensors);
-    // SAFETY: a contiguous f32 tensor on the device, read back below only by kernels queued after the
-    // reduction on the same stream.
-    unsafe { collective.all_reduce_device(flat.data_ptr() as u64, flat.numel(), ReduceOp::Sum)? };
-    scatter_into(&flat, tensors);
-    Ok(())
-}
-
-/// `tensors` as one contiguous flat `f32` tensor on their device, in order.
-fn concatenated(tensors: &[Tensor]) -> Tensor {
-    let parts: Vec<Tensor> = tensors
-        .iter()
-        .map(|t| t.detach().to_kind(Kind::Float).reshape([-1]))
-        .collect();
-    Tensor::cat(&parts, 0).contiguous()
-}
-
-/// Copies `flat` (laid out as [`concatenated`] lays out `tensors`) back into `tensors`.
-fn scatter_into(flat: &Tensor, tensors: &[Tensor]) {
-    tch::no_grad(|| {
-        let mut start = 0;
-        for t in tensors {
-            let len = t.numel() as i64;
-            t.shallow_clone()
-                .copy_(&flat.narrow(0, start, len).view(t.size().as_slice()));
-            start += len;
-        }
-    });
-}
-
-/// Copies tensors into one flat host `f32` buffer, in order.
-fn flatten(tensors: &[Tensor]) -> Vec<f32> {
-    if tensors.is_empty() {
-        return Vec::new();
-    }
-    Vec::<f32>::try_from(&concatenated(tensors).to_device(Device::Cpu)).unwrap_or_default()
-}
-
-/// Copies a flat host buffer back into `tensors` (same order and sizes as [`flatten`] produced), in one
-/// upload to their device.
-fn unflatten_into(flat: &[f32], tensors: &[Tensor]) {
-    if let Some(first) = tensors.first() {
-        scatter_into(&Tensor::from_slice(flat).to_device(first.device()), tensors);
     }
 }
 

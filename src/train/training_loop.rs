@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::checkpointing::Checkpointer;
-use super::collective::GradientSync;
 use super::step::Trainer;
+use super::sync::GradientSync;
 use super::{Result, TrainError};
 use crate::boundary::Action;
 use crate::data::StepBatch;
@@ -80,9 +80,7 @@ pub fn run(trainer: &mut Trainer, first_step: u64, parts: Components, model_dir:
         let batch = source.next_batch(step)?;
         let data_wait_s = waited.elapsed().as_secs_f64();
         let started = Instant::now();
-        let report = trainer
-            .train_step(&batch, sync.collective())
-            .map_err(|e| TrainError::Setup(e.to_string()))?;
+        let report = trainer.train_step(&batch, sync.collective())?;
         if !report.loss.is_finite() {
             return Err(TrainError::Diverged {
                 step,

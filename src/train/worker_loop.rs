@@ -22,11 +22,11 @@ use tracing::{info, warn};
 
 use super::checkpointing::{Checkpointer, Checkpointing};
 use super::collective::{
-    BackendFacts, WorkerCollective, WorkerSync, choose_backend, devices_distinct, nccl_offer, registered_device,
-    worker_device,
+    BackendFacts, WorkerCollective, choose_backend, devices_distinct, nccl_offer, registered_device, worker_device,
 };
 use super::run::stop_flag;
 use super::step::Trainer;
+use super::sync::WorkerSync;
 use super::training_loop::{self, Components, Controller, StepSource};
 use super::{Result, TrainError};
 use crate::boundary::Action;
@@ -167,9 +167,7 @@ fn train_as_rank(
     if let Some(c) = checkpoints.as_ref().filter(|_| resuming) {
         c.resume_at(&mut trainer, rendezvous.start_step, fingerprint)?;
     }
-    trainer
-        .broadcast_state(comm.collective(), resuming)
-        .map_err(|e| setup("broadcast")(e.to_string()))?;
+    trainer.broadcast_state(comm.collective(), resuming)?;
     if resuming && rank > 0 {
         info!(rank, step = rendezvous.start_step, "resumed with rank 0's state");
     }

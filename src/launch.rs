@@ -5,6 +5,7 @@
 //! Knows processes, the coordinator and checkpoints' `state.json`, not tensors: the workers are
 //! `isoclr worker` child processes.
 
+use crate::shutdown::Shutdown;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -113,12 +114,14 @@ fn wait_children(children: &mut [Child], deadline: Duration) -> Vec<(usize, Opti
 /// Runs a job of `workers` worker processes on this machine, with outputs in `out`; `isoclr` is the binary
 /// the workers run. Resumes from the newest usable checkpoint under `checkpoint.url` when there is one, and
 /// starts the job again that way when a worker dies, up to `train.max_restarts` times. Returns once every
-/// process has ended; a job suspended by a signal returns an outcome with `suspended_after` set.
+/// process has ended; a job suspended by a request of `shutdown` returns an outcome with `suspended_after`
+/// set.
 pub fn run_local_job(
     config: &Config,
     out: &Path,
     workers: usize,
     isoclr: PathBuf,
+    shutdown: &Shutdown,
 ) -> Result<CoordinatorOutcome, LaunchError> {
     std::fs::create_dir_all(out).map_err(|e| LaunchError::Worker(format!("{}: {e}", out.display())))?;
     let config_path = out.join("config.toml");
@@ -129,7 +132,7 @@ pub fn run_local_job(
     let mut restarts = 0;
     loop {
         let start_step = resume_step(config, &dataset)?;
-        match run_attempt(config, out, workers, &isoclr, dataset.clone(), start_step) {
+        match run_attempt(config, out, workers, &isoclr, dataset.clone(), start_step, shutdown) {
             Err(e) if e.is_restartable() && restarts < max_restarts => {
                 restarts += 1;
                 warn!(
@@ -170,6 +173,7 @@ fn run_attempt(
     isoclr: &Path,
     dataset: Arc<Dataset>,
     start_step: u64,
+    shutdown: &Shutdown,
 ) -> Result<CoordinatorOutcome, LaunchError> {
     let token = Token::generate();
     let mut options = CoordinatorOptions::new(config.clone(), dataset, workers, token.clone(), out.to_owned());
@@ -184,7 +188,7 @@ fn run_attempt(
         let coordinator = Coordinator::bind(options).await?;
         let addr = coordinator.local_addr().to_string();
         let handle = coordinator.handle();
-        crate::coord::watch_signals(handle.clone())?;
+        crate::coord::watch_shutdown(shutdown.clone(), handle.clone());
         info!(%addr, workers, start_step, "coordinator listening; starting workers");
         for local_rank in 0..workers {
             match spawn_worker(isoclr, &addr, local_rank, &token) {

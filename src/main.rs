@@ -14,6 +14,7 @@ use isoclr::data::Dataset;
 use isoclr::data::dataset::DEFAULT_MAX_LEN;
 use isoclr::data::prep::{CdsSource, PrepInput, PrepOptions, Unstranded, prep};
 use isoclr::data::synth::{SynthOptions, synth};
+use isoclr::shutdown::Shutdown;
 use isoclr::train::worker_loop::{WorkerOptions, run_worker};
 use isoclr::worker::{ClientTls, Token};
 
@@ -267,6 +268,17 @@ fn read_tasks(paths: &[PathBuf]) -> Result<Vec<isoclr::probe::task::ProbeTask>> 
 }
 
 impl Command {
+    /// Whether the command heeds stop signals, suspending at a step boundary (`Some`), and whether SIGINT
+    /// cancels it (`Some(true)`, a coordinator) instead of ending the process at once. `None`: signals keep
+    /// their default actions.
+    fn heeds_signals(&self) -> Option<bool> {
+        match self {
+            Self::Train { .. } | Self::Worker { .. } => Some(false),
+            Self::Coordinator { .. } => Some(true),
+            _ => None,
+        }
+    }
+
     /// Whether the command runs libtorch (and so needs its CUDA backend loaded first).
     fn uses_torch(&self) -> bool {
         !matches!(
@@ -309,7 +321,7 @@ fn probe(
     out: &Path,
     positions_per_pass: usize,
     device: tch::Device,
-    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    stop: Option<Shutdown>,
     no_baselines: bool,
 ) -> Result<()> {
     let data_dir = if Path::new(checkpoint).join("model.safetensors").is_file() {
@@ -353,7 +365,12 @@ fn probe(
 }
 
 /// The probes of `[probe] tasks` on a finished run's model (`out`), into `out/probes`.
-fn probe_after_training(config: &Config, tasks: &[isoclr::probe::task::ProbeTask], out: &Path) -> Result<()> {
+fn probe_after_training(
+    config: &Config,
+    tasks: &[isoclr::probe::task::ProbeTask],
+    out: &Path,
+    shutdown: &Shutdown,
+) -> Result<()> {
     if tasks.is_empty() {
         return Ok(());
     }
@@ -362,15 +379,14 @@ fn probe_after_training(config: &Config, tasks: &[isoclr::probe::task::ProbeTask
     }
     let device = isoclr::train::run::select_device(config.train.device)?;
     let checkpoint = out.to_str().context("the output directory's name is not UTF-8")?;
-    // Training installed handlers that turn SIGTERM/SIGUSR2 into a flag; the probes must heed it too.
-    let stop = isoclr::train::run::stop_flag()?;
+    // The probes heed the training job's stop signals too.
     probe(
         checkpoint,
         tasks,
         &out.join("probes"),
         EMBED_POSITIONS_PER_PASS,
         device,
-        Some(stop),
+        Some(shutdown.clone()),
         false,
     )
     .context("the probes after training failed (the trained model is saved; re-run them with `isoclr probe`)")
@@ -620,6 +636,11 @@ fn run() -> Result<()> {
     let cuda_loaded = cli.command.uses_torch() && isoclr::device::init();
     init_tracing();
     tracing::debug!(cuda_loaded, "libtorch initialised");
+    // The one place signal handlers are installed; everything that stops at a boundary is handed this.
+    let shutdown = match cli.command.heeds_signals() {
+        Some(interrupt_cancels) => Shutdown::on_signals(interrupt_cancels).context("cannot watch signals")?,
+        None => Shutdown::new(),
+    };
     match cli.command {
         Command::Synth {
             out,
@@ -751,7 +772,7 @@ fn run() -> Result<()> {
             match workers.or((gpus > 1).then_some(gpus)) {
                 Some(n) => {
                     let me = std::env::current_exe().context("cannot locate the isoclr binary")?;
-                    let outcome = match isoclr::launch::run_local_job(&config, &out, n, me) {
+                    let outcome = match isoclr::launch::run_local_job(&config, &out, n, me, &shutdown) {
                         Err(isoclr::launch::LaunchError::Coordinator(e)) => exit_if_interrupted(Err(e))?,
                         // A re-run of a finished job: nothing to do, and nothing failed.
                         Err(e @ isoclr::launch::LaunchError::AlreadyComplete { .. }) => {
@@ -771,7 +792,7 @@ fn run() -> Result<()> {
                     println!("metrics:          {}", outcome.metrics_path.display());
                 }
                 None => {
-                    let s = match isoclr::train::train(&config, &out) {
+                    let s = match isoclr::train::train(&config, &out, &shutdown) {
                         Err(e @ isoclr::train::TrainError::Interrupted { .. }) => exit_resumable(&e.to_string()),
                         // A re-run of a finished job: nothing to do, and nothing failed.
                         Err(e @ isoclr::train::TrainError::AlreadyComplete { .. }) => {
@@ -795,7 +816,7 @@ fn run() -> Result<()> {
                 }
             }
             println!("configuration:    {}", out.join("config.toml").display());
-            probe_after_training(&config, &probe_tasks, &out)?;
+            probe_after_training(&config, &probe_tasks, &out, &shutdown)?;
         }
         Command::Coordinator {
             layers,
@@ -821,7 +842,7 @@ fn run() -> Result<()> {
             let mut options = CoordinatorOptions::new(config, dataset, workers, token, out);
             options.addr_file = addr_file;
             options.start_step = start_step;
-            let outcome = exit_if_interrupted(run_coordinator(options))?;
+            let outcome = exit_if_interrupted(run_coordinator(options, shutdown))?;
             exit_if_suspended(&outcome);
             println!(
                 "job finished: {} steps, {:.0} sequences/s",
@@ -858,7 +879,7 @@ fn run() -> Result<()> {
                 rpc_timeout: Duration::from_secs_f64(dist.rpc_timeout_s),
                 rendezvous_timeout: Duration::from_secs_f64(dist.rendezvous_timeout_s),
             };
-            match run_worker(options) {
+            match run_worker(options, &shutdown) {
                 Err(e @ isoclr::train::TrainError::Interrupted { .. }) => exit_resumable(&e.to_string()),
                 other => other?,
             };

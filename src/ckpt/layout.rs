@@ -135,11 +135,14 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// The manifest as written: pretty JSON with a final newline.
-    pub(crate) fn to_bytes(&self) -> Bytes {
-        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+    /// The manifest as written: pretty JSON with a final newline. Errors rather than writing an empty
+    /// manifest over the files it lists.
+    pub(crate) fn to_bytes(&self) -> Result<Bytes, CheckpointError> {
+        let mut text = serde_json::to_string_pretty(self).map_err(|e| CheckpointError::Invalid {
+            why: format!("the manifest cannot be written as JSON: {e}"),
+        })?;
         text.push('\n');
-        Bytes::from(text)
+        Ok(Bytes::from(text))
     }
 }
 
@@ -283,10 +286,10 @@ mod tests {
             manifest.files[1].sha256,
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-        let parsed = Manifest::parse(&manifest.to_bytes(), 7, "m").unwrap();
+        let parsed = Manifest::parse(&manifest.to_bytes().unwrap(), 7, "m").unwrap();
         assert_eq!(parsed, manifest);
         assert!(matches!(
-            Manifest::parse(&manifest.to_bytes(), 8, "m"),
+            Manifest::parse(&manifest.to_bytes().unwrap(), 8, "m"),
             Err(CheckpointError::Corrupt { .. })
         ));
         assert!(matches!(
@@ -295,7 +298,7 @@ mod tests {
         ));
         let mut newer = manifest.clone();
         newer.version = MANIFEST_VERSION + 1;
-        let err = Manifest::parse(&newer.to_bytes(), 7, "s3://b/step-00000007/manifest.json").unwrap_err();
+        let err = Manifest::parse(&newer.to_bytes().unwrap(), 7, "s3://b/step-00000007/manifest.json").unwrap_err();
         assert!(err.to_string().contains("s3://b/step-00000007/manifest.json"), "{err}");
     }
 }

@@ -65,10 +65,12 @@ impl TrainState {
         Ok(state)
     }
 
-    /// `state.json`'s bytes.
-    pub fn to_json(&self) -> Bytes {
-        // A struct of strings and numbers always serialises.
-        Bytes::from(serde_json::to_vec_pretty(self).unwrap_or_default())
+    /// `state.json`'s bytes. Errors rather than saving an empty file.
+    pub fn to_json(&self) -> Result<Bytes> {
+        let json = serde_json::to_vec_pretty(self).map_err(|e| CheckpointError::Invalid {
+            why: format!("state.json cannot be written: {e}"),
+        })?;
+        Ok(Bytes::from(json))
     }
 
     /// Refuses a checkpoint of another dataset than the one with `fingerprint`.
@@ -145,8 +147,8 @@ mod tests {
     fn the_resume_point_is_the_newest_checkpoint_of_this_dataset() {
         let store = CheckpointStore::open("memory://", Default::default()).unwrap();
         assert_eq!(store.resume_point(true, "abc").unwrap(), None);
-        save(&store, 4, state(4, "abc").to_json());
-        save(&store, 8, state(8, "abc").to_json());
+        save(&store, 4, state(4, "abc").to_json().unwrap());
+        save(&store, 8, state(8, "abc").to_json().unwrap());
         let (loaded, found) = store.resume_point(true, "abc").unwrap().unwrap();
         assert_eq!((loaded.step, found), (8, state(8, "abc")));
         let err = store.resume_point(true, "0123456789abcdef-other").unwrap_err();
@@ -160,7 +162,7 @@ mod tests {
     #[test]
     fn a_missing_or_mismatched_state_is_damage() {
         let store = CheckpointStore::open("memory://", Default::default()).unwrap();
-        save(&store, 3, state(5, "abc").to_json());
+        save(&store, 3, state(5, "abc").to_json().unwrap());
         let err = store.resume_point(true, "abc").unwrap_err();
         assert!(err.is_damage() && err.to_string().contains("says step 5"), "{err}");
         save(&store, 6, Bytes::from_static(b"{"));

@@ -184,7 +184,7 @@ impl CheckpointStore {
         for (name, data) in &files {
             self.storage.put(&format!("{dir}/{name}"), data.clone()).await?;
         }
-        self.storage.put(&manifest_key, manifest.to_bytes()).await?;
+        self.storage.put(&manifest_key, manifest.to_bytes()?).await?;
         self.storage.put(LATEST, layout::latest_contents(step)).await?;
         let deleted = match self.apply_retention(step).await {
             Ok(deleted) => deleted,

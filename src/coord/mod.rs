@@ -22,7 +22,7 @@ use std::time::Duration;
 
 pub use isoclr_proto::{ErrorKind, Token};
 pub use plan::Planner;
-pub use server::{Coordinator, CoordinatorHandle, run_coordinator, stop_grace, watch_signals};
+pub use server::{Coordinator, CoordinatorHandle, run_coordinator, stop_grace, watch_shutdown};
 
 use crate::config::Config;
 use crate::data::{DataError, Dataset};

@@ -23,6 +23,7 @@ use super::plan::Planner;
 use super::service::{JobFacts, Service, Shared};
 use super::state::{Job, Limits, StepLine};
 use super::{CoordError, CoordinatorOptions, CoordinatorOutcome, Result};
+use crate::shutdown::Shutdown;
 
 /// How long `serve` waits for the gRPC server to close its connections after the job ended.
 const SERVER_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -218,7 +219,7 @@ impl Coordinator {
     }
 
     /// Serves the job until every worker has shut down after the last step or a suspension (`Ok`), or the
-    /// job fails. [`CoordinatorHandle`] (and [`watch_signals`]) suspend or abort it from outside.
+    /// job fails. [`CoordinatorHandle`] (and [`watch_shutdown`]) suspend or abort it from outside.
     ///
     /// After a failure every remaining worker is told
     /// ABORT (at most about two heartbeat intervals) before this returns the failure:
@@ -339,44 +340,33 @@ impl Coordinator {
     }
 }
 
-/// Turns this process's signals into decisions for the job, for as long as the runtime runs: SIGTERM and
-/// SIGUSR2 (what Slurm sends before a time limit or pre-emption; not SIGUSR1, which NCCL may take) suspend
-/// it at the next step boundary with a checkpoint; SIGINT aborts it. Must be called within a tokio runtime.
-///
-/// Errors when the signal handlers cannot be installed.
-pub fn watch_signals(handle: CoordinatorHandle) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let install =
-        |kind: SignalKind| signal(kind).map_err(|e| CoordError::Transport(format!("cannot watch signals: {e}")));
-    let mut term = install(SignalKind::terminate())?;
-    let mut usr2 = install(SignalKind::user_defined2())?;
-    let mut int = install(SignalKind::interrupt())?;
+/// Turns the process's stop requests into decisions for the job, for as long as the runtime runs: a
+/// suspension (SIGTERM, SIGUSR2) suspends it at the next step boundary with a checkpoint; a cancellation
+/// (SIGINT) aborts it. Must be called within a tokio runtime.
+pub fn watch_shutdown(shutdown: Shutdown, handle: CoordinatorHandle) {
     tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SHUTDOWN_POLL);
         loop {
-            let name = tokio::select! {
-                Some(()) = term.recv() => "SIGTERM",
-                Some(()) = usr2.recv() => "SIGUSR2",
-                Some(()) = int.recv() => {
-                    warn!("SIGINT: cancelling the job");
-                    handle.cancel("SIGINT");
-                    continue;
-                }
-                else => return,
-            };
-            warn!(
-                signal = name,
-                "suspending the job at the next step boundary, with a checkpoint"
-            );
-            handle.request_suspend();
+            tick.tick().await;
+            if shutdown.take_cancel() {
+                warn!("cancelling the job (SIGINT)");
+                handle.cancel("SIGINT");
+            }
+            if shutdown.take_suspend() {
+                warn!("suspending the job at the next step boundary, with a checkpoint");
+                handle.request_suspend();
+            }
         }
     });
-    Ok(())
 }
 
+/// How often [`watch_shutdown`] looks at the requests: short against a step, long against a poll's cost.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
+
 /// Runs a whole job on a runtime of its own (for the `isoclr coordinator` process): binds, serves, and
-/// suspends or aborts the job on signals ([`watch_signals`]). Same errors as [`Coordinator::bind`] and
-/// [`Coordinator::serve`].
-pub fn run_coordinator(opts: CoordinatorOptions) -> Result<CoordinatorOutcome> {
+/// suspends or aborts the job on the requests of `shutdown` ([`watch_shutdown`]). Same errors as
+/// [`Coordinator::bind`] and [`Coordinator::serve`].
+pub fn run_coordinator(opts: CoordinatorOptions, shutdown: Shutdown) -> Result<CoordinatorOutcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("isoclr-coordinator")
@@ -384,7 +374,7 @@ pub fn run_coordinator(opts: CoordinatorOptions) -> Result<CoordinatorOutcome> {
         .map_err(|e| CoordError::Transport(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
         let coordinator = Coordinator::bind(opts).await?;
-        watch_signals(coordinator.handle())?;
+        watch_shutdown(shutdown, coordinator.handle());
         coordinator.serve().await
     })
 }

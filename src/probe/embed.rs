@@ -316,7 +316,7 @@ mod tests {
                 3,
                 vec![
                     ("model.safetensors".into(), weights.into()),
-                    (STATE_FILE.into(), state.to_json()),
+                    (STATE_FILE.into(), state.to_json().unwrap()),
                 ],
             )
             .unwrap();

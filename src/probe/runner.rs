@@ -117,15 +117,16 @@ pub struct RunnerOptions {
     pub random_seed: u64,
     /// Show progress bars (off in tests and non-interactive logs).
     pub progress: bool,
-    /// Checked before every fit: once set, the run ends with [`RunnerError::Interrupted`]. A training job
-    /// passes the flag its stop signals set, so they still end the process while it probes.
-    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Checked before every fit: once a suspension is requested, the run ends with
+    /// [`RunnerError::Interrupted`]. A training job passes its process's requests, so its stop signals still
+    /// end it while it probes.
+    pub stop: Option<crate::shutdown::Shutdown>,
 }
 
 impl RunnerOptions {
     fn check_stop(&self) -> Result<(), RunnerError> {
         match &self.stop {
-            Some(flag) if flag.load(std::sync::atomic::Ordering::Relaxed) => Err(RunnerError::Interrupted),
+            Some(shutdown) if shutdown.suspend_requested() => Err(RunnerError::Interrupted),
             _ => Ok(()),
         }
     }

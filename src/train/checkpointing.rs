@@ -116,7 +116,7 @@ impl Checkpointing {
         let files = vec![
             ("model.safetensors".to_owned(), Bytes::from(snapshot.model)),
             ("optimizer.safetensors".to_owned(), Bytes::from(snapshot.optimizer)),
-            (STATE_FILE.to_owned(), state.to_json()),
+            (STATE_FILE.to_owned(), state.to_json().map_err(ckpt_error)?),
         ];
         if final_save {
             self.saver

@@ -21,8 +21,7 @@ use crate::data::batch::build_step;
 use crate::data::{Augment, Dataset, Sampler, StepBatch};
 use crate::dist::SingleProcess;
 use crate::metrics::{METRICS_FILE, MetricsFile, MetricsLine, StepMetrics};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::shutdown::Shutdown;
 
 /// Batches prepared ahead of the step that uses them.
 const PREFETCH: usize = 2;
@@ -66,16 +65,6 @@ fn progress_bar(steps: u64) -> Option<ProgressBar> {
     Some(bar)
 }
 
-/// A flag that SIGTERM (pre-emption) and SIGUSR2 (Slurm's warning before a time limit) set: the run ends at
-/// the next step boundary with a checkpoint. Not SIGUSR1: NCCL may use it.
-pub fn stop_flag() -> Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR2] {
-        signal_hook::flag::register(signal, stop.clone()).map_err(|e| TrainError::Setup(format!("signals: {e}")))?;
-    }
-    Ok(stop)
-}
-
 /// The batch the held-out groups are measured on: up to `train.batch_size` of those with two or more
 /// transcripts (a single transcript's two views are identical without augmentation, a trivial match), the
 /// first batch of a sampler over them alone, without augmentation, the same at every log line. `None` when
@@ -105,10 +94,11 @@ fn held_out_batch(dataset: &Dataset, config: &Config) -> Result<Option<StepBatch
     )?))
 }
 
-/// Trains in this process on CPU or one GPU, writing outputs into `out`.
+/// Trains in this process on CPU or one GPU, writing outputs into `out`; a suspension requested of
+/// `shutdown` ends the run at the next step boundary with a checkpoint ([`TrainError::Interrupted`]).
 ///
 /// Errors on an unusable dataset or device, an unwritable output, or a loss that diverges.
-pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
+pub fn train(config: &Config, out: &Path, shutdown: &Shutdown) -> Result<TrainSummary> {
     std::fs::create_dir_all(out).map_err(TrainError::io(out))?;
     let config_path = out.join("config.toml");
     std::fs::write(&config_path, config.to_toml()).map_err(TrainError::io(&config_path))?;
@@ -149,7 +139,7 @@ pub fn train(config: &Config, out: &Path) -> Result<TrainSummary> {
     }
     let checkpointer = Checkpointer::new(checkpoints, &fingerprint, 1, sampler.steps_per_epoch());
     let mut controller = LocalController {
-        stop: stop_flag()?,
+        shutdown: shutdown.clone(),
         end_step: t.steps,
         checkpoint_every: checkpointer.every_steps(),
     };
@@ -200,7 +190,7 @@ impl StepSource for Prefetched {
 
 /// Step boundaries of a single process: the run's end, stop signals and the checkpoint cadence.
 struct LocalController {
-    stop: Arc<AtomicBool>,
+    shutdown: Shutdown,
     end_step: u64,
     checkpoint_every: Option<u64>,
 }
@@ -211,7 +201,7 @@ impl Controller for LocalController {
             completed: metrics.step + 1,
             end_step: self.end_step,
             checkpoint_every: self.checkpoint_every,
-            suspend_requested: self.stop.load(Ordering::Relaxed),
+            suspend_requested: self.shutdown.suspend_requested(),
             checkpoint_requested: false,
         };
         Ok(boundary.decide().0)

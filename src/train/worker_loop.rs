@@ -14,7 +14,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -24,7 +23,6 @@ use super::checkpointing::{Checkpointer, Checkpointing};
 use super::collective::{
     BackendFacts, WorkerCollective, choose_backend, devices_distinct, nccl_offer, registered_device, worker_device,
 };
-use super::run::stop_flag;
 use super::step::Trainer;
 use super::sync::WorkerSync;
 use super::training_loop::{self, Components, Controller, StepSource};
@@ -33,6 +31,7 @@ use crate::boundary::Action;
 use crate::data::StepBatch;
 use crate::dist::tcp::{RingConfig, TcpRing};
 use crate::metrics::StepMetrics;
+use crate::shutdown::Shutdown;
 use crate::worker::{ClientTls, Heartbeat, Registration, Token, WorkerClient};
 
 /// How a worker finds its coordinator and identifies itself.
@@ -63,8 +62,10 @@ fn setup(what: &str) -> impl FnOnce(String) -> TrainError + '_ {
 /// Runs one worker until the coordinator says stop (Ok, the model's path), suspends the job
 /// ([`TrainError::Interrupted`] once rank 0's checkpoint is complete) or something fails (Err, after telling
 /// the coordinator): a lost peer, an abort, a collective timeout.
-pub fn run_worker(opts: WorkerOptions) -> Result<PathBuf> {
-    let stop = stop_flag()?;
+///
+/// A suspension requested of `shutdown` is carried by the next report to the coordinator, which suspends the
+/// whole job at one step boundary.
+pub fn run_worker(opts: WorkerOptions, shutdown: &Shutdown) -> Result<PathBuf> {
     let listener = TcpRing::bind(opts.ring_bind).map_err(|e| setup("ring listener")(e.to_string()))?;
     let ring_address = listener
         .local_addr()
@@ -95,7 +96,7 @@ pub fn run_worker(opts: WorkerOptions) -> Result<PathBuf> {
         &config,
         (listener, opts.local_rank),
         opts.token.expose().as_bytes(),
-        &stop,
+        shutdown,
     );
     let (status, reason) = match &result {
         Ok(_) => (0, "finished".to_owned()),
@@ -115,7 +116,7 @@ fn train_as_rank(
     config: &crate::config::Config,
     (listener, local_rank): (crate::dist::tcp::RingListener, u32),
     token: &[u8],
-    stop: &AtomicBool,
+    shutdown: &Shutdown,
 ) -> Result<PathBuf> {
     let rank = rendezvous.rank;
     let d = &config.dist;
@@ -198,7 +199,7 @@ fn train_as_rank(
             client,
             heartbeat,
             rank,
-            stop,
+            shutdown,
         },
         checkpointer: &checkpointer,
     };
@@ -237,12 +238,12 @@ struct CoordinatorControl<'a> {
     client: &'a WorkerClient,
     heartbeat: &'a Heartbeat,
     rank: usize,
-    stop: &'a AtomicBool,
+    shutdown: &'a Shutdown,
 }
 
 impl Controller for CoordinatorControl<'_> {
     fn decide(&mut self, metrics: &StepMetrics) -> Result<Action> {
-        let stop_requested = self.stop.load(Ordering::Relaxed);
+        let stop_requested = self.shutdown.suspend_requested();
         // After an abort the coordinator may already be gone: the heartbeat knows the real reason.
         let control = match self.client.report(self.rank, metrics, stop_requested) {
             Ok(control) => control,

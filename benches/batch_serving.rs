@@ -20,7 +20,7 @@ use isoclr::coord::{Coordinator, CoordinatorOptions, Progress};
 use isoclr::data::batch::plan_shard;
 use isoclr::data::prep::{PrepInput, PrepOptions, prep};
 use isoclr::data::synth::{SynthOptions, synth};
-use isoclr::data::{Augment, Dataset, Sampler};
+use isoclr::data::{Augment, Dataset, PassLayout, Sampler};
 use isoclr::worker::wire::{shard_from_message, shard_to_message};
 use isoclr::worker::{Registration, Token, WorkerClient};
 use prost::Message;
@@ -168,7 +168,7 @@ fn main() -> Result<()> {
         steps,
         world,
     };
-    let layout = config.pass_layout();
+    let layout = PassLayout::of(&config);
     println!(
         "dataset: {} transcripts in {} groups, length median {} mean {:.0} max {}; {world} ranks, {batch} pairs \
          ({} views) per step, {steps} steps",

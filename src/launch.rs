@@ -124,7 +124,7 @@ pub fn run_local_job(
     shutdown: &Shutdown,
 ) -> Result<CoordinatorOutcome, LaunchError> {
     std::fs::create_dir_all(out).map_err(|e| LaunchError::Worker(format!("{}: {e}", out.display())))?;
-    let config_path = out.join("config.toml");
+    let config_path = crate::run_dir::RunDir::new(out).config();
     std::fs::write(&config_path, config.to_toml())
         .map_err(|e| LaunchError::Worker(format!("{}: {e}", config_path.display())))?;
     let dataset = Arc::new(crate::data::resolve_dataset(&config.data, out)?);

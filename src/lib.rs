@@ -19,6 +19,7 @@
 //! - [`launch`]: single-node distributed mode: a coordinator here plus N `isoclr worker` processes, restarted
 //!   from the latest checkpoint when one dies.
 //! - [`metrics`]: the one `metrics.jsonl` line format, and continuing the file on resume.
+//! - [`run_dir`]: a run directory's file names (`config.toml`, `model.safetensors`, `metrics.jsonl`, …).
 //! - [`shutdown`]: the process's stop requests (SIGTERM, SIGUSR2, SIGINT), made once in `main` and passed in.
 //! - [`probe`]: linear probes of frozen embeddings: input tables, leakage-free splits, k-mer baseline features,
 //!   ridge and logistic probes with their metrics (no tch), and frozen-encoder embeddings (feature `torch`).
@@ -37,6 +38,7 @@ pub mod metrics;
 #[cfg(feature = "torch")]
 pub mod model;
 pub mod probe;
+pub mod run_dir;
 pub mod shutdown;
 #[cfg(feature = "torch")]
 pub mod train;

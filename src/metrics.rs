@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-/// The file's name in a run's output directory.
-pub const METRICS_FILE: &str = "metrics.jsonl";
+pub use crate::run_dir::METRICS_FILE;
 
 /// What one rank measured of one finished step: the loop builds it, the single-process metrics sink and the
 /// coordinator (through its wire message) turn it into [`MetricsLine`]s.

@@ -92,6 +92,42 @@ fn unknown_keys_fail_with_their_name() {
 }
 
 #[test]
+fn a_checkpoint_of_another_model_shape_is_refused_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let url = format!("checkpoint.url=file://{}", dir.path().join("ckpt").display());
+    let train = |steps: &str, projection: &str| {
+        let steps = format!("train.steps={steps}");
+        let projection = format!("model.projection_dim={projection}");
+        let sets = [
+            "--set",
+            &url,
+            "--set",
+            &steps,
+            "--set",
+            &projection,
+            "--set",
+            "data.synth_genes=60",
+        ];
+        isoclr(
+            &[&["train", "--config", &tiny(), "--out", out][..], &sets[..]].concat(),
+            &[],
+        )
+    };
+    let first = train("2", "64");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let other_shape = train("4", "32");
+    let stderr = String::from_utf8_lossy(&other_shape.stderr);
+    assert_eq!(other_shape.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("does not fit this model") && stderr.contains("head"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn config_prints_the_resolved_configuration_and_resume_insists_on_a_checkpoint() {
     let run = isoclr(&["config", "--config", &tiny(), "--set", "train.lr=0.004"], &[]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));

@@ -9,8 +9,6 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::data::PassLayout;
-
 /// Errors reading or validating a configuration; each names the key (and, for figment, its source).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -548,16 +546,6 @@ fn override_provider(assignment: &str) -> Result<SetArgument> {
 }
 
 impl Config {
-    /// How training cuts a step into encoder passes: `train.positions_per_pass`, packed when
-    /// `train.packing` is set and the model uses batch norm.
-    pub fn pass_layout(&self) -> PassLayout {
-        let packs = self.train.packing && self.model.norm == Norm::Batch;
-        PassLayout {
-            position_budget: self.train.positions_per_pass,
-            packing_gap: packs.then(|| self.model.shape().packing_gap()),
-        }
-    }
-
     /// Layers defaults, an optional TOML file, `ISOCLR_<SECTION>_<KEY>` environment variables and
     /// `--set key=value` overrides (in that order of precedence, last wins), then validates.
     ///

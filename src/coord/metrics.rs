@@ -50,8 +50,8 @@ impl Metrics {
             move |source| CoordError::Io { path, source }
         };
         std::fs::create_dir_all(s.out_dir).map_err(io(s.out_dir))?;
-        let file =
-            MetricsFile::open(s.out_dir, s.start_step).map_err(io(&s.out_dir.join(crate::metrics::METRICS_FILE)))?;
+        let file = MetricsFile::open(s.out_dir, s.start_step)
+            .map_err(io(&crate::run_dir::RunDir::new(s.out_dir).metrics()))?;
         let terminal = std::io::stderr().is_terminal();
         let bar = (s.progress == Progress::Auto && terminal).then(|| {
             let bar = ProgressBar::new(s.end_step.saturating_sub(s.start_step));

@@ -31,7 +31,8 @@ const SERVER_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A coordinator listening for its workers; [`Coordinator::serve`] runs the job.
 pub struct Coordinator {
     shared: Arc<Shared>,
-    listener: TcpListener,
+    /// Taken when the server starts.
+    listener: Option<TcpListener>,
     addr: SocketAddr,
     tls: Option<ServerTlsConfig>,
     metrics: Metrics,
@@ -155,31 +156,9 @@ impl Coordinator {
             world_size: opts.world_size,
             sequences_per_step: 2 * train.batch_size as u64,
         })?;
-        let limits = Limits {
-            world_size: opts.world_size,
-            start_step: opts.start_step,
-            end_step: train.steps,
-            rendezvous_timeout: seconds(dist.rendezvous_timeout_s),
-            heartbeat_timeout: seconds(dist.heartbeat_timeout_s),
-            checkpoint_every: opts
-                .config
-                .checkpoint
-                .enabled()
-                .then_some(opts.config.checkpoint.every_steps),
-        };
-        let job = Job::new(limits, opts.nccl_unique_id.clone(), Instant::now());
+        let job = Job::new(job_limits(&opts), opts.nccl_unique_id.clone(), Instant::now());
         let (line_sender, lines) = mpsc::unbounded_channel();
-        let facts = JobFacts {
-            world_size: opts.world_size,
-            job_id: opts.job_id.clone(),
-            config_toml: opts.config.to_toml(),
-            out_dir: opts.out_dir.clone(),
-            start_step: opts.start_step,
-            end_step: train.steps,
-            prefetch: dist.prefetch,
-            steps_per_epoch: planner.sampler().steps_per_epoch(),
-            dataset_fingerprint: opts.dataset.manifest.fingerprint.clone(),
-        };
+        let facts = job_facts(&opts, &planner);
         let shared = Arc::new(Shared::new(job, line_sender, planner, facts));
         if let Some(path) = &opts.addr_file {
             write_addr_file(path, addr)?;
@@ -194,7 +173,7 @@ impl Coordinator {
         );
         Ok(Self {
             shared,
-            listener,
+            listener: Some(listener),
             addr,
             tls,
             metrics,
@@ -229,84 +208,8 @@ impl Coordinator {
     /// server fails.
     pub async fn serve(mut self) -> Result<CoordinatorOutcome> {
         let started = Instant::now();
-        let service = CoordinatorServer::new(Service {
-            shared: self.shared.clone(),
-        })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let service = tonic::service::interceptor::InterceptedService::new(service, ServerAuth::new(&self.token));
-        let mut builder = Server::builder().tcp_nodelay(true);
-        if let Some(tls) = self.tls.take() {
-            builder = builder.tls_config(tls).map_err(|e| CoordError::Tls(e.to_string()))?;
-        }
-        let (stop_server, server_stopped) = oneshot::channel::<()>();
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
-        let mut server = tokio::spawn(
-            builder
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = server_stopped.await;
-                }),
-        );
-
-        let tick = (self.heartbeat_interval / 2).clamp(Duration::from_millis(50), Duration::from_millis(500));
-        let mut ticker = tokio::time::interval(tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut changes = self.shared.changed.subscribe();
-        let mut failed_at: Option<Instant> = None;
-        let mut stopped_at: Option<Instant> = None;
-        let abort_grace = (2 * self.heartbeat_interval + Duration::from_secs(1)).min(self.heartbeat_timeout);
-        let mut server_result = None;
-        loop {
-            tokio::select! {
-                Some(line) = self.lines.recv() => {
-                    if let Err(error) = self.metrics.write(&line) {
-                        self.shared.with_job(|job| job.abort(error));
-                    }
-                }
-                _ = ticker.tick() => {
-                    if self.shared.with_job(|job| job.check_deadlines(Instant::now())) {
-                        let reason = self.shared.read_job(|job| job.failure_reason().map(str::to_owned));
-                        warn!(reason = reason.as_deref().unwrap_or(""), "job failed");
-                    }
-                }
-                _ = changes.changed() => {}
-                result = &mut server, if server_result.is_none() => {
-                    let error = match result {
-                        Ok(Ok(())) => "the gRPC server stopped".to_owned(),
-                        Ok(Err(e)) => e.to_string(),
-                        Err(e) => e.to_string(),
-                    };
-                    server_result = Some(());
-                    self.shared.with_job(|job| job.abort(CoordError::Transport(error)));
-                }
-            }
-            let (finished, failed, delivered, all_stopped) = self.shared.read_job(|job| {
-                (
-                    job.finished(),
-                    job.failure_reason().is_some(),
-                    job.abort_delivered(),
-                    job.all_stopped(),
-                )
-            });
-            let now = Instant::now();
-            if finished {
-                break;
-            }
-            if failed {
-                let since = *failed_at.get_or_insert(now);
-                if delivered || now.duration_since(since) >= abort_grace || server_result.is_some() {
-                    break;
-                }
-            } else if all_stopped {
-                let since = *stopped_at.get_or_insert(now);
-                if now.duration_since(since) >= self.stop_grace {
-                    let running = self.shared.read_job(|job| job.ranks_still_running());
-                    warn!(?running, "the job is done but these ranks never shut down");
-                    break;
-                }
-            }
-        }
+        let (mut server, stop_server) = self.start_server()?;
+        let server_ended = self.supervise(&mut server).await;
         while let Ok(line) = self.lines.try_recv() {
             if let Err(error) = self.metrics.write(&line) {
                 warn!(%error, "cannot write the last metrics lines");
@@ -314,7 +217,7 @@ impl Coordinator {
         }
         self.metrics.finish();
         let _ = stop_server.send(());
-        if server_result.is_none() && tokio::time::timeout(SERVER_CLOSE_TIMEOUT, &mut server).await.is_err() {
+        if !server_ended && tokio::time::timeout(SERVER_CLOSE_TIMEOUT, &mut server).await.is_err() {
             server.abort();
         }
         let (failure, steps, suspended_after) = self
@@ -337,6 +240,124 @@ impl Coordinator {
             None => info!(steps, seq_per_s = outcome.seq_per_s, "job finished"),
         }
         Ok(outcome)
+    }
+
+    /// Starts the gRPC server on the bound listener; returns its task and the sender that stops it.
+    fn start_server(&mut self) -> Result<(ServerTask, oneshot::Sender<()>)> {
+        let service = CoordinatorServer::new(Service {
+            shared: self.shared.clone(),
+        })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let service = tonic::service::interceptor::InterceptedService::new(service, ServerAuth::new(&self.token));
+        let mut builder = Server::builder().tcp_nodelay(true);
+        if let Some(tls) = self.tls.take() {
+            builder = builder.tls_config(tls).map_err(|e| CoordError::Tls(e.to_string()))?;
+        }
+        let (stop_server, server_stopped) = oneshot::channel::<()>();
+        let listener = self
+            .listener
+            .take()
+            .ok_or_else(|| CoordError::Transport("the job is served once".into()))?;
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let server = tokio::spawn(
+            builder
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = server_stopped.await;
+                }),
+        );
+        Ok((server, stop_server))
+    }
+
+    /// Writes metrics lines as they come and checks deadlines until the job is finished, has failed (and
+    /// its workers were told, or the grace ran out) or every rank stopped and the grace for their shutdown
+    /// ran out. Returns whether the server itself ended.
+    async fn supervise(&mut self, server: &mut ServerTask) -> bool {
+        let tick = (self.heartbeat_interval / 2).clamp(Duration::from_millis(50), Duration::from_millis(500));
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut changes = self.shared.changed.subscribe();
+        let (mut failed_at, mut stopped_at): (Option<Instant>, Option<Instant>) = (None, None);
+        let abort_grace = (2 * self.heartbeat_interval + Duration::from_secs(1)).min(self.heartbeat_timeout);
+        let mut server_ended = false;
+        loop {
+            tokio::select! {
+                Some(line) = self.lines.recv() => {
+                    if let Err(error) = self.metrics.write(&line) {
+                        self.shared.with_job(|job| job.abort(error));
+                    }
+                }
+                _ = ticker.tick() => {
+                    if self.shared.with_job(|job| job.check_deadlines(Instant::now())) {
+                        let reason = self.shared.read_job(|job| job.failure_reason().map(str::to_owned));
+                        warn!(reason = reason.as_deref().unwrap_or(""), "job failed");
+                    }
+                }
+                _ = changes.changed() => {}
+                result = &mut *server, if !server_ended => {
+                    let error = match result {
+                        Ok(Ok(())) => "the gRPC server stopped".to_owned(),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    server_ended = true;
+                    self.shared.with_job(|job| job.abort(CoordError::Transport(error)));
+                }
+            }
+            let (finished, failed, delivered, all_stopped) = self.shared.read_job(|job| {
+                let failed = job.failure_reason().is_some();
+                (job.finished(), failed, job.abort_delivered(), job.all_stopped())
+            });
+            let now = Instant::now();
+            if finished {
+                return server_ended;
+            }
+            if failed {
+                let since = *failed_at.get_or_insert(now);
+                if delivered || now.duration_since(since) >= abort_grace || server_ended {
+                    return server_ended;
+                }
+            } else if all_stopped {
+                let since = *stopped_at.get_or_insert(now);
+                if now.duration_since(since) >= self.stop_grace {
+                    let running = self.shared.read_job(|job| job.ranks_still_running());
+                    warn!(?running, "the job is done but these ranks never shut down");
+                    return server_ended;
+                }
+            }
+        }
+    }
+}
+
+/// The gRPC server's task.
+type ServerTask = tokio::task::JoinHandle<std::result::Result<(), tonic::transport::Error>>;
+
+/// The limits the job's state machine enforces.
+fn job_limits(opts: &CoordinatorOptions) -> Limits {
+    let (dist, checkpoint) = (&opts.config.dist, &opts.config.checkpoint);
+    Limits {
+        world_size: opts.world_size,
+        start_step: opts.start_step,
+        end_step: opts.config.train.steps,
+        rendezvous_timeout: seconds(dist.rendezvous_timeout_s),
+        heartbeat_timeout: seconds(dist.heartbeat_timeout_s),
+        checkpoint_every: checkpoint.enabled().then_some(checkpoint.every_steps),
+    }
+}
+
+/// What every worker learns of the job at the rendezvous.
+fn job_facts(opts: &CoordinatorOptions, planner: &Planner) -> JobFacts {
+    JobFacts {
+        world_size: opts.world_size,
+        job_id: opts.job_id.clone(),
+        config_toml: opts.config.to_toml(),
+        out_dir: opts.out_dir.clone(),
+        start_step: opts.start_step,
+        end_step: opts.config.train.steps,
+        prefetch: opts.config.dist.prefetch,
+        steps_per_epoch: planner.sampler().steps_per_epoch(),
+        dataset_fingerprint: opts.dataset.manifest.fingerprint.clone(),
     }
 }
 

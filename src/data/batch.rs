@@ -5,18 +5,11 @@
 //! Rows are numbered view-major: row `r < N` is view 1 of pair `r`, row `N + r` is view 2 of pair `r`.
 //! Micro-batching changes only how the encoder's work is cut, never which rows form the loss.
 
+pub use super::packing::{LENGTH_MULTIPLE, padded_length};
 use super::packing::{Placement, plan_packed_passes};
 use super::sampler::{Augment, Pair, Sampler};
 use super::transcript::{TRACK_ONE, TRACKS, Transcript, UNKNOWN_VALUE};
 use super::{DataError, Dataset, Result};
-
-/// Padded lengths are rounded up to this multiple (the encoder downsamples ×32).
-pub const LENGTH_MULTIPLE: usize = 32;
-
-/// Rounds a length up to a multiple of [`LENGTH_MULTIPLE`] (at least one multiple).
-pub fn padded_length(len: usize) -> usize {
-    len.max(1).div_ceil(LENGTH_MULTIPLE) * LENGTH_MULTIPLE
-}
 
 /// One encoder pass: `lines` lines of `padded_len` positions holding `rows.len()` sequences, one per line
 /// at offset 0 unless the pass is packed.
@@ -69,6 +62,16 @@ pub struct PassLayout {
 }
 
 impl PassLayout {
+    /// How `config` trains: passes of `train.positions_per_pass`, packed when `train.packing` is set and the
+    /// model uses batch norm.
+    pub fn of(config: &crate::config::Config) -> Self {
+        let packs = config.train.packing && config.model.norm == crate::config::Norm::Batch;
+        Self {
+            position_budget: config.train.positions_per_pass,
+            packing_gap: packs.then(|| config.model.shape().packing_gap()),
+        }
+    }
+
     /// One sequence per line, length-sorted passes of at most `position_budget` positions.
     pub fn one_per_line(position_budget: usize) -> Self {
         Self {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::dataset::{FORMAT_VERSION, length_stats};
+use super::dataset::{FORMAT_VERSION, Part, length_stats};
 use super::prep::input;
 use super::sampler::{Sampler, rng_for};
 use super::{DataError, Dataset, Group, Manifest, Result};
@@ -66,22 +66,6 @@ impl CorpusOptions {
             holdout_fraction: 0.0,
         }))
     }
-}
-
-/// One dataset of a corpus.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Part {
-    /// The dataset's name: its directory name.
-    pub name: String,
-    /// Its directory.
-    pub dir: PathBuf,
-    /// Its share of every batch, relative to the other parts' weights.
-    pub weight: f64,
-    /// The corpus groups it contributes to training batches (merged orthology groups count for the first
-    /// dataset holding one of their genes), held-out groups included.
-    pub groups: Vec<u32>,
-    /// Its own manifest.
-    pub manifest: Manifest,
 }
 
 /// Opens the datasets of `opts` and merges them into one corpus.

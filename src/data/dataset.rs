@@ -105,6 +105,22 @@ pub struct Manifest {
     pub fingerprint: String,
 }
 
+/// One dataset of a corpus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    /// The dataset's name: its directory name.
+    pub name: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its share of every batch, relative to the other parts' weights.
+    pub weight: f64,
+    /// The corpus groups it contributes to training batches (merged orthology groups count for the first
+    /// dataset holding one of their genes), held-out groups included.
+    pub groups: Vec<u32>,
+    /// Its own manifest.
+    pub manifest: Manifest,
+}
+
 /// A dataset loaded in memory (2-bit packed, so a whole transcriptome fits easily).
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -117,7 +133,7 @@ pub struct Dataset {
     /// All transcripts in shard order.
     pub transcripts: Vec<Transcript>,
     /// The datasets it is made of ([`super::corpus`]): one, covering every group, for a dataset directory.
-    pub parts: Vec<super::corpus::Part>,
+    pub parts: Vec<Part>,
     /// Share of groups held out of training ([`Dataset::is_held_out`]).
     pub holdout_fraction: f64,
 }
@@ -368,7 +384,7 @@ impl Dataset {
                 why: "group index and shards disagree with each other or with the manifest".into(),
             });
         }
-        let parts = vec![super::corpus::Part {
+        let parts = vec![Part {
             name: dir
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -6,6 +6,7 @@
 pub mod batch;
 pub mod corpus;
 pub mod dataset;
+pub mod inspect;
 pub mod orf;
 pub mod packing;
 pub mod parquet_rows;
@@ -99,8 +100,7 @@ pub fn resolve_dataset(config: &crate::config::DataConfig, out: &std::path::Path
         }
         return corpus(vec![path.clone()]);
     }
-    let raw = out.join("data").join("synthetic");
-    let prepared = out.join("data").join("prepared");
+    let (raw, prepared) = crate::run_dir::RunDir::new(out).synthetic_data();
     if Dataset::read_manifest(&prepared).is_err() {
         tracing::info!(
             genes = config.synth_genes,

@@ -9,7 +9,13 @@
 //! its line: the layout changes only how the work is cut. Statistics per line (group and layer norm) would
 //! mix the sequences of a line, so only batch norm may pack.
 
-use super::batch::{LENGTH_MULTIPLE, padded_length};
+/// Padded lengths are rounded up to this multiple (the encoder downsamples ×32).
+pub const LENGTH_MULTIPLE: usize = 32;
+
+/// Rounds a length up to a multiple of [`LENGTH_MULTIPLE`] (at least one multiple).
+pub fn padded_length(len: usize) -> usize {
+    len.max(1).div_ceil(LENGTH_MULTIPLE) * LENGTH_MULTIPLE
+}
 
 /// Where one sequence of a packed pass lies: its line, and the offset of its first position in the line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

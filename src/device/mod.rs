@@ -109,6 +109,11 @@ pub fn fused_adamw(
     status == 0
 }
 
+/// The CUDA devices libtorch sees (0 without CUDA).
+pub fn gpu_count() -> usize {
+    tch::Cuda::device_count().max(0) as usize
+}
+
 /// Loads `libtorch_cuda.so` so libtorch registers its CUDA backend.
 ///
 /// rustc links with `--as-needed`, which drops libtorch_cuda (no symbol of it is referenced directly), and

@@ -2,7 +2,7 @@
 //! embed transcripts in length-sorted micro-batches (the training layout: padding-invariant, so a
 //! transcript's embedding does not depend on its neighbours), on the GPU when there is one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
 use tch::{Device, Kind};
@@ -12,6 +12,7 @@ use crate::config::{Config, Pooling};
 use crate::data::Transcript;
 use crate::data::batch::encode_for_embedding;
 use crate::model::Model;
+use crate::run_dir::{MODEL_FILE, RunDir};
 
 /// Sequences the calibrated random baseline's batch-norm statistics are estimated from, at most: a few
 /// thousand estimate a channel's mean and variance far more finely than the probes can tell.
@@ -40,6 +41,17 @@ pub enum EmbedError {
     /// libtorch failed while embedding.
     #[error("embedding: {0}")]
     Torch(#[from] tch::TchError),
+    /// The transcripts to embed or the embeddings' file could not be read or written.
+    #[error("{path}: {why}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What failed.
+        why: String,
+    },
+    /// The transcripts to embed are not a usable dataset or table.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
     /// The encoder gave a NaN or infinite embedding: nothing downstream can use it.
     #[error("{source_name}: the embedding of transcript {transcript} has a NaN or infinite value")]
     NonFinite {
@@ -72,14 +84,14 @@ impl Encoder {
             source_name: source.to_owned(),
             why,
         };
-        let dir = Path::new(source);
-        if dir.join("model.safetensors").is_file() && dir.join("config.toml").is_file() {
-            let config_path = dir.join("config.toml");
+        let run = RunDir::new(source);
+        if run.has_model() {
+            let config_path = run.config();
             let text = std::fs::read_to_string(&config_path).map_err(|e| bad(format!("config.toml: {e}")))?;
             let config = Config::from_toml_str(&text, &config_path.display().to_string())
                 .map_err(|e| bad(format!("config.toml: {e}")))?;
             let mut model = Model::new(&config.model, device, config.train.seed);
-            model.load(&dir.join("model.safetensors"))?;
+            model.load(&run.model())?;
             return Ok(Self {
                 model,
                 config,
@@ -97,7 +109,7 @@ impl Encoder {
         let config = Config::from_toml_str(&state.config, &format!("{source} {STATE_FILE}"))
             .map_err(|e| bad(format!("the configuration in {STATE_FILE}: {e}")))?;
         let weights = loaded
-            .file("model.safetensors")
+            .file(MODEL_FILE)
             .ok_or_else(|| bad(format!("checkpoint step {} has no model.safetensors", loaded.step)))?;
         let mut model = Model::new(&config.model, device, config.train.seed);
         model.load_tensors(crate::model::weights::decode(weights)?)?;
@@ -183,6 +195,39 @@ impl Encoder {
         }
         Ok(out)
     }
+}
+
+/// The transcripts in `input`: a dataset directory made by `isoclr prep`, or a transcript table (TSV, CSV,
+/// Parquet), with the notes the table's reader made about it.
+pub fn read_transcripts(input: &Path) -> Result<(Vec<Transcript>, Vec<String>), EmbedError> {
+    if input.is_dir() {
+        return Ok((crate::data::Dataset::open(input)?.transcripts, Vec::new()));
+    }
+    let table = crate::data::table::TranscriptTable::read(input, &[])
+        .map_err(|e| crate::data::DataError::Table(Box::new(e)))?;
+    Ok((table.rows.into_iter().map(|r| r.transcript).collect(), table.notes))
+}
+
+/// Writes embeddings (`ids.len() × dim`, row-major) to `out`: a Parquet file (`id`, `e0`, …) when its name
+/// ends in `.parquet`, else a `.npy` matrix with the ids in row order in `OUT.ids.txt`. Returns the files
+/// written.
+pub fn write_embeddings(out: &Path, ids: &[&str], values: &[f32], dim: usize) -> Result<Vec<PathBuf>, EmbedError> {
+    let failed = |path: &Path| {
+        let path = path.to_owned();
+        move |e: &dyn std::fmt::Display| EmbedError::File {
+            path,
+            why: e.to_string(),
+        }
+    };
+    if out.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
+        super::parquet::write_embeddings(out, ids, values, dim).map_err(|e| failed(out)(&e))?;
+        return Ok(vec![out.to_owned()]);
+    }
+    write_npy(out, values, ids.len(), dim).map_err(|e| failed(out)(&e))?;
+    let ids_path = PathBuf::from(format!("{}.ids.txt", out.display()));
+    let text: String = ids.iter().map(|id| format!("{id}\n")).collect();
+    std::fs::write(&ids_path, text).map_err(|e| failed(&ids_path)(&e))?;
+    Ok(vec![out.to_owned(), ids_path])
 }
 
 /// Writes `values` (`rows × cols`, row-major) as a little-endian float32 `.npy` file (NumPy format 1.0).

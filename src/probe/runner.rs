@@ -194,12 +194,8 @@ fn load_input(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> R
                 });
             }
             let dataset = training_dataset()?;
-            let path = options
-                .data_dir
-                .join("data")
-                .join("synthetic")
-                .join("labels")
-                .join(labels.file_name());
+            let (synthetic, _) = crate::run_dir::RunDir::new(&options.data_dir).synthetic_data();
+            let path = synthetic.join("labels").join(labels.file_name());
             published::join_labels(&dataset, &path, &labels.layout()).map_err(table_err)
         }
     }

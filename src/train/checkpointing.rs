@@ -15,6 +15,7 @@ use super::{Result, TrainError};
 pub use crate::ckpt::TrainState;
 use crate::ckpt::{AsyncSaver, CheckpointStore, LoadedCheckpoint, STATE_FILE, STATE_VERSION};
 use crate::config::Config;
+use crate::run_dir::MODEL_FILE;
 
 /// Checkpoints of one run: an asynchronous saver on the configured store.
 #[derive(Debug)]
@@ -84,7 +85,7 @@ impl Checkpointing {
             })
         };
         let snapshot = TrainerSnapshot {
-            model: file("model.safetensors")?,
+            model: file(MODEL_FILE)?,
             optimizer: file("optimizer.safetensors")?,
         };
         trainer.restore(&snapshot).map_err(|e| {
@@ -114,7 +115,7 @@ impl Checkpointing {
         }
         let snapshot = trainer.snapshot()?;
         let files = vec![
-            ("model.safetensors".to_owned(), Bytes::from(snapshot.model)),
+            (MODEL_FILE.to_owned(), Bytes::from(snapshot.model)),
             ("optimizer.safetensors".to_owned(), Bytes::from(snapshot.optimizer)),
             (STATE_FILE.to_owned(), state.to_json().map_err(ckpt_error)?),
         ];

@@ -22,7 +22,7 @@ pub fn worker_device(choice: DeviceChoice, local_rank: u32) -> Result<Device> {
     let gpus = if choice == DeviceChoice::Cpu {
         0
     } else {
-        tch::Cuda::device_count().max(0) as usize
+        crate::device::gpu_count()
     };
     match (choice, gpus) {
         (DeviceChoice::Cuda, 0) => Err(TrainError::Setup(

@@ -18,8 +18,7 @@ use std::path::PathBuf;
 
 pub use run::{TrainSummary, train};
 
-/// The trained weights' file name in a run's output directory.
-pub const MODEL_FILE: &str = "model.safetensors";
+pub use crate::run_dir::MODEL_FILE;
 
 /// Errors of training.
 #[derive(Debug, thiserror::Error)]

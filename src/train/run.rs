@@ -18,9 +18,10 @@ use super::{Result, TrainError};
 use crate::boundary::{Action, Boundary};
 use crate::config::{Config, DeviceChoice};
 use crate::data::batch::build_step;
-use crate::data::{Augment, Dataset, Sampler, StepBatch};
+use crate::data::{Augment, Dataset, PassLayout, Sampler, StepBatch};
 use crate::dist::SingleProcess;
-use crate::metrics::{METRICS_FILE, MetricsFile, MetricsLine, StepMetrics};
+use crate::metrics::{MetricsFile, MetricsLine, StepMetrics};
+use crate::run_dir::RunDir;
 use crate::shutdown::Shutdown;
 
 /// Batches prepared ahead of the step that uses them.
@@ -90,7 +91,7 @@ fn held_out_batch(dataset: &Dataset, config: &Config) -> Result<Option<StepBatch
         &Augment::NONE,
         t.seed,
         0,
-        config.pass_layout(),
+        PassLayout::of(config),
     )?))
 }
 
@@ -100,7 +101,8 @@ fn held_out_batch(dataset: &Dataset, config: &Config) -> Result<Option<StepBatch
 /// Errors on an unusable dataset or device, an unwritable output, or a loss that diverges.
 pub fn train(config: &Config, out: &Path, shutdown: &Shutdown) -> Result<TrainSummary> {
     std::fs::create_dir_all(out).map_err(TrainError::io(out))?;
-    let config_path = out.join("config.toml");
+    let run = RunDir::new(out);
+    let config_path = run.config();
     std::fs::write(&config_path, config.to_toml()).map_err(TrainError::io(&config_path))?;
     if config.train.threads > 0 {
         tch::set_num_threads(config.train.threads);
@@ -150,7 +152,7 @@ pub fn train(config: &Config, out: &Path, shutdown: &Shutdown) -> Result<TrainSu
         let (dataset, sampler, augment) = (&dataset, &sampler, &augment);
         scope.spawn(move || {
             for step in first_step..t.steps {
-                let batch = build_step(dataset, sampler, augment, t.seed, step, config.pass_layout());
+                let batch = build_step(dataset, sampler, augment, t.seed, step, PassLayout::of(config));
                 if sender.send(batch).is_err() {
                     return; // the loop stopped early
                 }
@@ -172,8 +174,8 @@ pub fn train(config: &Config, out: &Path, shutdown: &Shutdown) -> Result<TrainSu
         last_accuracy: last.accuracy,
         steps: t.steps,
         seq_per_s,
-        model_path: out.join(super::MODEL_FILE),
-        metrics_path: out.join(METRICS_FILE),
+        model_path: run.model(),
+        metrics_path: run.metrics(),
         dataset_dir: dataset.dir.clone(),
     })
 }
@@ -236,7 +238,7 @@ impl LocalMetrics {
         held_out: Option<StepBatch>,
         steps_per_epoch: u64,
     ) -> Result<Self> {
-        let path = out.join(METRICS_FILE);
+        let path = RunDir::new(out).metrics();
         let file = MetricsFile::open(out, first_step).map_err(TrainError::io(&path))?;
         let bar = progress_bar(config.train.steps);
         if let Some(bar) = &bar {

@@ -144,14 +144,7 @@ impl Trainer {
             z1: comm.gather_rows(&local.z1, total)?,
             z2: comm.gather_rows(&local.z2, total)?,
         };
-        let weights = t.weight_by_group_size.then(|| {
-            let w: Vec<f32> = batch
-                .pairs
-                .iter()
-                .map(|p| group_size_weight(p.group_size) as f32)
-                .collect();
-            crate::device::upload(&Tensor::from_slice(&w), device)
-        });
+        let weights = t.weight_by_group_size.then(|| group_weights(batch, device));
         let share = contrastive_loss(t.loss, &global, batch.offset as i64, n, t.temperature, weights.as_ref());
         share.backward();
         let summed = comm.sum(&Tensor::stack(&[global.z1.grad(), global.z2.grad()], 0))?;
@@ -166,27 +159,7 @@ impl Trainer {
             None => surrogate.backward(),
         }
         if t.gradient_cache {
-            // Second pass, one micro-batch at a time: ⟨e, dL/de⟩ carries the cached gradient into the
-            // encoder. The first pass already recorded this step's batch-norm statistics, so they are put
-            // back afterwards rather than recorded twice.
-            let cached = embeddings.grad().to_kind(Kind::Float);
-            let statistics: Vec<(Tensor, Tensor)> = (self.model.running_statistics().into_iter())
-                .map(|s| (s.copy(), s))
-                .collect();
-            for (pass, m) in batch.micro.iter().enumerate() {
-                let rows: Vec<i64> = m.rows.iter().map(|&r| r as i64).collect();
-                let rows = crate::device::upload(&Tensor::from_slice(&rows), device);
-                seed_pass(pass);
-                let e = crate::device::autocast_bf16(cuda, || self.model.embed_micro_batch(m, Pooling::Mean, true));
-                (e.to_kind(Kind::Float) * cached.index_select(0, &rows))
-                    .sum(Kind::Float)
-                    .backward();
-            }
-            tch::no_grad(|| {
-                for (recorded, mut s) in statistics {
-                    s.copy_(&recorded);
-                }
-            });
+            self.backward_through_cache(batch, &embeddings.grad(), seed_pass);
         }
         let grads: Vec<Tensor> = (self.model.named_parameters().into_iter())
             .map(|(_, p)| p.grad())
@@ -207,6 +180,41 @@ impl Trainer {
             mlm_loss: mlm.map(|l| l.double_value(&[])),
         })
     }
+
+    /// The second pass of gradient caching, one micro-batch at a time: ⟨e, dL/de⟩ carries the cached
+    /// gradient `cached` `[rows, d]` of every embedding into the encoder. The first pass already recorded
+    /// this step's batch-norm statistics, so they are put back afterwards rather than recorded twice.
+    fn backward_through_cache(&self, batch: &StepBatch, cached: &Tensor, seed_pass: impl Fn(usize)) {
+        let device = self.model.vars.device();
+        let cached = cached.to_kind(Kind::Float);
+        let statistics: Vec<(Tensor, Tensor)> = (self.model.running_statistics().into_iter())
+            .map(|s| (s.copy(), s))
+            .collect();
+        for (pass, m) in batch.micro.iter().enumerate() {
+            let rows: Vec<i64> = m.rows.iter().map(|&r| r as i64).collect();
+            let rows = crate::device::upload(&Tensor::from_slice(&rows), device);
+            seed_pass(pass);
+            let e = crate::device::autocast_bf16(device.is_cuda(), || {
+                self.model.embed_micro_batch(m, Pooling::Mean, true)
+            });
+            (e.to_kind(Kind::Float) * cached.index_select(0, &rows))
+                .sum(Kind::Float)
+                .backward();
+        }
+        tch::no_grad(|| {
+            for (recorded, mut s) in statistics {
+                s.copy_(&recorded);
+            }
+        });
+    }
+}
+
+/// Each pair's loss weight by the size of its group (`train.weight_by_group_size`), on `device`.
+fn group_weights(batch: &StepBatch, device: Device) -> Tensor {
+    let w: Vec<f32> = (batch.pairs.iter())
+        .map(|p| group_size_weight(p.group_size) as f32)
+        .collect();
+    crate::device::upload(&Tensor::from_slice(&w), device)
 }
 
 #[cfg(test)]

@@ -123,11 +123,11 @@ pub fn run(trainer: &mut Trainer, first_step: u64, parts: Components, model_dir:
     }
 }
 
-/// Writes `trainer`'s weights to `dir/model.safetensors` through a temporary file, so a reader never sees
+/// Writes `trainer`'s weights to the run directory `dir` through a temporary file, so a reader never sees
 /// half a file.
 pub fn save_model(trainer: &Trainer, dir: &Path) -> Result<PathBuf> {
-    let path = dir.join(super::MODEL_FILE);
-    let tmp = dir.join(format!("{}.tmp", super::MODEL_FILE));
+    let run = crate::run_dir::RunDir::new(dir);
+    let (path, tmp) = (run.model(), run.model_being_written());
     trainer.model.save(&tmp)?;
     std::fs::rename(&tmp, &path).map_err(TrainError::io(&path))?;
     Ok(path)

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
+use tch::Device;
 use tracing::{info, warn};
 
 use super::checkpointing::{Checkpointer, Checkpointing};
@@ -28,11 +29,13 @@ use super::sync::WorkerSync;
 use super::training_loop::{self, Components, Controller, StepSource};
 use super::{Result, TrainError};
 use crate::boundary::Action;
-use crate::data::StepBatch;
-use crate::dist::tcp::{RingConfig, TcpRing};
+use crate::config::Config;
+use crate::data::{PassLayout, StepBatch};
+use crate::dist::tcp::{RingConfig, RingListener, TcpRing};
 use crate::metrics::StepMetrics;
+use crate::run_dir::RunDir;
 use crate::shutdown::Shutdown;
-use crate::worker::{ClientTls, Heartbeat, Registration, Token, WorkerClient};
+use crate::worker::{ClientTls, Heartbeat, Registration, Rendezvous, Token, WorkerClient};
 
 /// How a worker finds its coordinator and identifies itself.
 #[derive(Debug, Clone)]
@@ -112,74 +115,23 @@ pub fn run_worker(opts: WorkerOptions, shutdown: &Shutdown) -> Result<PathBuf> {
 fn train_as_rank(
     client: &WorkerClient,
     heartbeat: &Heartbeat,
-    rendezvous: &crate::worker::Rendezvous,
-    config: &crate::config::Config,
-    (listener, local_rank): (crate::dist::tcp::RingListener, u32),
+    rendezvous: &Rendezvous,
+    config: &Config,
+    ring: (RingListener, u32),
     token: &[u8],
     shutdown: &Shutdown,
 ) -> Result<PathBuf> {
     let rank = rendezvous.rank;
     let d = &config.dist;
-    let t = &config.train;
     let secs = Duration::from_secs_f64;
-    let peers: Vec<SocketAddr> = rendezvous
-        .ring_addresses
-        .iter()
-        .map(|a| a.parse().map_err(|e| setup("ring address")(format!("{a}: {e}"))))
-        .collect::<Result<_>>()?;
-    // Generous while every rank starts up; tightened after the first step.
-    let start_up = RingConfig {
-        connect_timeout: secs(d.rendezvous_timeout_s),
-        op_timeout: secs(d.rendezvous_timeout_s),
-    };
-    let ring = TcpRing::connect(listener, rank, peers, token, start_up).map_err(|e| setup("ring")(e.to_string()))?;
     if config.train.threads > 0 {
         tch::set_num_threads(config.train.threads);
     }
-    let device = worker_device(t.device, local_rank)?;
-    let backend = choose_backend(BackendFacts {
-        requested: d.backend,
-        cuda: device.is_cuda(),
-        world_size: rendezvous.world_size,
-        nccl_built: cfg!(feature = "nccl"),
-        unique_id: rendezvous.nccl_unique_id.as_ref().is_some_and(|id| !id.is_empty()),
-        devices_distinct: devices_distinct(&rendezvous.peers),
-    })?;
-    let mut comm = WorkerCollective::join(
-        backend,
-        ring,
-        rendezvous.nccl_unique_id.as_deref(),
-        device,
-        secs(d.rendezvous_timeout_s),
-    )
-    .map_err(|e| setup("collectives")(e.to_string()))?;
-    info!(rank, ?device, backend = comm.name(), "collectives joined");
+    let (mut comm, device) = join_collectives(rendezvous, config, ring, token)?;
     let mut trainer = Trainer::new(config, device, rendezvous.steps_per_epoch);
-    let fingerprint = &rendezvous.dataset_fingerprint;
-    // Rank 0 alone reads and writes the job's checkpoints (see the module's documentation).
-    let resuming = rendezvous.start_step > 0;
-    if resuming && config.checkpoint.url.is_none() {
-        return Err(TrainError::Setup(format!(
-            "the coordinator resumes at step {} but checkpoint.url is not set",
-            rendezvous.start_step
-        )));
-    }
-    let checkpoints = if rank == 0 { Checkpointing::open(config)? } else { None };
-    if let Some(c) = checkpoints.as_ref().filter(|_| resuming) {
-        c.resume_at(&mut trainer, rendezvous.start_step, fingerprint)?;
-    }
-    trainer.broadcast_state(comm.collective(), resuming)?;
-    if resuming && rank > 0 {
-        info!(rank, step = rendezvous.start_step, "resumed with rank 0's state");
-    }
-    let checkpointer = Checkpointer::new(
-        checkpoints,
-        fingerprint,
-        rendezvous.world_size,
-        rendezvous.steps_per_epoch,
-    );
+    let checkpointer = start_from_the_jobs_state(&mut trainer, rendezvous, config, &mut comm)?;
     let batches = client
-        .batches(rank, rendezvous.start_step, config.pass_layout(), d.prefetch)
+        .batches(rank, rendezvous.start_step, PassLayout::of(config), d.prefetch)
         .map_err(|e| setup("batch stream")(e.to_string()))?;
     info!(
         rank,
@@ -205,7 +157,72 @@ fn train_as_rank(
     };
     let model_dir = (rank == 0).then_some(rendezvous.out_dir.as_path());
     training_loop::run(&mut trainer, rendezvous.start_step, parts, model_dir)?;
-    Ok(rendezvous.out_dir.join(super::MODEL_FILE))
+    Ok(RunDir::new(&rendezvous.out_dir).model())
+}
+
+/// Meets the other ranks on the TCP ring (`listener`, this worker's `local_rank` on its host), then joins
+/// the collective backend the configuration and the machine allow; returns it with this rank's device.
+fn join_collectives(
+    rendezvous: &Rendezvous,
+    config: &Config,
+    (listener, local_rank): (RingListener, u32),
+    token: &[u8],
+) -> Result<(WorkerCollective, Device)> {
+    let d = &config.dist;
+    let secs = Duration::from_secs_f64;
+    let peers: Vec<SocketAddr> = (rendezvous.ring_addresses.iter())
+        .map(|a| a.parse().map_err(|e| setup("ring address")(format!("{a}: {e}"))))
+        .collect::<Result<_>>()?;
+    // Generous while every rank starts up; tightened after the first step.
+    let start_up = RingConfig {
+        connect_timeout: secs(d.rendezvous_timeout_s),
+        op_timeout: secs(d.rendezvous_timeout_s),
+    };
+    let rank = rendezvous.rank;
+    let ring = TcpRing::connect(listener, rank, peers, token, start_up).map_err(|e| setup("ring")(e.to_string()))?;
+    let device = worker_device(config.train.device, local_rank)?;
+    let backend = choose_backend(BackendFacts {
+        requested: d.backend,
+        cuda: device.is_cuda(),
+        world_size: rendezvous.world_size,
+        nccl_built: cfg!(feature = "nccl"),
+        unique_id: rendezvous.nccl_unique_id.as_ref().is_some_and(|id| !id.is_empty()),
+        devices_distinct: devices_distinct(&rendezvous.peers),
+    })?;
+    let unique_id = rendezvous.nccl_unique_id.as_deref();
+    let comm = WorkerCollective::join(backend, ring, unique_id, device, secs(d.rendezvous_timeout_s))
+        .map_err(|e| setup("collectives")(e.to_string()))?;
+    info!(rank, ?device, backend = comm.name(), "collectives joined");
+    Ok((comm, device))
+}
+
+/// Puts every rank at the job's starting state: rank 0 alone reads the checkpoint of the step the
+/// coordinator resumes from (see the module's documentation) and hands it to the others; returns the
+/// checkpoints of this rank (rank 0 writes them, the others none).
+fn start_from_the_jobs_state(
+    trainer: &mut Trainer,
+    rendezvous: &Rendezvous,
+    config: &Config,
+    comm: &mut WorkerCollective,
+) -> Result<Checkpointer> {
+    let (rank, step) = (rendezvous.rank, rendezvous.start_step);
+    let resuming = step > 0;
+    if resuming && config.checkpoint.url.is_none() {
+        return Err(TrainError::Setup(format!(
+            "the coordinator resumes at step {step} but checkpoint.url is not set"
+        )));
+    }
+    let fingerprint = &rendezvous.dataset_fingerprint;
+    let checkpoints = if rank == 0 { Checkpointing::open(config)? } else { None };
+    if let Some(c) = checkpoints.as_ref().filter(|_| resuming) {
+        c.resume_at(trainer, step, fingerprint)?;
+    }
+    trainer.broadcast_state(comm.collective(), resuming)?;
+    if resuming && rank > 0 {
+        info!(rank, step, "resumed with rank 0's state");
+    }
+    let (world_size, steps_per_epoch) = (rendezvous.world_size, rendezvous.steps_per_epoch);
+    Ok(Checkpointer::new(checkpoints, fingerprint, world_size, steps_per_epoch))
 }
 
 /// The batches the coordinator streams to this rank, while its heartbeat says the job lives.

@@ -228,6 +228,28 @@ pub struct Rendezvous {
     pub dataset_fingerprint: String,
 }
 
+/// The local address this host uses to reach `coordinator` (`host:port`), so that ring peers, which reach
+/// the coordinator too, can reach this worker.
+pub fn local_ip_towards(coordinator: &str) -> Result<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    let failed = |why: String| WorkerError::Connect {
+        addr: coordinator.to_owned(),
+        why,
+    };
+    let target = (coordinator.to_socket_addrs())
+        .map_err(|e| failed(format!("cannot resolve the address: {e}")))?
+        .next()
+        .ok_or_else(|| failed("the address resolves to nothing".into()))?;
+    // A UDP "connection" sends nothing; it only asks the kernel which source address it would route from.
+    let any = if target.is_ipv4() { "0.0.0.0" } else { "::" };
+    let socket = std::net::UdpSocket::bind((any, 0)).map_err(|e| failed(format!("no local socket: {e}")))?;
+    socket.connect(target).map_err(|e| failed(format!("no route: {e}")))?;
+    let local = socket
+        .local_addr()
+        .map_err(|e| failed(format!("no local address: {e}")))?;
+    Ok(local.ip())
+}
+
 /// The coordinator's answer at a step boundary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Control {

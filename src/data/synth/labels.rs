@@ -2,13 +2,7 @@
 
 use rand_chacha::ChaCha8Rng;
 
-use super::model::normal;
-
-/// The fixed table of "optimal" codons, one per amino acid except Met and Trp.
-pub(super) const OPTIMAL_CODONS: [[u8; 3]; 18] = [
-    *b"GCT", *b"CGT", *b"AAC", *b"GAC", *b"TGC", *b"CAA", *b"GAA", *b"GGT", *b"CAC", *b"ATC", *b"TTG", *b"AAG",
-    *b"TTC", *b"CCA", *b"TCT", *b"ACC", *b"TAC", *b"GTC",
-];
+use super::model::{OPTIMAL_CODONS, normal};
 
 /// Noise standard deviation as a multiple of the signal's standard deviation: R² = 1 / (1 + 0.8²) ≈ 0.61.
 pub(super) const NOISE_RATIO: f64 = 0.8;

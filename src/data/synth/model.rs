@@ -5,7 +5,11 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::labels::OPTIMAL_CODONS;
+/// The fixed table of "optimal" codons, one per amino acid except Met and Trp.
+pub(super) const OPTIMAL_CODONS: [[u8; 3]; 18] = [
+    *b"GCT", *b"CGT", *b"AAC", *b"GAC", *b"TGC", *b"CAA", *b"GAA", *b"GGT", *b"CAC", *b"ATC", *b"TTG", *b"AAG",
+    *b"TTC", *b"CCA", *b"TCT", *b"ACC", *b"TAC", *b"GTC",
+];
 
 /// Shortest exon any event may leave.
 const MIN_EXON: usize = 25;

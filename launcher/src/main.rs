@@ -14,7 +14,6 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use rand::RngCore;
 
 /// Run an isoclr pre-training job on a Slurm cluster or on this machine.
 ///
@@ -115,22 +114,11 @@ fn resolve_config(isoclr: &Path, args: &Args) -> Result<String> {
     String::from_utf8(output.stdout).context("isoclr config printed no UTF-8")
 }
 
-/// The `checkpoint.url` of a resolved configuration, for the summary.
+/// The `checkpoint.url` of a resolved configuration (what `isoclr config` printed), for the summary.
 fn checkpoint_url(config_toml: &str) -> Option<String> {
-    let mut section = "";
-    for line in config_toml.lines().map(str::trim) {
-        if line.starts_with('[') {
-            section = line;
-        } else if section == "[checkpoint]"
-            && let Some(value) = line
-                .strip_prefix("url")
-                .map(str::trim_start)
-                .and_then(|v| v.strip_prefix('='))
-        {
-            return Some(value.trim().trim_matches('"').to_owned());
-        }
-    }
-    None
+    let config: toml::Table = config_toml.parse().ok()?;
+    let url = config.get("checkpoint")?.get("url")?.as_str()?;
+    Some(url.to_owned())
 }
 
 /// Writes the job's secret to `path`, readable and writable by the user only.
@@ -143,10 +131,8 @@ fn write_token(path: &Path) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    let mut secret = [0u8; 32];
-    rand::rng().fill_bytes(&mut secret);
-    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    writeln!(file, "{hex}").with_context(|| format!("cannot write {}", path.display()))
+    let token = isoclr_proto::Token::generate();
+    writeln!(file, "{}", token.expose()).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn main() -> Result<ExitCode> {
@@ -235,4 +221,17 @@ fn run_here(args: &Args, isoclr: &Path) -> Result<ExitCode> {
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         None => ExitCode::from(1), // killed by a signal
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checkpoint_url;
+
+    #[test]
+    fn the_checkpoint_url_is_read_from_its_own_section_only() {
+        let config = "[data]\nurl = \"s3://not/this\"\n\n[checkpoint]\nkeep = 3\nurl = \"s3://bucket/run # one\"\n";
+        assert_eq!(checkpoint_url(config).as_deref(), Some("s3://bucket/run # one"));
+        assert_eq!(checkpoint_url("[checkpoint]\nkeep = 3\n"), None);
+        assert_eq!(checkpoint_url("[checkpoint\nurl = \"x\""), None, "not TOML");
+    }
 }

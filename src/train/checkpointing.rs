@@ -13,7 +13,7 @@ use super::snapshot::TrainerSnapshot;
 use super::step::Trainer;
 use super::{Result, TrainError};
 pub use crate::ckpt::TrainState;
-use crate::ckpt::{AsyncSaver, CheckpointStore, LoadedCheckpoint, STATE_FILE, STATE_VERSION};
+use crate::ckpt::{AsyncSaver, CheckpointError, CheckpointStore, LoadedCheckpoint, STATE_FILE, STATE_VERSION};
 use crate::config::Config;
 use crate::run_dir::MODEL_FILE;
 
@@ -27,7 +27,7 @@ pub struct Checkpointing {
 }
 
 fn ckpt_error(e: crate::ckpt::CheckpointError) -> TrainError {
-    TrainError::Setup(format!("checkpoint: {e}"))
+    TrainError::Checkpoint(e)
 }
 
 impl Checkpointing {
@@ -78,10 +78,10 @@ impl Checkpointing {
     fn restore(&self, trainer: &mut Trainer, loaded: &LoadedCheckpoint) -> Result<()> {
         let file = |name: &str| {
             loaded.file(name).map(|b| b.to_vec()).ok_or_else(|| {
-                TrainError::Setup(format!(
-                    "checkpoint {} has no {name}",
-                    crate::ckpt::step_dir(loaded.step)
-                ))
+                TrainError::Checkpoint(CheckpointError::Incompatible {
+                    url: self.store.url().to_owned(),
+                    why: format!("{} has no {name}", crate::ckpt::step_dir(loaded.step)),
+                })
             })
         };
         let snapshot = TrainerSnapshot {
@@ -89,10 +89,10 @@ impl Checkpointing {
             optimizer: file("optimizer.safetensors")?,
         };
         trainer.restore(&snapshot).map_err(|e| {
-            TrainError::Setup(format!(
-                "the checkpoint at {} does not fit this model: {e}",
-                self.store.url()
-            ))
+            TrainError::Checkpoint(CheckpointError::Incompatible {
+                url: self.store.url().to_owned(),
+                why: format!("it does not fit this model: {e}"),
+            })
         })
     }
 

@@ -1,7 +1,7 @@
-//! Training: the optimiser, learning-rate schedules, one step of contrastive training, and the
-//! single-process loop with its outputs (`metrics.jsonl`, `config.toml`, `model.safetensors`).
-//!
-//! Must not depend on the coordinator or gRPC: distributed training reuses [`step::Trainer`] per worker.
+//! Training: the optimiser, learning-rate schedules, the one-device step ([`step`]) with gradient
+//! synchronisation beside it ([`sync`]), and the one training loop ([`training_loop`]) that a single process
+//! ([`run`]: `metrics.jsonl`, `config.toml`, `model.safetensors`) and every worker ([`worker_loop`]: the
+//! coordinator's batches and decisions) run with their own components.
 
 pub mod checkpointing;
 pub mod collective;
@@ -49,6 +49,32 @@ pub enum TrainError {
         /// libtorch's error.
         #[source]
         source: tch::TchError,
+    },
+    /// Saving or loading a checkpoint failed, or the checkpoint belongs to another run.
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] crate::ckpt::CheckpointError),
+    /// A call to the coordinator failed (a worker: registration, the batch stream, a report).
+    #[error("{call}: {source}")]
+    Coordinator {
+        /// What was asked of the coordinator.
+        call: &'static str,
+        /// The client's error.
+        #[source]
+        source: crate::worker::WorkerError,
+    },
+    /// No batch for a step arrived (a worker's stream stalled or ended; the local builder stopped).
+    #[error("no batch for step {step}: {why}")]
+    NoBatch {
+        /// The step waited for.
+        step: u64,
+        /// Why.
+        why: String,
+    },
+    /// The job was aborted (another worker failed, the coordinator cancelled it): this worker stops.
+    #[error("job aborted: {reason}")]
+    Aborted {
+        /// The coordinator's reason, naming the worker at fault.
+        reason: String,
     },
     /// The requested device is not available, or the run is misconfigured.
     #[error("{0}")]

@@ -184,8 +184,11 @@ pub fn train(config: &Config, out: &Path, shutdown: &Shutdown) -> Result<TrainSu
 struct Prefetched(mpsc::Receiver<crate::data::Result<StepBatch>>);
 
 impl StepSource for Prefetched {
-    fn next_batch(&mut self, _step: u64) -> Result<StepBatch> {
-        let batch = (self.0.recv()).map_err(|_| TrainError::Setup("the batch builder stopped unexpectedly".into()))?;
+    fn next_batch(&mut self, step: u64) -> Result<StepBatch> {
+        let batch = self.0.recv().map_err(|_| TrainError::NoBatch {
+            step,
+            why: "the batch builder stopped unexpectedly".into(),
+        })?;
         Ok(batch?)
     }
 }

@@ -109,9 +109,10 @@ impl Trainer {
     /// anchors against all columns, and the gradients with respect to the gathered projections are summed
     /// across ranks before the local slice is back-propagated; parameter gradients are then summed. This is
     /// the single-process mathematics exactly (docs/DISTRIBUTED.md explains why the gradient sum matters).
-    /// With one process `comm` is [`SingleProcess`], every collective is the identity and the projections
-    /// and their gradients stay on the device. With `train.gradient_cache` the encoder runs twice, the
-    /// second time one micro-batch at a time with its activations (docs/DESIGN.md, "Gradient caching").
+    /// With one process `comm` is [`crate::dist::SingleProcess`], every collective is the identity and the
+    /// projections and their gradients stay on the device. With `train.gradient_cache` the encoder runs
+    /// twice, the second time one micro-batch at a time with its activations (docs/DESIGN.md, "Gradient
+    /// caching").
     pub fn train_step(&mut self, batch: &StepBatch, comm: &mut dyn Collective) -> Result<StepReport, TrainError> {
         let t = &self.config.train;
         let rank = comm.rank() as u64;

@@ -117,7 +117,11 @@ pub fn run(trainer: &mut Trainer, first_step: u64, parts: Components, model_dir:
                 }
                 return Ok(completed);
             }
-            Action::Abort => return Err(TrainError::Setup(format!("step {step}: the job was aborted"))),
+            Action::Abort => {
+                return Err(TrainError::Aborted {
+                    reason: format!("after step {step}"),
+                });
+            }
         }
         step = completed;
     }

@@ -35,7 +35,7 @@ use crate::dist::tcp::{RingConfig, RingListener, TcpRing};
 use crate::metrics::StepMetrics;
 use crate::run_dir::RunDir;
 use crate::shutdown::Shutdown;
-use crate::worker::{ClientTls, Heartbeat, Registration, Rendezvous, Token, WorkerClient};
+use crate::worker::{ClientTls, Heartbeat, Registration, Rendezvous, Token, WorkerClient, WorkerError};
 
 /// How a worker finds its coordinator and identifies itself.
 #[derive(Debug, Clone)]
@@ -62,6 +62,22 @@ fn setup(what: &str) -> impl FnOnce(String) -> TrainError + '_ {
     move |why| TrainError::Setup(format!("{what}: {why}"))
 }
 
+/// A failed call to the coordinator, named.
+fn coordinator(call: &'static str) -> impl FnOnce(WorkerError) -> TrainError {
+    move |source| TrainError::Coordinator { call, source }
+}
+
+/// The heartbeat's news of an abort, as the error that ends this worker.
+fn aborted(e: WorkerError) -> TrainError {
+    match e {
+        WorkerError::Aborted { reason } => TrainError::Aborted { reason },
+        other => TrainError::Coordinator {
+            call: "heartbeat",
+            source: other,
+        },
+    }
+}
+
 /// Runs one worker until the coordinator says stop (Ok, the model's path), suspends the job
 /// ([`TrainError::Interrupted`] once rank 0's checkpoint is complete) or something fails (Err, after telling
 /// the coordinator): a lost peer, an abort, a collective timeout.
@@ -75,14 +91,14 @@ pub fn run_worker(opts: WorkerOptions, shutdown: &Shutdown) -> Result<PathBuf> {
         .map_err(|e| setup("ring listener")(e.to_string()))?
         .to_string();
     let client = WorkerClient::connect(&opts.coordinator, &opts.token, opts.tls.clone(), opts.rpc_timeout)
-        .map_err(|e| setup("coordinator")(e.to_string()))?;
+        .map_err(coordinator("connect"))?;
     let device_name = registered_device(opts.local_rank);
     let mut registration = Registration::this_process(opts.local_rank, &device_name, &ring_address);
     registration.requested_rank = opts.requested_rank;
     registration.nccl_unique_id_offer = nccl_offer(opts.local_rank);
     let rendezvous = client
         .register(&registration, opts.rendezvous_timeout)
-        .map_err(|e| setup("rendezvous")(e.to_string()))?;
+        .map_err(coordinator("rendezvous"))?;
     let rank = rendezvous.rank;
     let config = rendezvous.config.clone();
     // Heart-beat from here on: joining the ring and the first broadcast can take longer than the timeout.
@@ -132,7 +148,7 @@ fn train_as_rank(
     let checkpointer = start_from_the_jobs_state(&mut trainer, rendezvous, config, &mut comm)?;
     let batches = client
         .batches(rank, rendezvous.start_step, PassLayout::of(config), d.prefetch)
-        .map_err(|e| setup("batch stream")(e.to_string()))?;
+        .map_err(coordinator("batch stream"))?;
     info!(
         rank,
         world_size = rendezvous.world_size,
@@ -234,17 +250,18 @@ struct CoordinatorStream<'a> {
 
 impl StepSource for CoordinatorStream<'_> {
     fn next_batch(&mut self, step: u64) -> Result<StepBatch> {
-        self.heartbeat.check().map_err(|e| TrainError::Setup(e.to_string()))?;
+        self.heartbeat.check().map_err(aborted)?;
         self.heartbeat.set_step(step);
         match self.batches.recv_timeout(self.timeout) {
-            Ok(batch) => batch.map_err(|e| setup("batch")(e.to_string())),
-            Err(RecvTimeoutError::Timeout) => Err(TrainError::Setup(format!(
-                "no batch for step {step} within {}s",
-                self.timeout.as_secs_f64()
-            ))),
-            Err(RecvTimeoutError::Disconnected) => {
-                Err(TrainError::Setup(format!("the batch stream ended before step {step}")))
-            }
+            Ok(batch) => batch.map_err(coordinator("batch")),
+            Err(RecvTimeoutError::Timeout) => Err(TrainError::NoBatch {
+                step,
+                why: format!("none within {} s", self.timeout.as_secs_f64()),
+            }),
+            Err(RecvTimeoutError::Disconnected) => Err(TrainError::NoBatch {
+                step,
+                why: "the batch stream ended".into(),
+            }),
         }
     }
 }
@@ -265,13 +282,39 @@ impl Controller for CoordinatorControl<'_> {
         let control = match self.client.report(self.rank, metrics, stop_requested) {
             Ok(control) => control,
             Err(e) => {
-                (self.heartbeat.check()).map_err(|abort| TrainError::Setup(abort.to_string()))?;
-                return Err(setup("report")(e.to_string()));
+                self.heartbeat.check().map_err(aborted)?;
+                return Err(coordinator("report")(e));
             }
         };
         match control.action {
-            Action::Abort => Err(TrainError::Setup(format!("job aborted: {}", control.reason))),
+            Action::Abort => Err(TrainError::Aborted { reason: control.reason }),
             action => Ok(action),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_abort_heard_by_the_heartbeat_is_an_abort_and_anything_else_names_the_call() {
+        let abort = WorkerError::Aborted {
+            reason: "rank 1 on node7 (pid 42) lost".into(),
+        };
+        match aborted(abort) {
+            TrainError::Aborted { reason } => assert!(reason.contains("rank 1"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        let silent = WorkerError::Timeout {
+            call: "heartbeat",
+            after: Duration::from_secs(3),
+        };
+        let error = aborted(silent);
+        assert!(
+            matches!(error, TrainError::Coordinator { call: "heartbeat", .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().starts_with("heartbeat: "), "{error}");
     }
 }

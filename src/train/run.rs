@@ -278,7 +278,7 @@ impl LocalMetrics {
 }
 
 impl MetricsSink for LocalMetrics {
-    fn record(&mut self, metrics: &StepMetrics, _batch: &StepBatch, trainer: &Trainer) -> Result<()> {
+    fn record(&mut self, metrics: &StepMetrics, trainer: &Trainer) -> Result<()> {
         let step = metrics.step;
         self.first.get_or_insert((*metrics, Instant::now()));
         self.last = Some(*metrics);

@@ -29,13 +29,13 @@ pub trait StepSource {
 
 /// Where a step's metrics go.
 pub trait MetricsSink {
-    /// Records `metrics` of the step trained on `batch` by `trainer` (which a sink may use to evaluate).
-    fn record(&mut self, metrics: &StepMetrics, batch: &StepBatch, trainer: &Trainer) -> Result<()>;
+    /// Records `metrics` of a step trained by `trainer` (which a sink may use to evaluate).
+    fn record(&mut self, metrics: &StepMetrics, trainer: &Trainer) -> Result<()>;
 }
 
 /// The coordinator records every rank's metrics itself: a worker's sink keeps nothing.
 impl MetricsSink for () {
-    fn record(&mut self, _: &StepMetrics, _: &StepBatch, _: &Trainer) -> Result<()> {
+    fn record(&mut self, _: &StepMetrics, _: &Trainer) -> Result<()> {
         Ok(())
     }
 }
@@ -101,7 +101,7 @@ pub fn run(trainer: &mut Trainer, first_step: u64, parts: Components, model_dir:
             step_time_s,
             data_wait_s,
         };
-        sink.record(&metrics, &batch, trainer)?;
+        sink.record(&metrics, trainer)?;
         let completed = step + 1;
         match controller.decide(&metrics)? {
             Action::Continue => {}

@@ -10,8 +10,8 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing::info;
 
-use super::state::StepLine;
 use super::{CoordError, Progress, Result};
+use crate::metrics::StepMetrics;
 use crate::metrics::{MetricsFile, MetricsLine};
 
 /// Writes metrics lines and shows progress.
@@ -83,7 +83,7 @@ impl Metrics {
     }
 
     /// Appends one step's line and advances the display.
-    pub(super) fn write(&mut self, line: &StepLine) -> Result<()> {
+    pub(super) fn write(&mut self, line: &StepMetrics) -> Result<()> {
         let now = Instant::now();
         self.first_at.get_or_insert(now);
         self.last_at = Some(now);

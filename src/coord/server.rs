@@ -21,8 +21,9 @@ use tracing::{info, warn};
 use super::metrics::{Metrics, MetricsSettings};
 use super::plan::Planner;
 use super::service::{JobFacts, Service, Shared};
-use super::state::{Job, Limits, StepLine};
+use super::state::{Job, Limits};
 use super::{CoordError, CoordinatorOptions, CoordinatorOutcome, Result};
+use crate::metrics::StepMetrics;
 use crate::shutdown::Shutdown;
 
 /// How long `serve` waits for the gRPC server to close its connections after the job ended.
@@ -36,7 +37,7 @@ pub struct Coordinator {
     addr: SocketAddr,
     tls: Option<ServerTlsConfig>,
     metrics: Metrics,
-    lines: mpsc::UnboundedReceiver<StepLine>,
+    lines: mpsc::UnboundedReceiver<StepMetrics>,
     token: isoclr_proto::Token,
     heartbeat_interval: Duration,
     heartbeat_timeout: Duration,

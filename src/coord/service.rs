@@ -21,8 +21,9 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, info, warn};
 
 use super::plan::Planner;
-use super::state::{Decision, Job, Member, StepLine};
+use super::state::{Decision, Job, Member};
 use super::{CoordError, ErrorKind};
+use crate::metrics::StepMetrics;
 
 /// What every handler shares: the job state (with a change signal) and the job's fixed facts.
 pub(super) struct Shared {
@@ -30,7 +31,7 @@ pub(super) struct Shared {
     /// Bumped after every state change; rendezvous waiters, streams and `serve` watch it.
     pub(super) changed: watch::Sender<u64>,
     /// Completed metrics lines, to `serve`'s writer.
-    pub(super) lines: mpsc::UnboundedSender<StepLine>,
+    pub(super) lines: mpsc::UnboundedSender<StepMetrics>,
     pub(super) planner: Planner,
     pub(super) facts: JobFacts,
 }
@@ -49,7 +50,7 @@ pub(super) struct JobFacts {
 }
 
 impl Shared {
-    pub(super) fn new(job: Job, lines: mpsc::UnboundedSender<StepLine>, planner: Planner, facts: JobFacts) -> Self {
+    pub(super) fn new(job: Job, lines: mpsc::UnboundedSender<StepMetrics>, planner: Planner, facts: JobFacts) -> Self {
         Self {
             job: Mutex::new(job),
             changed: watch::Sender::new(0),

@@ -12,6 +12,7 @@ use isoclr_proto::v1::{Action, StepReport};
 use tracing::info;
 
 use crate::boundary::{self, Boundary, Cause};
+use crate::metrics::StepMetrics;
 
 use super::{CoordError, Result};
 
@@ -61,29 +62,6 @@ pub struct Assignment {
     pub members: Vec<Member>,
     /// The NCCL unique id to use (empty when nobody has one).
     pub nccl_id: Vec<u8>,
-}
-
-/// One step of the job, once every rank has reported it: a line of `metrics.jsonl`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepLine {
-    /// The step.
-    pub step: u64,
-    /// Rank 0's loss (the global batch's).
-    pub loss: f64,
-    /// Rank 0's contrastive accuracy.
-    pub accuracy: f64,
-    /// Rank 0's learning rate.
-    pub lr: f64,
-    /// Rank 0's gradient norm.
-    pub grad_norm: f64,
-    /// Sum over ranks.
-    pub seq_per_s: f64,
-    /// Mean over ranks.
-    pub pad_fraction: f64,
-    /// Slowest rank's step time.
-    pub step_time_s: f64,
-    /// Longest wait for a batch among the ranks.
-    pub data_wait_s: f64,
 }
 
 #[derive(Debug)]
@@ -392,7 +370,7 @@ impl Job {
     /// A rank's report of `report.step`: the step boundary's decision, fixed by the first report of that
     /// step (ABORT overrides it once the job failed), and the metrics lines this report completed, in step
     /// order. A repeated report of the same rank and step gets the same decision and is not counted twice.
-    pub fn report(&mut self, report: StepReport, now: Instant) -> Result<(Decision, Vec<StepLine>)> {
+    pub fn report(&mut self, report: StepReport, now: Instant) -> Result<(Decision, Vec<StepMetrics>)> {
         let rank = report.rank as usize;
         let step = report.step;
         self.seen(rank, now)?;
@@ -438,7 +416,7 @@ impl Job {
                 .flatten()
                 .flatten()
                 .collect();
-            lines.push(step_line(self.next_line, &reports));
+            lines.push(job_metrics(self.next_line, &reports));
             self.next_line += 1;
         }
         // Every rank has reported the steps before `next_line`; their decisions are no longer asked for.
@@ -624,12 +602,15 @@ fn wire_action(action: boundary::Action) -> Action {
     }
 }
 
-/// The metrics line of a step from every rank's report (in rank order).
-fn step_line(step: u64, reports: &[StepReport]) -> StepLine {
+/// The job's metrics of a step from every rank's report (in rank order): rank 0's loss, accuracy, learning
+/// rate and gradient norm (the same on every rank), the ranks' summed throughput, mean padding, slowest step
+/// and longest wait for a batch.
+fn job_metrics(step: u64, reports: &[StepReport]) -> StepMetrics {
     let first = &reports[0];
     let n = reports.len().max(1) as f64;
-    StepLine {
+    StepMetrics {
         step,
+        mlm_loss: None,
         loss: first.loss,
         accuracy: first.accuracy,
         lr: first.lr,

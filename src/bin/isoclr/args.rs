@@ -287,11 +287,12 @@ impl Command {
         }
     }
 
-    /// Whether the command runs libtorch (and so needs its CUDA backend loaded first).
+    /// Whether the command runs libtorch (and so needs its CUDA backend loaded first). The coordinator
+    /// holds no model: it plans and ships batches as plain buffers.
     pub fn uses_torch(&self) -> bool {
         !matches!(
             self,
-            Self::Synth(_) | Self::Prep(_) | Self::Inspect(_) | Self::Config(_)
+            Self::Synth(_) | Self::Prep(_) | Self::Inspect(_) | Self::Config(_) | Self::Coordinator(_)
         )
     }
 }

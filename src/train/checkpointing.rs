@@ -26,17 +26,13 @@ pub struct Checkpointing {
     config: Config,
 }
 
-fn ckpt_error(e: crate::ckpt::CheckpointError) -> TrainError {
-    TrainError::Checkpoint(e)
-}
-
 impl Checkpointing {
     /// Opens the store of `checkpoint.url`; `None` when checkpoints are off.
     pub fn open(config: &Config) -> Result<Option<Self>> {
         let c = &config.checkpoint;
         let Some(url) = &c.url else { return Ok(None) };
-        let store = Arc::new(CheckpointStore::open(url, c.store_options()).map_err(ckpt_error)?);
-        let saver = AsyncSaver::new(store.clone(), c.required).map_err(ckpt_error)?;
+        let store = Arc::new(CheckpointStore::open(url, c.store_options())?);
+        let saver = AsyncSaver::new(store.clone(), c.required)?;
         Ok(Some(Self {
             store,
             saver,
@@ -50,8 +46,7 @@ impl Checkpointing {
     pub fn resume(&self, trainer: &mut Trainer, dataset_fingerprint: &str) -> Result<Option<u64>> {
         let point = self
             .store
-            .resume_point(self.config.checkpoint.verify, dataset_fingerprint)
-            .map_err(ckpt_error)?;
+            .resume_point(self.config.checkpoint.verify, dataset_fingerprint)?;
         let Some((loaded, state)) = point else {
             return Ok(None);
         };
@@ -63,13 +58,9 @@ impl Checkpointing {
     /// Restores the checkpoint of exactly `step` (the one a coordinator chose for the whole job), checking
     /// it as [`Checkpointing::resume`] does.
     pub fn resume_at(&self, trainer: &mut Trainer, step: u64, dataset_fingerprint: &str) -> Result<()> {
-        let loaded = self
-            .store
-            .load(step, self.config.checkpoint.verify)
-            .map_err(ckpt_error)?;
+        let loaded = self.store.load(step, self.config.checkpoint.verify)?;
         TrainState::from_checkpoint(&loaded, self.store.url())
-            .and_then(|state| state.check_dataset(self.store.url(), dataset_fingerprint))
-            .map_err(ckpt_error)?;
+            .and_then(|state| state.check_dataset(self.store.url(), dataset_fingerprint))?;
         self.restore(trainer, &loaded)?;
         info!(step, url = self.store.url(), "resumed from checkpoint");
         Ok(())
@@ -117,14 +108,14 @@ impl Checkpointing {
         let files = vec![
             (MODEL_FILE.to_owned(), Bytes::from(snapshot.model)),
             ("optimizer.safetensors".to_owned(), Bytes::from(snapshot.optimizer)),
-            (STATE_FILE.to_owned(), state.to_json().map_err(ckpt_error)?),
+            (STATE_FILE.to_owned(), state.to_json()?),
         ];
         if final_save {
             self.saver
                 .submit_final(state.step, files, self.config.checkpoint.wait_timeout())
-                .map_err(ckpt_error)
+                .map_err(TrainError::from)
         } else {
-            self.saver.submit(state.step, files).map_err(ckpt_error)
+            self.saver.submit(state.step, files).map_err(TrainError::from)
         }
     }
 
@@ -144,7 +135,7 @@ impl Checkpointing {
                 Ok(())
             }
             Ok(None) => Ok(()),
-            Err(e) if self.config.checkpoint.required => Err(ckpt_error(e)),
+            Err(e) if self.config.checkpoint.required => Err(TrainError::Checkpoint(e)),
             Err(e) => {
                 warn!(error = %e, "the last checkpoint did not complete; the previous one stays LATEST");
                 Ok(())

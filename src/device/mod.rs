@@ -109,6 +109,13 @@ pub fn fused_adamw(
     status == 0
 }
 
+/// Sets libtorch's CPU threads to `train.threads`; 0 keeps libtorch's default (every core).
+pub fn use_threads(threads: i32) {
+    if threads > 0 {
+        tch::set_num_threads(threads);
+    }
+}
+
 /// The CUDA devices libtorch sees (0 without CUDA).
 pub fn gpu_count() -> usize {
     tch::Cuda::device_count().max(0) as usize

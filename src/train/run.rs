@@ -104,9 +104,7 @@ pub fn train(config: &Config, out: &Path, shutdown: &Shutdown) -> Result<TrainSu
     let run = RunDir::new(out);
     let config_path = run.config();
     std::fs::write(&config_path, config.to_toml()).map_err(TrainError::io(&config_path))?;
-    if config.train.threads > 0 {
-        tch::set_num_threads(config.train.threads);
-    }
+    crate::device::use_threads(config.train.threads);
     let device = select_device(config.train.device)?;
     let dataset = crate::data::resolve_dataset(&config.data, out)?;
     let t = &config.train;

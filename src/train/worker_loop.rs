@@ -140,9 +140,7 @@ fn train_as_rank(
     let rank = rendezvous.rank;
     let d = &config.dist;
     let secs = Duration::from_secs_f64;
-    if config.train.threads > 0 {
-        tch::set_num_threads(config.train.threads);
-    }
+    crate::device::use_threads(config.train.threads);
     let (mut comm, device) = join_collectives(rendezvous, config, ring, token)?;
     let mut trainer = Trainer::new(config, device, rendezvous.steps_per_epoch);
     let checkpointer = start_from_the_jobs_state(&mut trainer, rendezvous, config, &mut comm)?;

@@ -1,8 +1,6 @@
 //! What happens at a step boundary — continue, checkpoint, suspend or stop — decided by one pure rule that
 //! the single-process controller and the coordinator both ask. No tch, no I/O.
 
-use std::fmt;
-
 /// What every rank does after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -32,18 +30,6 @@ pub enum Cause {
     Requested,
     /// `checkpoint.every_steps` divides the completed steps.
     Cadence(u64),
-}
-
-impl fmt::Display for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Cause::Nothing => Ok(()),
-            Cause::LastStep => f.write_str("the last step"),
-            Cause::StopSignal => f.write_str("stop signal"),
-            Cause::Requested => f.write_str("checkpoint requested"),
-            Cause::Cadence(every) => write!(f, "checkpoint.every_steps = {every}"),
-        }
-    }
 }
 
 /// The facts of one step boundary.

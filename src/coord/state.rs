@@ -444,7 +444,8 @@ impl Job {
             Cause::Nothing => String::new(),
             Cause::LastStep => format!("step {step} is the last"),
             Cause::StopSignal => format!("stop signal: suspended after {completed} steps"),
-            cause => cause.to_string(),
+            Cause::Requested => "checkpoint requested".to_owned(),
+            Cause::Cadence(every) => format!("checkpoint.every_steps = {every}"),
         };
         Decision::new(wire_action(action), reason)
     }

@@ -212,21 +212,18 @@ pub fn read_transcripts(input: &Path) -> Result<(Vec<Transcript>, Vec<String>), 
 /// ends in `.parquet`, else a `.npy` matrix with the ids in row order in `OUT.ids.txt`. Returns the files
 /// written.
 pub fn write_embeddings(out: &Path, ids: &[&str], values: &[f32], dim: usize) -> Result<Vec<PathBuf>, EmbedError> {
-    let failed = |path: &Path| {
-        let path = path.to_owned();
-        move |e: &dyn std::fmt::Display| EmbedError::File {
-            path,
-            why: e.to_string(),
-        }
+    let failed = |path: &Path, e: &dyn std::fmt::Display| EmbedError::File {
+        path: path.to_owned(),
+        why: e.to_string(),
     };
     if out.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
-        super::parquet::write_embeddings(out, ids, values, dim).map_err(|e| failed(out)(&e))?;
+        super::parquet::write_embeddings(out, ids, values, dim).map_err(|e| failed(out, &e))?;
         return Ok(vec![out.to_owned()]);
     }
-    write_npy(out, values, ids.len(), dim).map_err(|e| failed(out)(&e))?;
+    write_npy(out, values, ids.len(), dim).map_err(|e| failed(out, &e))?;
     let ids_path = PathBuf::from(format!("{}.ids.txt", out.display()));
     let text: String = ids.iter().map(|id| format!("{id}\n")).collect();
-    std::fs::write(&ids_path, text).map_err(|e| failed(&ids_path)(&e))?;
+    std::fs::write(&ids_path, text).map_err(|e| failed(&ids_path, &e))?;
     Ok(vec![out.to_owned(), ids_path])
 }
 

@@ -1,4 +1,4 @@
-//! With the `torch` feature: embeds an rpath to libtorch so `isoclr` runs without LD_LIBRARY_PATH, and
+//! Embeds an rpath to libtorch so `isoclr` runs without LD_LIBRARY_PATH, and
 //! compiles the small C++ shim (src/device/shim.cpp: bf16 autocast, CUDA memory statistics, pinned
 //! uploads, the fused AdamW kernel) against the same libtorch.
 //! LIBTORCH is set by .cargo/config.toml to the venv that scripts/setup.sh makes.
@@ -8,9 +8,6 @@ use std::path::Path;
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-changed=src/device/shim.cpp");
-    if std::env::var_os("CARGO_FEATURE_TORCH").is_none() {
-        return;
-    }
     let Some(libtorch) = std::env::var_os("LIBTORCH") else {
         println!("cargo:warning=LIBTORCH is not set: run scripts/setup.sh first");
         return;

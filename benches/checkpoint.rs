@@ -326,7 +326,7 @@ impl Target {
         }
     }
 
-    /// A plain `object_store` for the same place, built with the settings src/ckpt/storage.rs uses (fsync on
+    /// A plain `object_store` for the same place, built with the settings core/src/ckpt/storage.rs uses (fsync on
     /// a local disk; the same timeouts, endpoint and request style on S3), and the key prefix under it.
     fn plain_store(&self, sub: &str) -> Result<(Arc<dyn ObjectStore>, String)> {
         let defaults = CheckpointConfig::default().store_options();

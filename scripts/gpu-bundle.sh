@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds what scripts/gpu-check.sh runs on a GPU machine that has torch but no cargo and no network, into
 # gpu-bundle/ (git-ignored; carry it next to a copy of the working tree):
-#   isoclr            the binary, with the NCCL backend (`--features nccl`)
+#   isoclr            the command (no libtorch; hands train, worker, embed and probe to isoclr-torch)
+#   isoclr-torch      the commands that run libtorch, with the NCCL backend (`--features nccl`)
 #   train_throughput  the isoclr-vs-PyTorch training benchmark (benches/train_throughput.rs)
 #   embed_throughput  embedding vs the training forward pass (benches/embed_throughput.rs)
-#   isoclr-lib-tests  the library's unit tests, with `--features nccl` (src/dist/nccl.rs runs NCCL there)
+#   isoclr-lib-tests  the isoclr library's unit tests (device, model, train), with `--features nccl`
+#   core-lib-tests    the isoclr-core library's unit tests, with `--features nccl` (core/src/dist/nccl.rs)
 #   BUILD             commit, toolchain and libtorch they were built against
 # All release builds, stripped of debug info (the unstripped isoclr is ~145 MB; the bundle must stay small
 # enough to travel with the tree). The binaries keep their rpath to this machine's .venv/libtorch, which
@@ -37,21 +39,25 @@ for line in sys.stdin:
 build=(--features nccl --message-format=json-render-diagnostics)
 echo "gpu-bundle: building (release, --features nccl)" >&2
 isoclr=$(cargo build --release "${build[@]}" --bin isoclr | executables bin)
-tests=$(cargo test --release "${build[@]}" --lib --no-run | executables lib)
+torch=$(cargo build --release "${build[@]}" --bin isoclr-torch | executables bin)
+tests=$(cargo test --release "${build[@]}" -p isoclr --lib --no-run | executables lib)
+core_tests=$(cargo test --release "${build[@]}" -p isoclr-core --lib --no-run | executables lib)
 bench=$(cargo bench "${build[@]}" --bench train_throughput --no-run | executables bench)
 embed=$(cargo bench "${build[@]}" --bench embed_throughput --no-run | executables bench)
-for f in "$isoclr" "$tests" "$bench" "$embed"; do
+for f in "$isoclr" "$torch" "$tests" "$core_tests" "$bench" "$embed"; do
   [[ -n "$f" && -x "$f" && "$f" != *$'\n'* ]] || { echo "gpu-bundle: expected one executable, got '$f'" >&2; exit 1; }
 done
 
 rm -rf "$bundle"
 mkdir -p "$bundle"
 objcopy --strip-debug "$isoclr" "$bundle/isoclr"
+objcopy --strip-debug "$torch" "$bundle/isoclr-torch"
 objcopy --strip-debug "$tests" "$bundle/isoclr-lib-tests"
+objcopy --strip-debug "$core_tests" "$bundle/core-lib-tests"
 objcopy --strip-debug "$bench" "$bundle/train_throughput"
 objcopy --strip-debug "$embed" "$bundle/embed_throughput"
 {
-  echo "commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src benches build.rs Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
+  echo "commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src core benches build.rs Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
   echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n)"
   rustc --version
   echo "libtorch $(readlink -f .venv/libtorch) ($(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("torch"))' 2>/dev/null || echo '?'))"
@@ -59,7 +65,7 @@ objcopy --strip-debug "$embed" "$bundle/embed_throughput"
 
 echo "gpu-bundle: $bundle" >&2
 total=0
-for f in isoclr isoclr-lib-tests train_throughput embed_throughput; do
+for f in isoclr isoclr-torch isoclr-lib-tests core-lib-tests train_throughput embed_throughput; do
   bytes=$(stat -c %s "$bundle/$f")
   total=$((total + bytes))
   awk -v f="$f" -v b="$bytes" 'BEGIN { printf "%-18s %6.1f MiB\n", f, b / 1048576 }'

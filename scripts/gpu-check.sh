@@ -13,7 +13,7 @@
 #       a line (train.packing), with their ratio and each side's peak GPU memory; below the table, isoclr's
 #       seq/s on the mix against fixed padding (issue 7's 2.5× goal); and `small` with a 3× larger batch,
 #       isoclr with gradient caching (train.gradient_cache);
-#   (b) the library's NCCL unit tests (src/dist/nccl.rs) at world size 1, the trainer on NCCL's device
+#   (b) the NCCL unit tests (core/src/dist/nccl.rs) at world size 1, the trainer on NCCL's device
 #       collectives against one process (train::step::tests::nccl_on_the_device_trains_as_one_process),
 #       plus the device:: tests (autocast, CUDA memory statistics);
 #   (c) `isoclr train --workers 2` (two processes sharing the GPU, TCP ring) against `--workers 1` on the
@@ -47,12 +47,12 @@ mkdir -p "$logs"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-for f in isoclr isoclr-lib-tests train_throughput; do
+for f in isoclr isoclr-torch isoclr-lib-tests core-lib-tests train_throughput; do
   [[ -x "$bundle/$f" ]] || { echo "gpu-check: $bundle/$f missing: run scripts/gpu-bundle.sh on a build machine" >&2; exit 2; }
 done
 
 # The bundle's binaries carry an rpath to the build machine's libtorch; here they load this machine's torch
-# (the same version, 2.11.0) through LD_LIBRARY_PATH, with NCCL from the same wheel set. src/dist/nccl.rs
+# (the same version, 2.11.0) through LD_LIBRARY_PATH, with NCCL from the same wheel set. core/src/dist/nccl.rs
 # opens libnccl by absolute path (ISOCLR_NCCL_LIBRARY), not by cudarc's bare-name search, so no
 # `libnccl.so` symlink is needed, and it is the very file libtorch_cuda loads (two copies corrupt each other).
 torch_dir=${TORCH_DIR:-$(timeout 60 "$PYTHON" -c \
@@ -103,10 +103,14 @@ echo "gpu-check: $card; logs in $logs" >&2
 # ---- (b) unit tests on the device ---------------------------------------------------------------------
 if [[ "$device" == cuda ]]; then
   echo "gpu-check: NCCL and device unit tests" >&2
-  run 90 "$logs/unit-tests.log" "$bundle/isoclr-lib-tests" dist::nccl device:: nccl_on_the_device --test-threads=1
-  echo "exit $?" >"$logs/unit-tests.status"
+  run 60 "$logs/unit-tests.log" "$bundle/core-lib-tests" dist::nccl --test-threads=1
+  core_status=$?
+  run 90 "$logs/unit-tests-torch.log" "$bundle/isoclr-lib-tests" device:: nccl_on_the_device --test-threads=1
+  torch_status=$?
+  cat "$logs/unit-tests-torch.log" >>"$logs/unit-tests.log"
+  echo "exit $((core_status != 0 ? core_status : torch_status))" >"$logs/unit-tests.status"
 else
-  run 60 "$logs/unit-tests.log" "$bundle/isoclr-lib-tests" --list dist::nccl
+  run 60 "$logs/unit-tests.log" "$bundle/core-lib-tests" --list dist::nccl
   echo "exit $?" >"$logs/unit-tests.status"
 fi
 
@@ -280,7 +284,7 @@ if cuda:
     passed = bool(m) and m.group(1) == "ok" and unit_status == 0 and int(m.group(2)) > 0
     if not passed:
         failed.append("unit tests")
-    rows.append(("NCCL unit tests, world size 1", "dist::nccl + device:: + the trainer on NCCL (isoclr-lib-tests)", result, "—", "—", "—",
+    rows.append(("NCCL unit tests, world size 1", "dist::nccl + device:: + the trainer on NCCL (core-lib-tests, isoclr-lib-tests)", result, "—", "—", "—",
                  "pass" if passed else "**FAILED** (logs/unit-tests.log)"))
 else:
     listed = len(re.findall(r"^dist::nccl::\S+: test$", unit, re.M))

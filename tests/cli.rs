@@ -1,4 +1,3 @@
-#![cfg(feature = "torch")]
 //! The `isoclr` command line: configuration layering and errors, `config`, `train --resume`, `inspect`.
 
 mod common;

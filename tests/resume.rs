@@ -1,4 +1,3 @@
-#![cfg(feature = "torch")]
 //! Exact resumption through the real binary: a run stopped by SIGTERM and started again, and a 2-worker job
 //! whose worker is SIGKILLed and which restarts itself, end with bit-for-bit the weights and optimiser state
 //! of a run that was never disturbed.

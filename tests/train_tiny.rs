@@ -1,4 +1,3 @@
-#![cfg(feature = "torch")]
 //! Trains `configs/tiny.toml` end to end through the `isoclr` binary (synth → prep → train) and checks
 //! that it learned: the loss falls and contrastive accuracy ends well above chance.
 

@@ -1,7 +1,7 @@
 //! A fuzzed run configuration file: no panic; an error names the file or the key.
 #![no_main]
 
-use isoclr::config::Config;
+use isoclr_core::config::Config;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().expect("a temporary directory");

@@ -2,7 +2,7 @@
 //! error names the dataset.
 #![no_main]
 
-use isoclr::data::Dataset;
+use isoclr_core::data::Dataset;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().expect("a temporary directory");

@@ -1,6 +1,6 @@
 //! Shared by the prep targets: valid companion files, and `prep` on a fuzzed one.
 
-use isoclr::data::prep::{PrepInput, PrepOptions, prep};
+use isoclr_core::data::prep::{PrepInput, PrepOptions, prep};
 
 pub const GENOME: &str = ">chr1\nACGTTGCAATGGCCAAGGTTCCAGATGAAACCCGGGTTTAAACCCGGGTTTACGATCGATCGTAGCTAGCTAGGATCCATGCAAGCTTGCA\n\
 ACGTAGCTAGCTAGCTAGGGATCCCGATCGATCGATTTAGCGCGCGATATATCGCGATTAGCCGATCGATCGAATTCGGCCGGTTAACC\n>chr2\nACGTACGTAAACCCGGGTTT\n";

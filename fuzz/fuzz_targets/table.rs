@@ -1,7 +1,7 @@
 //! A fuzzed transcript table (probe and `prep --table` input): no panic; an error names the file.
 #![no_main]
 
-use isoclr::data::table::TranscriptTable;
+use isoclr_core::data::table::TranscriptTable;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let path = std::path::Path::new("fuzzed.tsv");

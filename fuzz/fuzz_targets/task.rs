@@ -1,7 +1,7 @@
 //! A fuzzed probe task file: no panic; an error names the file.
 #![no_main]
 
-use isoclr::probe::task::ProbeTask;
+use isoclr_core::probe::task::ProbeTask;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

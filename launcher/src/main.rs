@@ -1,10 +1,10 @@
 //! `launcher`: turns one command into an isoclr job, on a Slurm cluster (`--nodes N`, submitted with
 //! `sbatch`) or on this machine (`--local`, also chosen with a notice when Slurm is not installed).
 //!
-//! It checks the configuration before anything is submitted (`isoclr config` resolves it), writes the
-//! resolved `config.toml` and a per-job secret (`token`, readable only by the user) into the output
-//! directory, and renders `slurm/isoclr.sbatch`. It links neither libtorch nor the isoclr library (a
-//! workspace build would bring libtorch with it): it only writes files and starts processes.
+//! It checks the configuration before anything is submitted (the project's `Config`, and the probe task files
+//! it names), writes the resolved `config.toml` and a per-job secret (`token`, readable only by the user)
+//! into the output directory, and renders `slurm/isoclr.sbatch`. It is built on `isoclr-core` and links no
+//! libtorch: it only checks, writes files and starts processes.
 
 mod slurm;
 
@@ -14,6 +14,9 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use isoclr_core::config::Config;
+use isoclr_core::probe::task::ProbeTask;
+use isoclr_core::worker::Token;
 
 /// Run an isoclr pre-training job on a Slurm cluster or on this machine.
 ///
@@ -95,30 +98,12 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
 }
 
-/// The configuration `args` give, resolved and checked by `isoclr config` (errors name the key), as TOML.
-fn resolve_config(isoclr: &Path, args: &Args) -> Result<String> {
-    let mut command = Command::new(isoclr);
-    command.arg("config").arg("--config").arg(&args.config);
-    for assignment in &args.overrides {
-        command.arg("--set").arg(assignment);
-    }
-    let output = command
-        .output()
-        .with_context(|| format!("cannot run {}", isoclr.display()))?;
-    if !output.status.success() {
-        bail!(
-            "the configuration is not valid: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    String::from_utf8(output.stdout).context("isoclr config printed no UTF-8")
-}
-
-/// The `checkpoint.url` of a resolved configuration (what `isoclr config` printed), for the summary.
-fn checkpoint_url(config_toml: &str) -> Option<String> {
-    let config: toml::Table = config_toml.parse().ok()?;
-    let url = config.get("checkpoint")?.get("url")?.as_str()?;
-    Some(url.to_owned())
+/// The configuration `args` give, resolved (defaults < file < `ISOCLR_*` < `--set`) and checked as the job
+/// will check it, with the probe task files it names: errors name the key or the file.
+fn resolve_config(args: &Args) -> Result<Config> {
+    let config = Config::load(Some(&args.config), &args.overrides).context("the configuration is not valid")?;
+    ProbeTask::read_all(&config.probe.tasks).context("the configuration is not valid")?;
+    Ok(config)
 }
 
 /// Writes the job's secret to `path`, readable and writable by the user only.
@@ -131,7 +116,7 @@ fn write_token(path: &Path) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
-    let token = isoclr_proto::Token::generate();
+    let token = Token::generate();
     writeln!(file, "{}", token.expose()).with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -139,7 +124,7 @@ fn main() -> Result<ExitCode> {
     let args = Args::parse();
     let isoclr = absolute(&isoclr_binary(args.isoclr.clone())?)?;
     // Check the configuration here, before anything is queued: errors name the key.
-    let config = resolve_config(&isoclr, &args)?;
+    let config = resolve_config(&args)?;
     let slurm = args.dry_run || (!args.local && slurm::available());
     if !args.local && !slurm {
         eprintln!("launcher: no Slurm here (sbatch not found): running the job on this machine instead");
@@ -152,7 +137,7 @@ fn main() -> Result<ExitCode> {
 }
 
 /// Renders the batch script and submits it (or prints it with --dry-run).
-fn submit(args: &Args, config: &str, isoclr: PathBuf) -> Result<ExitCode> {
+fn submit(args: &Args, config: &Config, isoclr: PathBuf) -> Result<ExitCode> {
     let out = absolute(&args.out)?;
     let gpus = args.gpus_per_node;
     let shape = slurm::JobShape {
@@ -176,7 +161,8 @@ fn submit(args: &Args, config: &str, isoclr: PathBuf) -> Result<ExitCode> {
     }
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let config_path = out.join("config.toml");
-    std::fs::write(&config_path, config).with_context(|| format!("cannot write {}", config_path.display()))?;
+    std::fs::write(&config_path, config.to_toml())
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
     write_token(&out.join("token"))?;
     let script_path = out.join("job.sbatch");
     std::fs::write(&script_path, &script).with_context(|| format!("cannot write {}", script_path.display()))?;
@@ -185,7 +171,7 @@ fn submit(args: &Args, config: &str, isoclr: PathBuf) -> Result<ExitCode> {
     println!("submitted job {id}: {} node(s), {workers} workers", shape.nodes);
     println!("log:          {}/slurm-{id}.out", out.display());
     println!("outputs:      {}/ (model.safetensors, metrics.jsonl)", out.display());
-    match checkpoint_url(config) {
+    match &config.checkpoint.url {
         Some(url) => println!("checkpoints:  {url} (the job requeues itself and resumes from them)"),
         None => println!("checkpoints:  none (checkpoint.url is unset: a requeued job starts again from step 0)"),
     }
@@ -221,17 +207,4 @@ fn run_here(args: &Args, isoclr: &Path) -> Result<ExitCode> {
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         None => ExitCode::from(1), // killed by a signal
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::checkpoint_url;
-
-    #[test]
-    fn the_checkpoint_url_is_read_from_its_own_section_only() {
-        let config = "[data]\nurl = \"s3://not/this\"\n\n[checkpoint]\nkeep = 3\nurl = \"s3://bucket/run # one\"\n";
-        assert_eq!(checkpoint_url(config).as_deref(), Some("s3://bucket/run # one"));
-        assert_eq!(checkpoint_url("[checkpoint]\nkeep = 3\n"), None);
-        assert_eq!(checkpoint_url("[checkpoint\nurl = \"x\""), None, "not TOML");
-    }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The isoclr binary of this build, which the launcher runs to check configurations.
+/// The isoclr binary of this build, which the batch script runs.
 fn isoclr() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_BIN_EXE_launcher")).with_file_name("isoclr");
     assert!(

@@ -3,7 +3,7 @@
 //! Input `[n, 6, L]` float tracks with real lengths; output `[n, F_last]` embeddings, the masked mean over
 //! the real positions of the last stage. Padded positions are zeroed after every layer and normalisation
 //! counts real positions only, so a sequence's embedding does not depend on the padding of its pass.
-//! A packed pass ([`PackedLayout`], src/data/packing.rs) holds several sequences per line, far enough apart
+//! A packed pass ([`PackedLayout`], core/src/data/packing.rs) holds several sequences per line, far enough apart
 //! that, for the same reason, none sees another; its embeddings are means over each sequence's own span.
 
 use tch::{Kind, Tensor, nn};

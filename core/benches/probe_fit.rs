@@ -2,12 +2,12 @@
 //! features, by training rows: the part of a probe run that grows fastest (cubically in rows, through the
 //! row-space decomposition and, for the logistic probe, one Newton system per iteration).
 //!
-//! Run: `cargo bench --bench probe_fit` (optional: `ISOCLR_BENCH_ROWS=300,600,1200`); see docs/PERFORMANCE.md.
+//! Run: `cargo bench -p isoclr-core --bench probe_fit` (optional: `ISOCLR_BENCH_ROWS=300,600,1200`); see docs/PERFORMANCE.md.
 
 use std::time::Instant;
 
-use isoclr::probe::kmer::KMER_FEATURES;
-use isoclr::probe::{CvOptions, LogisticOptions, LogisticProbe, RidgeProbe};
+use isoclr_core::probe::kmer::KMER_FEATURES;
+use isoclr_core::probe::{CvOptions, LogisticOptions, LogisticProbe, RidgeProbe};
 
 fn main() -> anyhow::Result<()> {
     let rows: Vec<usize> = std::env::var("ISOCLR_BENCH_ROWS")

@@ -1,5 +1,5 @@
 //! Linear probes of frozen embeddings and the metrics that score them (`../shared/METHOD.md`, "Evaluation").
-//! Everything here but `embed` knows no tensors (plain `f64`/`f32` slices in, plain numbers out), so the
+//! Everything here knows no tensors (plain `f64`/`f32` slices in, plain numbers out), so the
 //! probes build and test without libtorch.
 //!
 //! # Pieces
@@ -21,16 +21,14 @@
 //! - [`rank`]: the effective rank of embeddings (RankMe), reported for every embedding method.
 //! - [`task`]: probe task files (TOML); [`evaluate`]: test-split scoring with bootstrap intervals and paired
 //!   comparisons; [`report`]: `report.json`, `report.md` and the plots.
-//! - `embed`, `supervised` and `runner` (feature `torch`): load a trained encoder and embed transcripts; the
-//!   from-scratch baseline; the whole run of a task.
+//! - Embedding with a trained encoder, the from-scratch baseline and the whole run of a task need libtorch:
+//!   they are `isoclr::probe::{embed, supervised, runner}`.
 //!
 //! # Layout of inputs
 //! A feature matrix is a row-major `&[f64]` of `rows × n_features` values (one row per sequence). `groups`
 //! holds one id per row (homology group or gene): cross-validation never puts one group on both sides of a
 //! fold.
 
-#[cfg(feature = "torch")]
-pub mod embed;
 pub mod evaluate;
 pub mod kmer;
 mod linear;
@@ -40,11 +38,7 @@ pub mod plot;
 pub mod published;
 pub mod rank;
 pub mod report;
-#[cfg(feature = "torch")]
-pub mod runner;
 pub mod split;
-#[cfg(feature = "torch")]
-pub mod supervised;
 pub mod task;
 
 pub use linear::{CvOptions, CvScore, DEFAULT_PENALTIES, LogisticOptions, LogisticProbe, RidgeProbe, Standardizer};

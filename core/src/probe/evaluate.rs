@@ -22,7 +22,7 @@ pub enum Method {
     /// running statistics (the identity).
     Random,
     /// The same random weights with batch-norm statistics calibrated on the probe's own sequences
-    /// ([`crate::model::Model::calibrate_batch_norm`]): the random baseline at its strongest fair form.
+    /// (`isoclr::model::Model::calibrate_batch_norm`): the random baseline at its strongest fair form.
     RandomCalibrated,
     /// k-mer frequencies (k = 3…6) with a linear probe.
     Kmer,

@@ -195,7 +195,7 @@ pub struct Interval {
 /// [`resamples_used`](Interval::resamples_used). Percentiles interpolate linearly between order statistics.
 ///
 /// ```
-/// use isoclr::probe::{BootstrapOptions, bootstrap_interval, pearson};
+/// use isoclr_core::probe::{BootstrapOptions, bootstrap_interval, pearson};
 /// let (y, p) = ([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [1.1, 1.9, 3.2, 3.8, 5.3, 5.9]);
 /// let pick = |v: &[f64], idx: &[usize]| idx.iter().map(|&i| v[i]).collect::<Vec<_>>();
 /// let ci = bootstrap_interval(y.len(), &BootstrapOptions::default(), |idx| pearson(&pick(&y, idx), &pick(&p, idx)))

@@ -1,4 +1,4 @@
-//! Benchmark of the TCP ring all-reduce ([`isoclr::dist::TcpRing`]) among real processes on this machine,
+//! Benchmark of the TCP ring all-reduce ([`isoclr_core::dist::TcpRing`]) among real processes on this machine,
 //! next to a plain one-stream TCP loopback transfer of the same size measured in the same run.
 //!
 //! The binary re-invokes itself (`std::env::current_exe()`) with `ISOCLR_BENCH_ROLE` set, so every rank is
@@ -7,7 +7,7 @@
 //! algorithm bandwidth (bytes / time) and the bus bandwidth (algbw · 2(p−1)/p, the per-link traffic of the
 //! ring), and the bus bandwidth over the loopback bandwidth.
 //!
-//! `cargo bench --no-default-features --bench allreduce`; `ISOCLR_BENCH_MB` (default 100),
+//! `cargo bench -p isoclr-core --bench allreduce`; `ISOCLR_BENCH_MB` (default 100),
 //! `ISOCLR_BENCH_ITERS` (default 5) and `ISOCLR_BENCH_WORLDS` (default `2,4`) change the run.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -16,7 +16,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use isoclr::dist::{Collective, ReduceOp, RingConfig, TcpRing};
+use isoclr_core::dist::{Collective, ReduceOp, RingConfig, TcpRing};
 
 const ROLE: &str = "ISOCLR_BENCH_ROLE";
 const RANK: &str = "ISOCLR_BENCH_RANK";

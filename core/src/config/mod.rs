@@ -317,7 +317,7 @@ pub struct EncoderShape {
 }
 
 impl EncoderShape {
-    /// Positions between two sequences packed into one line (src/data/packing.rs) so that neither sees the
+    /// Positions between two sequences packed into one line (core/src/data/packing.rs) so that neither sees the
     /// other. The encoder zeroes every position outside a sequence after each layer, so what matters is the
     /// farthest one convolution reads, at each resolution: 'same' padding of `(k−1)·d` reads
     /// `⌈(k−1)·d/2⌉` positions to the right (the floor half to the left). At resolution `ρ` (the stem at 1,
@@ -778,7 +778,7 @@ mod tests {
 
     #[test]
     fn every_shipped_config_loads_and_its_global_batch_splits_over_its_workers() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
         let mut checked = 0;
         for dir in [root.clone(), root.join("cluster")] {
             for entry in std::fs::read_dir(&dir).unwrap() {

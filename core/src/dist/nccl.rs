@@ -21,8 +21,8 @@
 //! 1. the file named by the environment variable `ISOCLR_NCCL_LIBRARY`;
 //! 2. `libnccl.so.2` when already loaded (`RTLD_NOLOAD`): libtorch_cuda loads its own NCCL through its
 //!    RPATH, so after `device::init` this is libtorch's NCCL, exactly;
-//! 3. `<torch>/../nvidia/nccl/lib/libnccl.so.2` for the torch directory of the build (`ISOCLR_LIBTORCH_LIB`
-//!    = `<torch>/lib`, embedded by build.rs), of `LIBTORCH` at run time, and of `LIBTORCH` at build time.
+//! 3. `<torch>/../nvidia/nccl/lib/libnccl.so.2` for the torch directory of `LIBTORCH` at run time, then of
+//!    `LIBTORCH` at build time (.cargo/config.toml sets it).
 //!
 //! When libtorch loads later, its `libnccl.so.2` dependency resolves by SONAME to the library already
 //! loaded here. When none is found, [`DistError::Unavailable`] names every path tried.
@@ -44,9 +44,7 @@ use cudarc::nccl::sys::ncclConfig_t;
 
 use super::{Collective, DeviceCollective, DistError, ReduceOp, Result};
 
-/// `<torch>/lib` of the libtorch the crate was built against (set by build.rs with the `torch` feature).
-const BUILD_TORCH_LIB: Option<&str> = option_env!("ISOCLR_LIBTORCH_LIB");
-/// `LIBTORCH` at build time (.cargo/config.toml sets it also without the `torch` feature).
+/// `LIBTORCH` at build time: the libtorch the project was built against (.cargo/config.toml sets it).
 const BUILD_LIBTORCH: Option<&str> = option_env!("LIBTORCH");
 /// NCCL below the torch directory of a PyTorch wheel install.
 const WHEEL_NCCL: &str = "../nvidia/nccl/lib/libnccl.so.2";
@@ -107,7 +105,6 @@ impl std::fmt::Display for Candidate {
 /// The places to look for libnccl, in order (see the module docs).
 fn candidates(
     explicit: Option<OsString>,
-    build_torch_lib: Option<&str>,
     runtime_libtorch: Option<OsString>,
     build_libtorch: Option<&str>,
 ) -> Vec<Candidate> {
@@ -117,9 +114,6 @@ fn candidates(
     }
     out.push(Candidate::Loaded("libnccl.so.2"));
     let torch_dirs = [
-        build_torch_lib
-            .filter(|d| !d.is_empty())
-            .map(|lib| PathBuf::from(lib).join("..")),
         runtime_libtorch.filter(|d| !d.is_empty()).map(PathBuf::from),
         build_libtorch.filter(|d| !d.is_empty()).map(PathBuf::from),
     ];
@@ -203,7 +197,6 @@ unsafe fn symbol<F: Copy>(handle: *mut c_void, path: &str, name: &str) -> std::r
 fn load_api() -> std::result::Result<Api, String> {
     let places = candidates(
         std::env::var_os("ISOCLR_NCCL_LIBRARY"),
-        BUILD_TORCH_LIB,
         std::env::var_os("LIBTORCH"),
         BUILD_LIBTORCH,
     );
@@ -735,18 +728,19 @@ mod tests {
     fn candidates_follow_the_documented_order() {
         let found = candidates(
             Some("/x/libnccl.so.2".into()),
-            Some("/venv/torch/lib"),
             Some("/other/torch".into()),
-            Some("/venv/torch/lib/.."),
+            Some("/venv/torch"),
         );
         let expected = [
             Candidate::File("/x/libnccl.so.2".into()),
             Candidate::Loaded("libnccl.so.2"),
-            Candidate::File(PathBuf::from("/venv/torch/lib/..").join(WHEEL_NCCL)),
             Candidate::File(PathBuf::from("/other/torch").join(WHEEL_NCCL)),
+            Candidate::File(PathBuf::from("/venv/torch").join(WHEEL_NCCL)),
         ];
         assert_eq!(found, expected);
-        assert_eq!(candidates(None, None, None, None), [Candidate::Loaded("libnccl.so.2")]);
+        let same = candidates(None, Some("/venv/torch".into()), Some("/venv/torch"));
+        assert_eq!(same.len(), 2, "one torch directory is tried once: {same:?}");
+        assert_eq!(candidates(None, None, None), [Candidate::Loaded("libnccl.so.2")]);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! Data: the synthetic transcriptome at realistic lengths (`synth`, length scale 1.0, 3,000 genes by default:
 //! median about 3 kb, at most 12,288 nt after `prep`), made once under `target/bench-data/`.
 //!
-//! `cargo bench --no-default-features --bench batch_serving`; `ISOCLR_BENCH_GENES` (3000), `ISOCLR_BENCH_BATCH`
+//! `cargo bench -p isoclr-core --bench batch_serving`; `ISOCLR_BENCH_GENES` (3000), `ISOCLR_BENCH_BATCH`
 //! (global pairs per step, 256), `ISOCLR_BENCH_STEPS` (200), `ISOCLR_BENCH_WORKERS` (4) change the run.
 
 use std::path::PathBuf;
@@ -15,14 +15,14 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
-use isoclr::config::Config;
-use isoclr::coord::{Coordinator, CoordinatorOptions, Progress};
-use isoclr::data::batch::plan_shard;
-use isoclr::data::prep::{PrepInput, PrepOptions, prep};
-use isoclr::data::synth::{SynthOptions, synth};
-use isoclr::data::{Augment, Dataset, PassLayout, Sampler};
-use isoclr::worker::wire::{shard_from_message, shard_to_message};
-use isoclr::worker::{Registration, Token, WorkerClient};
+use isoclr_core::config::Config;
+use isoclr_core::coord::{Coordinator, CoordinatorOptions, Progress};
+use isoclr_core::data::batch::plan_shard;
+use isoclr_core::data::prep::{PrepInput, PrepOptions, prep};
+use isoclr_core::data::synth::{SynthOptions, synth};
+use isoclr_core::data::{Augment, Dataset, PassLayout, Sampler};
+use isoclr_core::worker::wire::{shard_from_message, shard_to_message};
+use isoclr_core::worker::{Registration, Token, WorkerClient};
 use prost::Message;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -32,7 +32,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// The benchmark's dataset, made once and reused.
 fn dataset(genes: usize, length_scale: f64) -> Result<Dataset> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target/bench-data")
+        .join("../target/bench-data")
         .join(format!("synth-{genes}-{length_scale}"));
     let prepared = root.join("prepared");
     if Dataset::read_manifest(&prepared).is_err() {

@@ -1,16 +1,17 @@
-//! The command line: every subcommand's arguments, as clap parses them. No work is done here.
+//! The `isoclr` command line: every subcommand's arguments, as clap parses them. Both binaries parse it:
+//! `isoclr` runs the tensor-free commands and hands the others to `isoclr-torch`, which parses the same
+//! line again. No work is done here.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use isoclr::config::Config;
-use isoclr::data::dataset::DEFAULT_MAX_LEN;
+use crate::config::{Config, ConfigError};
+use crate::data::dataset::DEFAULT_MAX_LEN;
 
 /// Contrastive pre-training of mature-RNA encoders (IsoCLR).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = "isoclr", version, long_about = None)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -59,7 +60,7 @@ pub struct EmbedArgs {
     /// Pooling: mean (one mean over the transcript, as in training), or regions (that mean, then the
     /// means over the 5'UTR, CDS and 3'UTR: four times as wide).
     #[arg(long, value_enum, default_value = "mean")]
-    pub pooling: isoclr::config::Pooling,
+    pub pooling: crate::config::Pooling,
 }
 
 /// The arguments of `isoclr probe`.
@@ -145,7 +146,7 @@ pub struct PrepArgs {
     #[arg(long, value_enum, default_value = "annotation")]
     pub cds: CdsArg,
     /// With --cds longest-orf: the shortest ORF kept, in codons (ATG counted, stop not).
-    #[arg(long, default_value_t = isoclr::data::orf::DEFAULT_MIN_CODONS)]
+    #[arg(long, default_value_t = crate::data::orf::DEFAULT_MIN_CODONS)]
     pub min_orf_codons: u32,
     /// Transcripts of unknown strand (`.`): `keep` them as given (ascending coordinates), or `drop` them
     /// (counted in the manifest).
@@ -258,42 +259,10 @@ pub struct EncoderArgs {
     pub device: String,
 }
 
-impl EncoderArgs {
-    /// The `--device` choice, resolved.
-    pub fn device(&self) -> Result<tch::Device> {
-        let name = &self.device;
-        let choice: isoclr::config::DeviceChoice = serde_json::from_value(serde_json::Value::String(name.clone()))
-            .with_context(|| format!("--device {name:?}: expected auto, cpu or cuda"))?;
-        Ok(isoclr::train::run::select_device(choice)?)
-    }
-}
-
 impl ConfigArgs {
     /// Loads the layered configuration.
-    pub fn load(&self) -> Result<Config> {
-        Ok(Config::load(self.config.as_deref(), &self.overrides)?)
-    }
-}
-
-impl Command {
-    /// Whether the command heeds stop signals, suspending at a step boundary (`Some`), and whether SIGINT
-    /// cancels it (`Some(true)`, a coordinator) instead of ending the process at once. `None`: signals keep
-    /// their default actions.
-    pub fn heeds_signals(&self) -> Option<bool> {
-        match self {
-            Self::Train(_) | Self::Worker(_) => Some(false),
-            Self::Coordinator(_) => Some(true),
-            _ => None,
-        }
-    }
-
-    /// Whether the command runs libtorch (and so needs its CUDA backend loaded first). The coordinator
-    /// holds no model: it plans and ships batches as plain buffers.
-    pub fn uses_torch(&self) -> bool {
-        !matches!(
-            self,
-            Self::Synth(_) | Self::Prep(_) | Self::Inspect(_) | Self::Config(_) | Self::Coordinator(_)
-        )
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(self.config.as_deref(), &self.overrides)
     }
 }
 

@@ -406,6 +406,11 @@ impl ProbeTask {
         Self::from_toml_str(&text, path)
     }
 
+    /// Reads and checks every task file of `paths`, in order, before any work is done.
+    pub fn read_all(paths: &[PathBuf]) -> Result<Vec<Self>, TaskError> {
+        paths.iter().map(|p| Self::read(p)).collect()
+    }
+
     /// Parses and checks task TOML `text`; `path` names it in errors and anchors relative paths.
     pub fn from_toml_str(text: &str, path: &Path) -> Result<Self, TaskError> {
         let file: TaskFile = toml::from_str(text).map_err(|e| TaskError::Parse {
@@ -654,7 +659,7 @@ mod tests {
 
     #[test]
     fn shipped_tasks_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/probes");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/probes");
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();

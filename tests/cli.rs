@@ -126,6 +126,47 @@ fn a_checkpoint_of_another_model_shape_is_refused_with_a_message() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// A training step whose activations cannot be allocated ends the run with an error that names the
+/// micro-batch shape and what to lower, exit status 1, and no panic. The allocation is made impossible by
+/// limiting the process's address space (`ulimit -v`, as clusters limit jobs) to 8 GiB while the first
+/// layer's output of one pass alone needs more: 256 sequences of several thousand positions × 4,096
+/// channels × 4 bytes, well over 8 GiB whatever the lengths drawn; the weights and optimiser state take
+/// about 1 GiB.
+#[test]
+fn an_impossible_allocation_in_a_step_is_an_error_naming_the_micro_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sets = [
+        "model.filters=[4096]",
+        "model.blocks=[1]",
+        "model.dilations=[1]",
+        "data.synth_length_scale=1.0",
+        "train.batch_size=128",
+        "train.positions_per_pass=100000000",
+        "train.threads=1",
+        "train.steps=2",
+    ];
+    let mut line = format!(
+        "ulimit -v 8388608 && exec {} train --config {} --out {}",
+        env!("CARGO_BIN_EXE_isoclr"),
+        tiny(),
+        out.display()
+    );
+    for set in sets {
+        line.push_str(&format!(" --set '{set}'"));
+    }
+    let run = Command::new("sh").args(["-c", &line]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("step 0: training step: out of memory"), "{stderr}");
+    assert!(
+        stderr.contains("micro-batches of up to 256 sequences × ") && stderr.contains("train.positions_per_pass"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!out.join("model.safetensors").exists(), "a failed run leaves no model");
+}
+
 #[test]
 fn config_prints_the_resolved_configuration_and_resume_insists_on_a_checkpoint() {
     let run = isoclr(&["config", "--config", &tiny(), "--set", "train.lr=0.004"], &[]);

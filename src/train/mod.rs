@@ -1,7 +1,8 @@
 //! Training: the optimiser, learning-rate schedules, the one-device step ([`step`]) with gradient
 //! synchronisation beside it ([`sync`]), and the one training loop ([`training_loop`]) that a single process
 //! ([`run`]: `metrics.jsonl`, `config.toml`, `model.safetensors`) and every worker ([`worker_loop`]: the
-//! coordinator's batches and decisions) run with their own components.
+//! coordinator's batches and decisions) run with their own components. [`tensor_failure`] is the step's
+//! error boundary: a libtorch failure inside it (an out-of-memory) is an error, not a panic.
 
 pub mod checkpointing;
 pub mod collective;
@@ -11,6 +12,7 @@ pub mod schedule;
 pub mod snapshot;
 pub mod step;
 pub mod sync;
+pub mod tensor_failure;
 pub mod training_loop;
 pub mod worker_loop;
 
@@ -49,6 +51,26 @@ pub enum TrainError {
         /// libtorch's error.
         #[source]
         source: tch::TchError,
+    },
+    /// libtorch ran out of memory in a step: the largest micro-batch is named, and what to lower.
+    #[error(
+        "step {step}: {what}: out of memory with micro-batches of up to {lines} sequences × {padded_len} positions \
+         ({message}); lower train.positions_per_pass (now {positions_per_pass}) or train.batch_size, or set \
+         train.gradient_cache = true"
+    )]
+    OutOfMemory {
+        /// What was being computed.
+        what: &'static str,
+        /// The step.
+        step: u64,
+        /// Sequences (lines) in the step's largest micro-batch.
+        lines: usize,
+        /// Its padded length.
+        padded_len: usize,
+        /// `train.positions_per_pass`.
+        positions_per_pass: usize,
+        /// libtorch's message.
+        message: String,
     },
     /// Saving or loading a checkpoint failed, or the checkpoint belongs to another run.
     #[error("checkpoint: {0}")]

@@ -283,7 +283,8 @@ impl MetricsSink for LocalMetrics {
         self.window.1 += self.sequences_per_step;
         if step.is_multiple_of(self.log_every) || step + 1 == self.end_step {
             let seq_per_s = self.window.1 as f64 / self.window.0.elapsed().as_secs_f64().max(1e-9);
-            let (held_out_loss, held_out_accuracy) = self.held_out.as_ref().map(|b| trainer.evaluate(b)).unzip();
+            let (held_out_loss, held_out_accuracy) =
+                self.held_out.as_ref().map(|b| trainer.evaluate(b)).transpose()?.unzip();
             self.window = (Instant::now(), 0);
             let line = MetricsLine {
                 step,

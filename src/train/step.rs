@@ -8,6 +8,7 @@ use super::TrainError;
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::Schedule;
 use super::sync::TensorExchange;
+use super::tensor_failure;
 use crate::config::Config;
 use crate::config::{BatchStatistics, Pooling};
 use crate::data::StepBatch;
@@ -84,7 +85,14 @@ impl Trainer {
     /// The contrastive loss (unweighted) and accuracy of a whole batch, `batch` (the held-out groups'), with
     /// the model in evaluation mode (running batch-norm statistics, no dropout) and without gradients:
     /// nothing of the model or optimiser changes.
-    pub fn evaluate(&self, batch: &StepBatch) -> (f64, f64) {
+    pub fn evaluate(&self, batch: &StepBatch) -> Result<(f64, f64), TrainError> {
+        let positions_per_pass = self.config.train.positions_per_pass;
+        tensor_failure::guarded("held-out evaluation", batch, positions_per_pass, || {
+            Ok(self.evaluate_tensors(batch))
+        })
+    }
+
+    fn evaluate_tensors(&self, batch: &StepBatch) -> (f64, f64) {
         let t = &self.config.train;
         let n = batch.pairs.len() as i64;
         let cuda = self.model.vars.device().is_cuda();
@@ -113,7 +121,16 @@ impl Trainer {
     /// projections and their gradients stay on the device. With `train.gradient_cache` the encoder runs
     /// twice, the second time one micro-batch at a time with its activations (docs/DESIGN.md, "Gradient
     /// caching").
+    /// A libtorch failure inside the step (an out-of-memory) is returned as an error
+    /// ([`tensor_failure::guarded`]).
     pub fn train_step(&mut self, batch: &StepBatch, comm: &mut dyn Collective) -> Result<StepReport, TrainError> {
+        let positions_per_pass = self.config.train.positions_per_pass;
+        tensor_failure::guarded("training step", batch, positions_per_pass, || {
+            self.step_tensors(batch, comm)
+        })
+    }
+
+    fn step_tensors(&mut self, batch: &StepBatch, comm: &mut dyn Collective) -> Result<StepReport, TrainError> {
         let t = &self.config.train;
         let rank = comm.rank() as u64;
         let n = batch.pairs.len() as i64;

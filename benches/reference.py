@@ -24,6 +24,15 @@ Sub-commands
                                              bf16 autocast as isoclr's Trainer::train_step does it, the step
                                              timed between torch.cuda.synchronize() calls; peak_bytes is
                                              torch.cuda.max_memory_allocated() over the step (null on CPU)
+                                             --peer plain: the architecture as users run it in PyTorch
+                                             (below); --compile MODE: encoder and head through
+                                             torch.compile(mode=MODE), compiled in the warm-up steps
+
+The plain peer (`--peer plain`, bench only) is the same architecture written the way IsoCLR's and Orthrus's
+PyTorch code runs it: `nn.BatchNorm1d` / `nn.GroupNorm` over every position of the padded input (one fused
+kernel per norm, padding counted in the statistics), plain max-pooling, no masks inside the network; only
+the final mean over positions counts real ones. It computes a slightly different function on padded inputs
+(that is the difference isoclr's masks exist for), so it is a speed peer, never a numerical reference.
 
 Every sub-command takes the model shape from `--config-json TEXT` or `--config FILE` (a JSON object).
 
@@ -229,7 +238,31 @@ class MaskedGroupNorm(nn.Module):
         return y * mask
 
 
+class PlainBatchNorm(nn.BatchNorm1d):
+    """`nn.BatchNorm1d` as a user writes it: statistics over every position, padding included."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, eps=EPS, momentum=MOMENTUM)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return super().forward(x)
+
+
+class PlainGroupNorm(nn.GroupNorm):
+    """`nn.GroupNorm` (groups = 1: layer norm) over every position, padding included."""
+
+    def __init__(self, channels: int, groups: int):
+        super().__init__(groups, channels, eps=EPS)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return super().forward(x)
+
+
 def make_norm(channels: int, config: dict) -> nn.Module:
+    if config["plain"]:
+        if config["norm"] == "batch":
+            return PlainBatchNorm(channels)
+        return PlainGroupNorm(channels, config["norm_groups"] if config["norm"] == "group" else 1)
     if config["norm"] == "batch":
         return MaskedBatchNorm(channels)
     return MaskedGroupNorm(channels, config["norm_groups"] if config["norm"] == "group" else 1)
@@ -295,6 +328,7 @@ class Encoder(nn.Module):
     def __init__(self, config: dict):
         super().__init__()
         self.tracks = config["tracks"]
+        self.plain = config["plain"]
         self.stem = Stem(config)
         self.stages = nn.ModuleList()
         c_in = config["filters"][0]
@@ -316,6 +350,10 @@ class Encoder(nn.Module):
             mask = (positions.unsqueeze(0) < lengths.to(x.device).unsqueeze(1)).unsqueeze(1).float()
         else:
             mask = packed[0]
+        if self.plain:
+            if packed is not None:
+                raise SystemExit("the plain peer runs unpacked passes: users pad, they do not pack")
+            return self.forward_plain(x[:, : self.tracks], mask)
         x = x[:, : self.tracks] * mask
         h = self.stem.norm(self.stem.conv(x), mask)
         h, mask = masked_max_pool(h, mask)
@@ -333,6 +371,17 @@ class Encoder(nn.Module):
         ones = mask.to(kind).permute(0, 2, 1).reshape(-1, 1)
         counts = torch.zeros(n + 1, 1, device=h.device, dtype=kind).index_add(0, owner, ones)
         return (sums / counts.clamp_min(1.0))[:n]
+
+
+    def forward_plain(self, x: Tensor, mask: Tensor) -> Tensor:
+        """The plain peer: no masks inside the network, the mean over real positions at the end."""
+        h = F.max_pool1d(self.stem.norm(self.stem.conv(x), mask), 2, 2)
+        for stage in self.stages:
+            for block in stage:
+                h = block(h, mask)
+            h = F.max_pool1d(h, 2, 2)
+        mask = F.max_pool1d(mask, 2 ** (1 + len(self.stages)), 2 ** (1 + len(self.stages)))
+        return (h * mask).sum(dim=2) / mask.sum(dim=2).clamp_min(1.0)
 
 
 def packed_layout(lines: int, length: int, line: Tensor, offset: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -375,7 +424,8 @@ class Model(nn.Module):
 
     def load_named(self, tensors: dict[str, Tensor], source: str) -> None:
         """Copies every tensor by name; any missing, mis-shaped or unexpected tensor is an error naming it."""
-        own = self.state_dict()
+        # nn.BatchNorm1d (the plain peer) also counts its batches; isoclr has no such tensor.
+        own = {k: v for k, v in self.state_dict().items() if not k.endswith("num_batches_tracked")}
         problems = []
         for name, target in own.items():
             if name not in tensors:
@@ -603,6 +653,11 @@ def cmd_bench(args: argparse.Namespace, config: dict) -> None:
     device = torch.device(args.device)
     model = build_model(args, config).to(device).train()
     optimizer = make_optimizer(model, config)
+    if args.compile:
+        # As a user compiles a model: the modules, after the weights are in place (the optimiser holds the
+        # same parameters). The first steps compile; the caller's warm-up steps absorb them.
+        model.encoder = torch.compile(model.encoder, mode=args.compile)
+        model.head = torch.compile(model.head, mode=args.compile)
     batch = Batch(read_safetensors(args.inputs), device)
     if args.serve:
         # One step per line read from stdin, answered by one JSON line: the caller interleaves its own steps
@@ -665,11 +720,14 @@ def main() -> None:
             p.add_argument("--seed", type=int, default=0, help="seed of initialisation and dropout")
             p.add_argument("--serve", action="store_true", help="run one step per stdin line, print one JSON line each")
             p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda: GPU with bf16 autocast")
+            p.add_argument("--peer", choices=("masked", "plain"), default="masked", help="plain: the model as users run it")
+            p.add_argument("--compile", metavar="MODE", help="torch.compile the encoder and head with this mode")
     args = parser.parse_args()
     if (args.config_json is None) == (args.config is None):
         parser.error("give exactly one of --config-json and --config")
     text = args.config_json if args.config_json is not None else open(args.config).read()
     config = parse_config(text)
+    config["plain"] = getattr(args, "peer", "masked") == "plain"
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(getattr(args, "seed", 0))

@@ -1,9 +1,16 @@
-//! Training throughput of isoclr against PyTorch eager (`benches/reference.py`) on the same batch.
+//! Training throughput of isoclr against PyTorch (`benches/reference.py`) on the same batch.
 //!
 //! One invocation builds a fixed contrastive batch of random transcripts, trains isoclr's
-//! `Trainer::train_step` on it and the Python reference (kept running as `reference.py bench --serve`) on
-//! exactly the same tensors (the batch's two encoder passes are exported as they are) from the same starting
-//! weights, with the same number of threads, and prints a table.
+//! `Trainer::train_step` on it and one or more PyTorch peers (each kept running as `reference.py bench
+//! --serve`) on exactly the same tensors (the batch's encoder passes are exported as they are) from the same
+//! starting weights, with the same number of threads, and prints a table with a row per peer. The peers
+//! (`ISOCLR_BENCH_PEERS`, comma-separated):
+//! - `masked`: the op-for-op reference of isoclr's model (its masked norms and pools as elementwise
+//!   PyTorch ops), the numerical reference;
+//! - `plain`: the architecture as users run it in PyTorch: `nn.BatchNorm1d` over every position, plain
+//!   pools, no masks (see reference.py);
+//! - `compiled`, `compiled:MODE`: `plain` through `torch.compile` (mode `default`, or MODE), compiled during
+//!   the warm-up steps (give enough: `ISOCLR_BENCH_WARMUP`).
 //!
 //! By default the two sides take turns, one step each, so load from other work on a shared machine falls
 //! on both alike, and the figures are medians (robust to the odd disturbed step); the ratio of each
@@ -28,6 +35,7 @@
 //! | `ISOCLR_BENCH_POSITIONS` | length-aware passes: the 2N sequences sorted by length and cut into passes of at most this many positions, as `train.positions_per_pass` (both sides run the same passes) | one pass per view |
 //! | `ISOCLR_BENCH_PACKING` | `1` (with `ISOCLR_BENCH_POSITIONS`): passes packed several sequences to a line, as `train.packing` cuts them (both sides run the same passes) | off |
 //! | `ISOCLR_BENCH_GRADIENT_CACHE` | `1`: isoclr trains with `train.gradient_cache` (the reference does not) | off |
+//! | `ISOCLR_BENCH_PEERS` | the PyTorch peers, e.g. `plain,compiled,masked` (above) | `masked` |
 //! | `ISOCLR_BENCH_REFERENCE` | path of `reference.py` (for a bench binary run outside its checkout) | `benches/reference.py` |
 //! | `ISOCLR_PYTHON` | the interpreter with torch | `.venv/bin/python` |
 //!
@@ -81,6 +89,40 @@ struct Settings {
     packing: bool,
     /// isoclr side with `train.gradient_cache`.
     gradient_cache: bool,
+    /// The PyTorch sides.
+    peers: Vec<Peer>,
+}
+
+/// One PyTorch side of the comparison.
+#[derive(Clone, Debug)]
+struct Peer {
+    /// The architecture as users write it (`--peer plain`), not the masked reference.
+    plain: bool,
+    /// `torch.compile` mode, if compiled.
+    compile: Option<String>,
+}
+
+impl Peer {
+    fn parse(text: &str) -> Self {
+        let (plain, compile) = match text.trim() {
+            "masked" => (false, None),
+            "plain" => (true, None),
+            "compiled" => (true, Some("default".to_owned())),
+            other => match other.strip_prefix("compiled:") {
+                Some(mode) => (true, Some(mode.to_owned())),
+                None => panic!("ISOCLR_BENCH_PEERS: {other:?} is not masked, plain, compiled or compiled:MODE"),
+            },
+        };
+        Self { plain, compile }
+    }
+
+    fn name(&self) -> String {
+        match (&self.compile, self.plain) {
+            (Some(mode), _) => format!("PyTorch compiled ({mode})"),
+            (None, true) => "PyTorch eager, nn.BatchNorm1d".to_owned(),
+            (None, false) => "PyTorch eager, masked reference".to_owned(),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -143,6 +185,11 @@ impl Settings {
                 .map(|_| env_or("ISOCLR_BENCH_POSITIONS", 0)),
             packing: env_or("ISOCLR_BENCH_PACKING", 0) != 0,
             gradient_cache: env_or("ISOCLR_BENCH_GRADIENT_CACHE", 0) != 0,
+            peers: std::env::var("ISOCLR_BENCH_PEERS")
+                .unwrap_or_else(|_| "masked".to_owned())
+                .split(',')
+                .map(Peer::parse)
+                .collect(),
         }
     }
 }
@@ -443,13 +490,16 @@ struct Reference {
 }
 
 impl Reference {
-    fn start(dir: &std::path::Path, config_json: &str, threads: i32, device: Device) -> Self {
+    fn start(dir: &std::path::Path, config_json: &str, threads: i32, device: Device, peer: &Peer) -> Self {
         let script = reference_script();
         let python = python();
-        let mut child = Command::new(&python)
-            .arg(&script)
-            .arg("bench")
-            .arg("--serve")
+        let mut command = Command::new(&python);
+        command.arg(&script).arg("bench").arg("--serve");
+        command.args(["--peer", if peer.plain { "plain" } else { "masked" }]);
+        if let Some(mode) = &peer.compile {
+            command.args(["--compile", mode]);
+        }
+        let mut child = command
             .args(["--inputs", dir.join("batch.safetensors").to_str().unwrap()])
             .args(["--weights", dir.join("weights.safetensors").to_str().unwrap()])
             .args(["--config-json", config_json])
@@ -546,7 +596,6 @@ fn main() {
         "ISOCLR_BENCH_PACKING=1 needs ISOCLR_BENCH_POSITIONS"
     );
     let batch = make_batch(&settings, &config.model);
-    let sequences = 2 * settings.batch;
     let padded: Vec<String> = batch.micro.iter().map(|m| m.padded_len.to_string()).collect();
     eprintln!(
         "batch: {} pairs, {} passes{} padded to {} ({:.0} % padding), {} threads, {:?}{}",
@@ -578,22 +627,29 @@ fn main() {
     export_batch(&batch, &dir.path().join("batch.safetensors"));
     let config_json = reference_config(&config.model, &config.train);
 
-    let (mut rust, mut torch) = (Side::default(), Side::default());
+    let mut rust = Side::default();
+    let mut peers: Vec<(Peer, Side)> = settings.peers.iter().map(|p| (p.clone(), Side::default())).collect();
+    let start = |peer: &Peer| Reference::start(dir.path(), &config_json, settings.threads, settings.device, peer);
     let total = settings.warmup + settings.steps;
-    let torch_version = if settings.alternate {
-        // The sides take turns, so a changing background load hits both alike.
-        let mut reference = Reference::start(dir.path(), &config_json, settings.threads, settings.device);
+    let mut torch_version = String::new();
+    if settings.alternate {
+        // The sides take turns, so a changing background load hits all alike.
+        let mut references: Vec<Reference> = peers.iter().map(|(peer, _)| start(peer)).collect();
         for step in 0..total {
             time_isoclr(&mut trainer, &batch, step, &settings, &mut rust);
-            time_pytorch(&mut reference, step, &settings, &mut torch);
-        }
-        if settings.profile {
-            for _ in 0..settings.steps {
-                isoclr_step_in_phases(&mut trainer, &batch, &config, &mut rust.phases_ms);
-                pytorch_phases(&mut reference, &mut torch);
+            for (reference, (_, side)) in references.iter_mut().zip(&mut peers) {
+                time_pytorch(reference, step, &settings, side);
             }
         }
-        reference.finish()
+        for _ in 0..if settings.profile { settings.steps } else { 0 } {
+            isoclr_step_in_phases(&mut trainer, &batch, &config, &mut rust.phases_ms);
+            for (reference, (_, side)) in references.iter_mut().zip(&mut peers) {
+                pytorch_phases(reference, side);
+            }
+        }
+        for reference in references {
+            torch_version = reference.finish();
+        }
     } else {
         for step in 0..total {
             time_isoclr(&mut trainer, &batch, step, &settings, &mut rust);
@@ -601,82 +657,92 @@ fn main() {
         for _ in 0..if settings.profile { settings.steps } else { 0 } {
             isoclr_step_in_phases(&mut trainer, &batch, &config, &mut rust.phases_ms);
         }
-        // isoclr is done: on a GPU its cached memory goes back to the driver for the reference to use.
+        // isoclr is done: on a GPU its cached memory goes back to the driver for the peers to use.
         drop(trainer);
         if settings.device.is_cuda() {
             isoclr::device::cuda_empty_cache();
         }
-        // Started only now: libgomp worker threads of an idle process spin for a while and would take
-        // CPU from the side being timed.
-        let mut reference = Reference::start(dir.path(), &config_json, settings.threads, settings.device);
-        for step in 0..total {
-            time_pytorch(&mut reference, step, &settings, &mut torch);
+        // Each peer starts only when the one before has ended: libgomp worker threads of an idle process
+        // spin for a while and would take CPU from the side being timed.
+        for (peer, side) in &mut peers {
+            let mut reference = start(peer);
+            for step in 0..total {
+                time_pytorch(&mut reference, step, &settings, side);
+            }
+            for _ in 0..if settings.profile { settings.steps } else { 0 } {
+                pytorch_phases(&mut reference, side);
+            }
+            torch_version = reference.finish();
         }
-        for _ in 0..if settings.profile { settings.steps } else { 0 } {
-            pytorch_phases(&mut reference, &mut torch);
-        }
-        reference.finish()
-    };
+    }
+    report(&settings, &batch, &rust, &peers, &torch_version);
+}
 
+/// Prints the table (a row per peer) and the details, and appends the JSON record.
+fn report(settings: &Settings, batch: &StepBatch, rust: &Side, peers: &[(Peer, Side)], torch_version: &str) {
+    let sequences = 2 * settings.batch;
     let seq_per_s = |side: &Side| sequences as f64 / (side.median_ms() / 1e3);
     let name = |v: serde_json::Value| v.as_str().unwrap_or("?").to_owned();
-    println!();
     let cuda = settings.device.is_cuda();
-    // CPU runs print the table as before; CUDA runs add the peak memory of each side.
-    let (memory_head, memory_rule, memory_cells) = if cuda {
-        (
-            " isoclr peak GiB | PyTorch peak GiB |",
-            "---|---|",
-            format!(" {} | {} |", gib(rust.peak_bytes()), gib(torch.peak_bytes())),
-        )
+    // CUDA runs add the peak memory of each side.
+    let (memory_head, memory_rule) = if cuda {
+        (" isoclr peak GiB | peer peak GiB |", "---|---|")
     } else {
         Default::default()
     };
-    println!(
-        "| preset | norm | batch (pairs) | length | threads | isoclr step ms | PyTorch step ms | isoclr seq/s | PyTorch seq/s | ratio |{memory_head}"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|{memory_rule}");
-    println!(
-        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.3} |{memory_cells}",
-        name(serde_json::to_value(settings.preset).unwrap()),
-        name(serde_json::to_value(settings.norm).unwrap()),
-        settings.batch,
-        settings.lengths,
-        settings.threads,
-        rust.median_ms(),
-        torch.median_ms(),
-        seq_per_s(&rust),
-        seq_per_s(&torch),
-        seq_per_s(&rust) / seq_per_s(&torch)
-    );
     println!();
     println!(
-        "step ms median / min / mean over {} steps{}: isoclr {:.1} / {:.1} / {:.1}, PyTorch {:.1} / {:.1} / {:.1}",
-        settings.steps,
-        if settings.alternate { " (sides alternating)" } else { "" },
-        rust.median_ms(),
-        rust.min_ms(),
-        rust.mean_ms(),
-        torch.median_ms(),
-        torch.min_ms(),
-        torch.mean_ms()
+        "| preset | norm | batch (pairs) | length | threads | peer | isoclr step ms | peer step ms | isoclr seq/s | peer seq/s | ratio |{memory_head}"
     );
-    if settings.alternate {
-        // Neighbouring steps saw nearly the same machine: their ratios are the least disturbed estimate.
-        let paired: Vec<f64> = rust.step_ms.iter().zip(&torch.step_ms).map(|(r, t)| t / r).collect();
+    println!("|---|---|---|---|---|---|---|---|---|---|---|{memory_rule}");
+    for (peer, side) in peers {
+        let memory_cells = if cuda {
+            format!(" {} | {} |", gib(rust.peak_bytes()), gib(side.peak_bytes()))
+        } else {
+            String::new()
+        };
         println!(
-            "ratio of neighbouring steps (PyTorch ms ÷ isoclr ms): median {:.3}",
-            median(&paired)
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.3} |{memory_cells}",
+            name(serde_json::to_value(settings.preset).unwrap()),
+            name(serde_json::to_value(settings.norm).unwrap()),
+            settings.batch,
+            settings.lengths,
+            settings.threads,
+            peer.name(),
+            rust.median_ms(),
+            side.median_ms(),
+            seq_per_s(rust),
+            seq_per_s(side),
+            seq_per_s(rust) / seq_per_s(side)
         );
     }
-    let last = |side: &Side| side.losses.last().copied().unwrap_or(f64::NAN);
+    println!();
+    let alternating = if settings.alternate { " (sides alternating)" } else { "" };
+    let figures = |side: &Side| format!("{:.1} / {:.1} / {:.1}", side.median_ms(), side.min_ms(), side.mean_ms());
     println!(
-        "loss first / last step: isoclr {:.4} / {:.4}, PyTorch {:.4} / {:.4} (same start weights and batch; dropout draws differ)",
-        rust.losses[0],
-        last(&rust),
-        torch.losses[0],
-        last(&torch)
+        "step ms median / min / mean over {} steps{alternating}: isoclr {}",
+        settings.steps,
+        figures(rust)
     );
+    let last = |side: &Side| side.losses.last().copied().unwrap_or(f64::NAN);
+    for (peer, side) in peers {
+        println!("  {}: {}", peer.name(), figures(side));
+        if settings.alternate {
+            // Neighbouring steps saw nearly the same machine: their ratios are the least disturbed estimate.
+            let paired: Vec<f64> = rust.step_ms.iter().zip(&side.step_ms).map(|(r, t)| t / r).collect();
+            println!(
+                "    ratio of neighbouring steps (peer ms ÷ isoclr ms): median {:.3}",
+                median(&paired)
+            );
+        }
+        println!(
+            "    loss first / last step: isoclr {:.4} / {:.4}, peer {:.4} / {:.4} (same start weights and batch; dropout draws differ)",
+            rust.losses[0],
+            last(rust),
+            side.losses[0],
+            last(side)
+        );
+    }
     println!("torch {torch_version}; seq/s = 2 × pairs / median step time");
     if cuda {
         println!(
@@ -685,6 +751,22 @@ fn main() {
         );
     }
     if let Some(path) = &settings.json {
+        // The top-level torch_* fields are the first peer's (older readers know only those).
+        let (_, first) = &peers[0];
+        let peer_records: Vec<serde_json::Value> = (peers.iter())
+            .map(|(peer, side)| {
+                serde_json::json!({
+                    "peer": peer.name(),
+                    "plain": peer.plain,
+                    "compile": peer.compile,
+                    "ms": side.median_ms(),
+                    "seq_s": seq_per_s(side),
+                    "ratio": seq_per_s(rust) / seq_per_s(side),
+                    "peak_bytes": side.peak_bytes(),
+                    "loss": [side.losses[0], last(side)],
+                })
+            })
+            .collect();
         let record = serde_json::json!({
             "device": if cuda { "cuda" } else { "cpu" },
             "preset": settings.preset,
@@ -702,14 +784,15 @@ fn main() {
             "steps": settings.steps,
             "warmup": settings.warmup,
             "isoclr_ms": rust.median_ms(),
-            "torch_ms": torch.median_ms(),
-            "isoclr_seq_s": seq_per_s(&rust),
-            "torch_seq_s": seq_per_s(&torch),
-            "ratio": seq_per_s(&rust) / seq_per_s(&torch),
+            "torch_ms": first.median_ms(),
+            "isoclr_seq_s": seq_per_s(rust),
+            "torch_seq_s": seq_per_s(first),
+            "ratio": seq_per_s(rust) / seq_per_s(first),
             "isoclr_peak_bytes": rust.peak_bytes(),
-            "torch_peak_bytes": torch.peak_bytes(),
-            "isoclr_loss": [rust.losses[0], last(&rust)],
-            "torch_loss": [torch.losses[0], last(&torch)],
+            "torch_peak_bytes": first.peak_bytes(),
+            "isoclr_loss": [rust.losses[0], last(rust)],
+            "torch_loss": [first.losses[0], last(first)],
+            "peers": peer_records,
             "torch": torch_version,
         });
         let mut file = std::fs::OpenOptions::new()
@@ -720,15 +803,14 @@ fn main() {
         writeln!(file, "{record}").unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     }
     if settings.profile {
+        let names: Vec<String> = peers.iter().map(|(peer, _)| peer.name()).collect();
         println!();
-        println!("| phase (ms per step) | isoclr | PyTorch | PyTorch ÷ isoclr |");
-        println!("|---|---|---|---|");
+        println!("| phase (ms per step) | isoclr | {} |", names.join(" | "));
+        println!("|---|---|{}", "---|".repeat(names.len()));
         for (i, phase) in PHASES.iter().enumerate() {
-            let (r, t) = (
-                rust.phases_ms[i] / settings.steps as f64,
-                torch.phases_ms[i] / settings.steps as f64,
-            );
-            println!("| {phase} | {r:.1} | {t:.1} | {:.2} |", t / r);
+            let per_step = |side: &Side| side.phases_ms[i] / settings.steps as f64;
+            let cells: Vec<String> = peers.iter().map(|(_, side)| format!("{:.1}", per_step(side))).collect();
+            println!("| {phase} | {:.1} | {} |", per_step(rust), cells.join(" | "));
         }
     }
 }

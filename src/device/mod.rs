@@ -27,6 +27,18 @@ unsafe extern "C" {
         count: i32,
         factors: *const std::ffi::c_void,
     ) -> i32;
+    fn isoclr_masked_moments(
+        x: *const std::ffi::c_void,
+        mask: *const std::ffi::c_void,
+        sums: *mut *mut std::ffi::c_void,
+        squares: *mut *mut std::ffi::c_void,
+    ) -> i32;
+    fn isoclr_masked_affine(
+        x: *const std::ffi::c_void,
+        mask: *const std::ffi::c_void,
+        scale: *const std::ffi::c_void,
+        shift: *const std::ffi::c_void,
+    ) -> *mut std::ffi::c_void;
     fn isoclr_fused_adamw(
         params: *const *const std::ffi::c_void,
         grads: *const *const std::ffi::c_void,
@@ -229,6 +241,49 @@ pub fn foreach_scale_(tensors: &[&tch::Tensor], factors: &tch::Tensor) -> bool {
     let pointers: Vec<*const std::ffi::c_void> = tensors.iter().map(|t| t.as_ptr().cast()).collect();
     // SAFETY: as in `foreach_norms`; `factors` is held by the caller for the call.
     unsafe { isoclr_foreach_scale_(pointers.as_ptr(), count, factors.as_ptr().cast()) == 0 }
+}
+
+/// Per-channel `Σ x·m` and `Σ (x·m)²` (f64, `[C]` each) of `x` `[n, C, L]` under the 0/1 mask `mask`
+/// `[n, 1, L]`, differentiable in `x`, in one fused pass each way (src/device/shim.cpp). `None` where the
+/// fused kernel does not apply (not on the CPU, not f32/f64, shapes that do not match): the caller computes
+/// them with elementwise ops instead.
+pub fn masked_moments(x: &tch::Tensor, mask: &tch::Tensor) -> Option<(tch::Tensor, tch::Tensor)> {
+    let mut sums: *mut std::ffi::c_void = std::ptr::null_mut();
+    let mut squares: *mut std::ffi::c_void = std::ptr::null_mut();
+    // SAFETY: `x` and `mask` are live at::Tensors for the call; the shim catches every C++ exception and,
+    // when it returns 0, has written two new heap at::Tensors that nothing else owns, which `from_ptr`
+    // takes over (tch frees them on drop); on -1 it wrote nothing.
+    unsafe {
+        let status = isoclr_masked_moments(x.as_ptr().cast(), mask.as_ptr().cast(), &mut sums, &mut squares);
+        (status == 0).then(|| {
+            (
+                tch::Tensor::from_ptr(sums.cast()),
+                tch::Tensor::from_ptr(squares.cast()),
+            )
+        })
+    }
+}
+
+/// `(x·scale + shift)·mask` for `x` `[n, C, L]`, the 0/1 `mask` `[n, 1, L]` and `scale`, `shift` `[C]`,
+/// differentiable in `x`, `scale` and `shift`, in one fused pass each way. `None` where the fused kernel
+/// does not apply (as for [`masked_moments`]).
+pub fn masked_affine(
+    x: &tch::Tensor,
+    mask: &tch::Tensor,
+    scale: &tch::Tensor,
+    shift: &tch::Tensor,
+) -> Option<tch::Tensor> {
+    // SAFETY: the four tensors are live at::Tensors for the call; the shim catches every C++ exception and
+    // returns null or a new heap at::Tensor that nothing else owns, which `from_ptr` takes over.
+    unsafe {
+        let y = isoclr_masked_affine(
+            x.as_ptr().cast(),
+            mask.as_ptr().cast(),
+            scale.as_ptr().cast(),
+            shift.as_ptr().cast(),
+        );
+        (!y.is_null()).then(|| tch::Tensor::from_ptr(y.cast()))
+    }
 }
 
 /// Copies the host tensor `host` to `device` without making the host wait for the device.

@@ -182,3 +182,211 @@ int isoclr_foreach_scale_(const void* const* tensors, int count, const void* fac
   }
 }
 }
+
+// Masked batch norm on the CPU, each half one fused pass over the activations each way (what
+// `nn.BatchNorm1d`'s kernels cost), as two autograd functions that src/model/norm.rs composes:
+//   moments  (x [n, c, l], mask [n, 1, l]) -> (Σ x·m, Σ (x·m)²) per channel, in f64;
+//   affine   (x, mask, scale [c], shift [c]) -> (x·scale + shift)·m.
+// The composite of elementwise ops they replace makes four full-size temporaries and a cast to f64 per
+// norm. Masks hold 0 or 1. Sums run in f64 over one channel at a time, so they do not depend on the number
+// of threads. f32 and f64 activations; other kinds and devices keep the composite (null returned).
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+namespace {
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+bool fused_norm_applies(const at::Tensor& x, const at::Tensor& mask) {
+  return x.device().is_cpu() && mask.device().is_cpu() && x.dim() == 3 && mask.dim() == 3 &&
+         x.scalar_type() == mask.scalar_type() &&
+         (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble) && mask.size(0) == x.size(0) &&
+         mask.size(1) == 1 && mask.size(2) == x.size(2);
+}
+
+struct MaskedMoments : public torch::autograd::Function<MaskedMoments> {
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& mask_in) {
+    auto x = input.contiguous();
+    auto mask = mask_in.contiguous();
+    const int64_t n = x.size(0), c = x.size(1), l = x.size(2);
+    auto sums = at::zeros({c}, x.options().dtype(at::kDouble));
+    auto squares = at::zeros({c}, x.options().dtype(at::kDouble));
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "isoclr_masked_moments", [&] {
+      const scalar_t* xs = x.const_data_ptr<scalar_t>();
+      const scalar_t* ms = mask.const_data_ptr<scalar_t>();
+      double* s = sums.mutable_data_ptr<double>();
+      double* q = squares.mutable_data_ptr<double>();
+      at::parallel_for(0, c, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t ch = begin; ch < end; ++ch) {
+          double sum = 0.0, square = 0.0;
+          for (int64_t i = 0; i < n; ++i) {
+            const scalar_t* row = xs + (i * c + ch) * l;
+            const scalar_t* m = ms + i * l;
+            for (int64_t j = 0; j < l; ++j) {
+              const double v = static_cast<double>(row[j]) * static_cast<double>(m[j]);
+              sum += v;
+              // Each square rounded to the activations' type, as the elementwise composite rounds it: with
+              // exact squares, f32 training gradients were up to 9e-2 off an f64 run (the test
+              // model::tests::batch_statistics_keep_gradients_accurate_in_f32), with rounded ones 2e-6.
+              square += static_cast<double>(static_cast<scalar_t>(v * v));
+            }
+          }
+          s[ch] = sum;
+          q[ch] = square;
+        }
+      });
+    });
+    ctx->save_for_backward({x, mask});
+    return {sums, squares};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& mask = saved[1];
+    const int64_t n = x.size(0), c = x.size(1), l = x.size(2);
+    auto per_channel = [c](const at::Tensor& g) {
+      return g.defined() ? g.to(at::kDouble).contiguous() : at::zeros({c}, at::kDouble);
+    };
+    auto g_sum = per_channel(grads[0]);
+    auto g_square = per_channel(grads[1]);
+    auto dx = at::empty_like(x);
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "isoclr_masked_moments_backward", [&] {
+      const scalar_t* xs = x.const_data_ptr<scalar_t>();
+      const scalar_t* ms = mask.const_data_ptr<scalar_t>();
+      const double* gs = g_sum.const_data_ptr<double>();
+      const double* gq = g_square.const_data_ptr<double>();
+      scalar_t* out = dx.mutable_data_ptr<scalar_t>();
+      at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {
+          const int64_t ch = row % c;
+          const scalar_t* m = ms + (row / c) * l;
+          const double a = gs[ch], b = 2.0 * gq[ch];
+          for (int64_t j = 0; j < l; ++j) {
+            // d(x·m)/dx = m, and m² = m for a 0/1 mask.
+            out[row * l + j] = static_cast<scalar_t>(static_cast<double>(m[j]) *
+                                                     (a + b * static_cast<double>(xs[row * l + j])));
+          }
+        }
+      });
+    });
+    return {dx, at::Tensor()};
+  }
+};
+
+struct MaskedAffine : public torch::autograd::Function<MaskedAffine> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& mask_in,
+                            const at::Tensor& scale_in, const at::Tensor& shift_in) {
+    auto x = input.contiguous();
+    auto mask = mask_in.contiguous();
+    auto scale = scale_in.to(x.scalar_type()).contiguous();
+    auto shift = shift_in.to(x.scalar_type()).contiguous();
+    const int64_t n = x.size(0), c = x.size(1), l = x.size(2);
+    auto y = at::empty_like(x);
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "isoclr_masked_affine", [&] {
+      const scalar_t* xs = x.const_data_ptr<scalar_t>();
+      const scalar_t* ms = mask.const_data_ptr<scalar_t>();
+      const scalar_t* a = scale.const_data_ptr<scalar_t>();
+      const scalar_t* b = shift.const_data_ptr<scalar_t>();
+      scalar_t* out = y.mutable_data_ptr<scalar_t>();
+      at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {
+          const int64_t ch = row % c;
+          const scalar_t* m = ms + (row / c) * l;
+          for (int64_t j = 0; j < l; ++j) {
+            out[row * l + j] = (xs[row * l + j] * a[ch] + b[ch]) * m[j];
+          }
+        }
+      });
+    });
+    ctx->save_for_backward({x, mask, scale});
+    ctx->saved_data["scale_type"] = static_cast<int64_t>(scale_in.scalar_type());
+    ctx->saved_data["shift_type"] = static_cast<int64_t>(shift_in.scalar_type());
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& mask = saved[1];
+    const auto& scale = saved[2];
+    auto gy = grads[0].contiguous();
+    const int64_t n = x.size(0), c = x.size(1), l = x.size(2);
+    auto dx = at::empty_like(x);
+    auto d_scale = at::zeros({c}, x.options().dtype(at::kDouble));
+    auto d_shift = at::zeros({c}, x.options().dtype(at::kDouble));
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "isoclr_masked_affine_backward", [&] {
+      const scalar_t* xs = x.const_data_ptr<scalar_t>();
+      const scalar_t* ms = mask.const_data_ptr<scalar_t>();
+      const scalar_t* a = scale.const_data_ptr<scalar_t>();
+      const scalar_t* g = gy.const_data_ptr<scalar_t>();
+      scalar_t* out = dx.mutable_data_ptr<scalar_t>();
+      double* ds = d_scale.mutable_data_ptr<double>();
+      double* db = d_shift.mutable_data_ptr<double>();
+      // One channel per task, so each channel's sums are made by one thread in a fixed order.
+      at::parallel_for(0, c, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t ch = begin; ch < end; ++ch) {
+          double sum_scale = 0.0, sum_shift = 0.0;
+          for (int64_t i = 0; i < n; ++i) {
+            const int64_t row = i * c + ch;
+            const scalar_t* m = ms + i * l;
+            for (int64_t j = 0; j < l; ++j) {
+              const scalar_t gm = g[row * l + j] * m[j];
+              out[row * l + j] = gm * a[ch];
+              sum_scale += static_cast<double>(gm) * static_cast<double>(xs[row * l + j]);
+              sum_shift += static_cast<double>(gm);
+            }
+          }
+          ds[ch] = sum_scale;
+          db[ch] = sum_shift;
+        }
+      });
+    });
+    auto scale_type = static_cast<at::ScalarType>(ctx->saved_data["scale_type"].toInt());
+    auto shift_type = static_cast<at::ScalarType>(ctx->saved_data["shift_type"].toInt());
+    return {dx, at::Tensor(), d_scale.to(scale_type), d_shift.to(shift_type)};
+  }
+};
+}  // namespace
+
+extern "C" {
+
+// Per-channel Σ x·m and Σ (x·m)² of x [n, c, l] under mask [n, 1, l], f64 [c] each, differentiable in x:
+// 0 with both written as new tensors the caller owns; -1 (nothing written) when the fused kernel does not
+// apply (see above) or libtorch refused.
+int isoclr_masked_moments(const void* x, const void* mask, void** sums, void** squares) {
+  try {
+    const auto& input = *static_cast<const at::Tensor*>(x);
+    const auto& m = *static_cast<const at::Tensor*>(mask);
+    if (!fused_norm_applies(input, m)) {
+      return -1;
+    }
+    auto out = MaskedMoments::apply(input, m);
+    *sums = new at::Tensor(out[0]);
+    *squares = new at::Tensor(out[1]);
+    return 0;
+  } catch (...) {
+    return -1;
+  }
+}
+
+// (x·scale + shift)·mask for x [n, c, l], mask [n, 1, l], scale and shift [c], differentiable in x, scale
+// and shift: a new tensor the caller owns, or null when the fused kernel does not apply or libtorch refused.
+void* isoclr_masked_affine(const void* x, const void* mask, const void* scale, const void* shift) {
+  try {
+    const auto& input = *static_cast<const at::Tensor*>(x);
+    const auto& m = *static_cast<const at::Tensor*>(mask);
+    const auto& a = *static_cast<const at::Tensor*>(scale);
+    const auto& b = *static_cast<const at::Tensor*>(shift);
+    const int64_t c = input.dim() == 3 ? input.size(1) : -1;
+    if (!fused_norm_applies(input, m) || a.dim() != 1 || b.dim() != 1 || a.size(0) != c || b.size(0) != c ||
+        !a.device().is_cpu() || !b.device().is_cpu()) {
+      return nullptr;
+    }
+    return new at::Tensor(MaskedAffine::apply(input, m, a, b));
+  } catch (...) {
+    return nullptr;
+  }
+}
+}

@@ -198,6 +198,27 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Runs body(row, channel, mask_row) for every row (sample, channel) of an [n, c, l] tensor, in parallel.
+template <typename T, typename Body>
+void for_each_row(int64_t n, int64_t c, int64_t l, const T* mask, const Body& body) {
+  at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      body(row, row % c, mask + (row / c) * l);
+    }
+  });
+}
+
+// Runs body(channel) for every channel, one channel per task, so that each channel's sums are made by one
+// thread in a fixed order, whatever the number of threads.
+template <typename Body>
+void for_each_channel(int64_t c, const Body& body) {
+  at::parallel_for(0, c, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t ch = begin; ch < end; ++ch) {
+      body(ch);
+    }
+  });
+}
+
 bool fused_norm_applies(const at::Tensor& x, const at::Tensor& mask) {
   return x.device().is_cpu() && mask.device().is_cpu() && x.dim() == 3 && mask.dim() == 3 &&
          x.scalar_type() == mask.scalar_type() &&
@@ -217,24 +238,22 @@ struct MaskedMoments : public torch::autograd::Function<MaskedMoments> {
       const scalar_t* ms = mask.const_data_ptr<scalar_t>();
       double* s = sums.mutable_data_ptr<double>();
       double* q = squares.mutable_data_ptr<double>();
-      at::parallel_for(0, c, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t ch = begin; ch < end; ++ch) {
-          double sum = 0.0, square = 0.0;
-          for (int64_t i = 0; i < n; ++i) {
-            const scalar_t* row = xs + (i * c + ch) * l;
-            const scalar_t* m = ms + i * l;
-            for (int64_t j = 0; j < l; ++j) {
-              const double v = static_cast<double>(row[j]) * static_cast<double>(m[j]);
-              sum += v;
-              // Each square rounded to the activations' type, as the elementwise composite rounds it: with
-              // exact squares, f32 training gradients were up to 9e-2 off an f64 run (the test
-              // model::tests::batch_statistics_keep_gradients_accurate_in_f32), with rounded ones 2e-6.
-              square += static_cast<double>(static_cast<scalar_t>(v * v));
-            }
+      for_each_channel(c, [&](int64_t ch) {
+        double sum = 0.0, square = 0.0;
+        for (int64_t i = 0; i < n; ++i) {
+          const scalar_t* row = xs + (i * c + ch) * l;
+          const scalar_t* m = ms + i * l;
+          for (int64_t j = 0; j < l; ++j) {
+            const double v = static_cast<double>(row[j]) * static_cast<double>(m[j]);
+            sum += v;
+            // Each square rounded to the activations' type, as the elementwise composite rounds it: with
+            // exact squares, f32 training gradients were up to 9e-2 off an f64 run (the test
+            // model::tests::batch_statistics_keep_gradients_accurate_in_f32), with rounded ones 2e-6.
+            square += static_cast<double>(static_cast<scalar_t>(v * v));
           }
-          s[ch] = sum;
-          q[ch] = square;
         }
+        s[ch] = sum;
+        q[ch] = square;
       });
     });
     ctx->save_for_backward({x, mask});
@@ -258,16 +277,12 @@ struct MaskedMoments : public torch::autograd::Function<MaskedMoments> {
       const double* gs = g_sum.const_data_ptr<double>();
       const double* gq = g_square.const_data_ptr<double>();
       scalar_t* out = dx.mutable_data_ptr<scalar_t>();
-      at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t row = begin; row < end; ++row) {
-          const int64_t ch = row % c;
-          const scalar_t* m = ms + (row / c) * l;
-          const double a = gs[ch], b = 2.0 * gq[ch];
-          for (int64_t j = 0; j < l; ++j) {
-            // d(x·m)/dx = m, and m² = m for a 0/1 mask.
-            out[row * l + j] = static_cast<scalar_t>(static_cast<double>(m[j]) *
-                                                     (a + b * static_cast<double>(xs[row * l + j])));
-          }
+      for_each_row(n, c, l, ms, [&](int64_t row, int64_t ch, const scalar_t* m) {
+        const double a = gs[ch], b = 2.0 * gq[ch];
+        for (int64_t j = 0; j < l; ++j) {
+          // d(x·m)/dx = m, and m² = m for a 0/1 mask.
+          out[row * l + j] = static_cast<scalar_t>(static_cast<double>(m[j]) *
+                                                   (a + b * static_cast<double>(xs[row * l + j])));
         }
       });
     });
@@ -290,13 +305,9 @@ struct MaskedAffine : public torch::autograd::Function<MaskedAffine> {
       const scalar_t* a = scale.const_data_ptr<scalar_t>();
       const scalar_t* b = shift.const_data_ptr<scalar_t>();
       scalar_t* out = y.mutable_data_ptr<scalar_t>();
-      at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t row = begin; row < end; ++row) {
-          const int64_t ch = row % c;
-          const scalar_t* m = ms + (row / c) * l;
-          for (int64_t j = 0; j < l; ++j) {
-            out[row * l + j] = (xs[row * l + j] * a[ch] + b[ch]) * m[j];
-          }
+      for_each_row(n, c, l, ms, [&](int64_t row, int64_t ch, const scalar_t* m) {
+        for (int64_t j = 0; j < l; ++j) {
+          out[row * l + j] = (xs[row * l + j] * a[ch] + b[ch]) * m[j];
         }
       });
     });
@@ -324,23 +335,20 @@ struct MaskedAffine : public torch::autograd::Function<MaskedAffine> {
       scalar_t* out = dx.mutable_data_ptr<scalar_t>();
       double* ds = d_scale.mutable_data_ptr<double>();
       double* db = d_shift.mutable_data_ptr<double>();
-      // One channel per task, so each channel's sums are made by one thread in a fixed order.
-      at::parallel_for(0, c, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t ch = begin; ch < end; ++ch) {
-          double sum_scale = 0.0, sum_shift = 0.0;
-          for (int64_t i = 0; i < n; ++i) {
-            const int64_t row = i * c + ch;
-            const scalar_t* m = ms + i * l;
-            for (int64_t j = 0; j < l; ++j) {
-              const scalar_t gm = g[row * l + j] * m[j];
-              out[row * l + j] = gm * a[ch];
-              sum_scale += static_cast<double>(gm) * static_cast<double>(xs[row * l + j]);
-              sum_shift += static_cast<double>(gm);
-            }
+      for_each_channel(c, [&](int64_t ch) {
+        double sum_scale = 0.0, sum_shift = 0.0;
+        for (int64_t i = 0; i < n; ++i) {
+          const int64_t row = i * c + ch;
+          const scalar_t* m = ms + i * l;
+          for (int64_t j = 0; j < l; ++j) {
+            const scalar_t gm = g[row * l + j] * m[j];
+            out[row * l + j] = gm * a[ch];
+            sum_scale += static_cast<double>(gm) * static_cast<double>(xs[row * l + j]);
+            sum_shift += static_cast<double>(gm);
           }
-          ds[ch] = sum_scale;
-          db[ch] = sum_shift;
         }
+        ds[ch] = sum_scale;
+        db[ch] = sum_shift;
       });
     });
     auto scale_type = static_cast<at::ScalarType>(ctx->saved_data["scale_type"].toInt());

@@ -25,7 +25,9 @@
 #
 # Environment: PYTHON (default /opt/torch/.venv/bin/python3; .venv/bin/python on CPU), TORCH_DIR (the torch
 # package directory; default: found from PYTHON), ISOCLR_GPU_CHECK_QUICK=1 (tiny sizes; the default on CPU),
-# ISOCLR_GPU_BUNDLE (default gpu-bundle).
+# ISOCLR_GPU_BUNDLE (default gpu-bundle), PEERS (the PyTorch peers of the throughput cases, as
+# ISOCLR_BENCH_PEERS: default masked, the table as before; e.g. plain,compiled:max-autotune-no-cudagraphs,masked
+# adds a row per peer), BENCH_CAP (seconds per throughput case, default 100; compiled peers need more).
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -169,7 +171,7 @@ for case in "${cases[@]}"; do
     fi
     ISOCLR_BENCH_DEVICE=$device ISOCLR_BENCH_PRESET=$preset ISOCLR_BENCH_BATCH=$pairs ISOCLR_BENCH_LEN=$len \
       ISOCLR_BENCH_STEPS=$bench_steps ISOCLR_BENCH_WARMUP=$bench_warmup ISOCLR_BENCH_JSON="$logs/bench.jsonl" \
-      run 100 "$logs/$name.log" "$bundle/train_throughput"
+      ISOCLR_BENCH_PEERS="${PEERS:-masked}" run "${BENCH_CAP:-100}" "$logs/$name.log" "$bundle/train_throughput"
     status=$?
     [[ -n "$smi_pid" ]] && kill "$smi_pid" 2>/dev/null && wait "$smi_pid" 2>/dev/null
     echo "exit $status" >"$logs/$name.status"
@@ -266,8 +268,9 @@ for case in cases:
     ok = all(x == x and abs(x) != float("inf") for x in losses)
     if not ok:
         failed.append(name)
+    first_peer = b.get("peers", [{}])[0].get("peer")
     rows.append((
-        "throughput" + (", bf16" if cuda else ", f32"),
+        "throughput" + (", bf16" if cuda else ", f32") + (f" against {first_peer}" if first_peer else ""),
         setting,
         f"{rate(b['isoclr_seq_s'])} seq/s ({b['isoclr_ms']:.1f} ms)",
         f"{rate(b['torch_seq_s'])} seq/s ({b['torch_ms']:.1f} ms)",
@@ -275,6 +278,17 @@ for case in cases:
         memory,
         "ok" if ok else "**FAILED**: a loss is not finite",
     ))
+    # With several peers (PEERS), the first is in the row above; each further one gets a row of its own.
+    for peer in b.get("peers", [])[1:]:
+        rows.append((
+            f"… against {peer['peer']}",
+            setting,
+            "as above",
+            f"{rate(peer['seq_s'])} seq/s ({peer['ms']:.1f} ms)",
+            f"{peer['ratio']:.3f}",
+            f"{gib(peer['peak_bytes'])} GiB" if cuda else "n/a (CPU)",
+            "ok" if all(x == x and abs(x) != float("inf") for x in peer["loss"]) else "**FAILED**: a loss is not finite",
+        ))
 
 unit = read("unit-tests.log")
 unit_status = status("unit-tests")

@@ -27,11 +27,14 @@ unsafe extern "C" {
         count: i32,
         factors: *const std::ffi::c_void,
     ) -> i32;
-    fn isoclr_masked_moments(
-        x: *const std::ffi::c_void,
-        mask: *const std::ffi::c_void,
-        sums: *mut *mut std::ffi::c_void,
-        squares: *mut *mut std::ffi::c_void,
+    fn isoclr_masked_batch_norm(
+        xs: *const *const std::ffi::c_void,
+        masks: *const *const std::ffi::c_void,
+        passes: i32,
+        weight: *const std::ffi::c_void,
+        bias: *const std::ffi::c_void,
+        eps: f64,
+        outputs: *mut *mut std::ffi::c_void,
     ) -> i32;
     fn isoclr_masked_affine(
         x: *const std::ffi::c_void,
@@ -243,30 +246,73 @@ pub fn foreach_scale_(tensors: &[&tch::Tensor], factors: &tch::Tensor) -> bool {
     unsafe { isoclr_foreach_scale_(pointers.as_ptr(), count, factors.as_ptr().cast()) == 0 }
 }
 
-/// Per-channel `Σ x·m` and `Σ (x·m)²` (f64, `[C]` each) of `x` `[n, C, L]` under the 0/1 mask `mask`
-/// `[n, 1, L]`, differentiable in `x`, in one fused pass each way (src/device/shim.cpp). `None` where the
-/// fused kernel does not apply (not on the CPU, not f32/f64, shapes that do not match): the caller computes
-/// them with elementwise ops instead.
-pub fn masked_moments(x: &tch::Tensor, mask: &tch::Tensor) -> Option<(tch::Tensor, tch::Tensor)> {
-    let mut sums: *mut std::ffi::c_void = std::ptr::null_mut();
-    let mut squares: *mut std::ffi::c_void = std::ptr::null_mut();
-    // SAFETY: `x` and `mask` are live at::Tensors for the call; the shim catches every C++ exception and,
-    // when it returns 0, has written two new heap at::Tensors that nothing else owns, which `from_ptr`
-    // takes over (tch frees them on drop); on -1 it wrote nothing.
-    unsafe {
-        let status = isoclr_masked_moments(x.as_ptr().cast(), mask.as_ptr().cast(), &mut sums, &mut squares);
-        (status == 0).then(|| {
-            (
-                tch::Tensor::from_ptr(sums.cast()),
-                tch::Tensor::from_ptr(squares.cast()),
-            )
-        })
-    }
+/// What [`masked_batch_norm`] returns.
+#[derive(Debug)]
+pub struct MaskedBatchNorm {
+    /// One normalised output per pass, zero in padding.
+    pub outputs: Vec<tch::Tensor>,
+    /// Per-channel mean over the real positions of all passes, `[C]` f64.
+    pub mean: tch::Tensor,
+    /// Per-channel biased variance, `[C]` f64.
+    pub var: tch::Tensor,
+    /// Real positions counted, 0-dimensional f64.
+    pub count: tch::Tensor,
+}
+
+/// Batch norm in training over the real positions of all passes `xs[p]` `[n_p, C, L_p]` (0/1 masks
+/// `masks[p]` `[n_p, 1, L_p]`, one set of statistics), `(x − mean)/√(var + eps)·weight + bias`, zero in
+/// padding; differentiable in `xs`, `weight` and `bias`, in two fused passes over the activations each way
+/// (src/device/shim.cpp). `None` where the fused kernel does not apply (not on the CPU, not f32/f64,
+/// shapes that do not match): the caller computes it with elementwise ops instead.
+pub fn masked_batch_norm(
+    xs: &[&tch::Tensor],
+    masks: &[&tch::Tensor],
+    weight: &tch::Tensor,
+    bias: &tch::Tensor,
+    eps: f64,
+) -> Option<MaskedBatchNorm> {
+    let passes = i32::try_from(xs.len())
+        .ok()
+        .filter(|&p| p > 0 && masks.len() == xs.len())?;
+    let xs: Vec<*const std::ffi::c_void> = xs.iter().map(|t| t.as_ptr().cast()).collect();
+    let masks: Vec<*const std::ffi::c_void> = masks.iter().map(|t| t.as_ptr().cast()).collect();
+    let mut outputs: Vec<*mut std::ffi::c_void> = vec![std::ptr::null_mut(); xs.len() + 3];
+    // SAFETY: every pointer is a live at::Tensor held by the caller for the call, `passes` of each kind;
+    // `outputs` has room for passes + 3 pointers. The shim catches every C++ exception and, when it returns
+    // 0, has written that many new heap at::Tensors that nothing else owns, which `from_ptr` takes over
+    // (tch frees them on drop); on -1 it wrote nothing.
+    let mut tensors = unsafe {
+        let status = isoclr_masked_batch_norm(
+            xs.as_ptr(),
+            masks.as_ptr(),
+            passes,
+            weight.as_ptr().cast(),
+            bias.as_ptr().cast(),
+            eps,
+            outputs.as_mut_ptr(),
+        );
+        if status != 0 {
+            return None;
+        }
+        outputs
+            .into_iter()
+            .map(|t| tch::Tensor::from_ptr(t.cast()))
+            .collect::<Vec<_>>()
+    };
+    let count = tensors.pop()?;
+    let var = tensors.pop()?;
+    let mean = tensors.pop()?;
+    Some(MaskedBatchNorm {
+        outputs: tensors,
+        mean,
+        var,
+        count,
+    })
 }
 
 /// `(x·scale + shift)·mask` for `x` `[n, C, L]`, the 0/1 `mask` `[n, 1, L]` and `scale`, `shift` `[C]`,
 /// differentiable in `x`, `scale` and `shift`, in one fused pass each way. `None` where the fused kernel
-/// does not apply (as for [`masked_moments`]).
+/// does not apply (as for [`masked_batch_norm`]).
 pub fn masked_affine(
     x: &tch::Tensor,
     mask: &tch::Tensor,

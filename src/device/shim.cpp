@@ -183,14 +183,16 @@ int isoclr_foreach_scale_(const void* const* tensors, int count, const void* fac
 }
 }
 
-// Masked batch norm on the CPU, each half one fused pass over the activations each way (what
-// `nn.BatchNorm1d`'s kernels cost), as two autograd functions that src/model/norm.rs composes:
-//   moments  (x [n, c, l], mask [n, 1, l]) -> (Σ x·m, Σ (x·m)²) per channel, in f64;
-//   affine   (x, mask, scale [c], shift [c]) -> (x·scale + shift)·m.
-// The composite of elementwise ops they replace makes four full-size temporaries and a cast to f64 per
-// norm. Masks hold 0 or 1. Sums run in f64 over one channel at a time, so they do not depend on the number
-// of threads. f32 and f64 activations; other kinds and devices keep the composite (null returned).
+// Masked batch norm on the CPU as libtorch autograd functions over fused loops, for src/model/norm.rs:
+//   batch norm in training (several passes, one set of statistics over their real positions): two passes
+//     over the activations forward and two backward, as ATen's batch norm;
+//   affine (x, mask, scale [c], shift [c]) -> (x·scale + shift)·m, for evaluation with running statistics.
+// The composite of elementwise ops they replace makes about ten full-size kernels and temporaries per norm.
+// Masks hold 0 or 1. Sums run in f64 over one channel at a time, so they do not depend on the number of
+// threads. f32 and f64 activations; other kinds and devices keep the composite (nothing returned).
 #include <ATen/Dispatch.h>
+#include <algorithm>
+#include <cmath>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -226,67 +228,169 @@ bool fused_norm_applies(const at::Tensor& x, const at::Tensor& mask) {
          mask.size(1) == 1 && mask.size(2) == x.size(2);
 }
 
-struct MaskedMoments : public torch::autograd::Function<MaskedMoments> {
-  static variable_list forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& mask_in) {
-    auto x = input.contiguous();
-    auto mask = mask_in.contiguous();
-    const int64_t n = x.size(0), c = x.size(1), l = x.size(2);
-    auto sums = at::zeros({c}, x.options().dtype(at::kDouble));
-    auto squares = at::zeros({c}, x.options().dtype(at::kDouble));
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "isoclr_masked_moments", [&] {
-      const scalar_t* xs = x.const_data_ptr<scalar_t>();
-      const scalar_t* ms = mask.const_data_ptr<scalar_t>();
+// Batch norm in training over the real positions of several passes at once (one set of statistics), as
+// one autograd function: statistics in one pass over each x, the output in another; backward, the two
+// per-channel reductions in one pass and the input gradient in another (the standard batch-norm gradient
+// over the real positions), which is what ATen's own batch norm costs.
+struct MaskedBatchNorm : public torch::autograd::Function<MaskedBatchNorm> {
+  // Outputs: one y per pass, then mean, biased variance ([c], f64) and the count of real positions ([],
+  // f64), the last three not differentiable.
+  static variable_list forward(AutogradContext* ctx, at::TensorList xs_in, at::TensorList masks_in,
+                               const at::Tensor& weight_in, const at::Tensor& bias_in, double eps) {
+    const auto passes = static_cast<int64_t>(xs_in.size());
+    std::vector<at::Tensor> xs, masks;
+    for (int64_t p = 0; p < passes; ++p) {
+      xs.push_back(xs_in[p].contiguous());
+      masks.push_back(masks_in[p].contiguous());
+    }
+    const auto type = xs[0].scalar_type();
+    auto weight = weight_in.to(at::kDouble).contiguous();
+    auto bias = bias_in.to(at::kDouble).contiguous();
+    const int64_t c = weight.size(0);
+    auto doubles = xs[0].options().dtype(at::kDouble);
+    auto sums = at::zeros({c}, doubles), squares = at::zeros({c}, doubles);
+    auto mean = at::empty({c}, doubles), var = at::empty({c}, doubles), invstd = at::empty({c}, doubles);
+    auto scale = at::empty({c}, xs[0].options()), shift = at::empty({c}, xs[0].options());
+    double count = 0.0;
+    std::vector<at::Tensor> ys;
+    AT_DISPATCH_FLOATING_TYPES(type, "isoclr_masked_batch_norm", [&] {
       double* s = sums.mutable_data_ptr<double>();
       double* q = squares.mutable_data_ptr<double>();
-      for_each_channel(c, [&](int64_t ch) {
-        double sum = 0.0, square = 0.0;
-        for (int64_t i = 0; i < n; ++i) {
-          const scalar_t* row = xs + (i * c + ch) * l;
-          const scalar_t* m = ms + i * l;
-          for (int64_t j = 0; j < l; ++j) {
-            const double v = static_cast<double>(row[j]) * static_cast<double>(m[j]);
-            sum += v;
-            // Each square rounded to the activations' type, as the elementwise composite rounds it: with
-            // exact squares, f32 training gradients were up to 9e-2 off an f64 run (the test
-            // model::tests::batch_statistics_keep_gradients_accurate_in_f32), with rounded ones 2e-6.
-            square += static_cast<double>(static_cast<scalar_t>(v * v));
-          }
+      for (int64_t p = 0; p < passes; ++p) {
+        const scalar_t* xp = xs[p].const_data_ptr<scalar_t>();
+        const scalar_t* mp = masks[p].const_data_ptr<scalar_t>();
+        const int64_t n = xs[p].size(0), l = xs[p].size(2);
+        for (int64_t i = 0; i < n * l; ++i) {
+          count += static_cast<double>(mp[i]);
         }
-        s[ch] = sum;
-        q[ch] = square;
-      });
+        for_each_channel(c, [&](int64_t ch) {
+          double sum = 0.0, square = 0.0;
+          for (int64_t i = 0; i < n; ++i) {
+            const scalar_t* row = xp + (i * c + ch) * l;
+            const scalar_t* m = mp + i * l;
+            for (int64_t j = 0; j < l; ++j) {
+              const double v = static_cast<double>(row[j]) * static_cast<double>(m[j]);
+              sum += v;
+              square += v * v;
+            }
+          }
+          s[ch] += sum;
+          q[ch] += square;
+        });
+      }
+      const double real = std::max(count, 1.0);
+      const double* w = weight.const_data_ptr<double>();
+      const double* b = bias.const_data_ptr<double>();
+      double* mu = mean.mutable_data_ptr<double>();
+      double* va = var.mutable_data_ptr<double>();
+      double* is = invstd.mutable_data_ptr<double>();
+      scalar_t* a = scale.mutable_data_ptr<scalar_t>();
+      scalar_t* sh = shift.mutable_data_ptr<scalar_t>();
+      for (int64_t ch = 0; ch < c; ++ch) {
+        mu[ch] = s[ch] / real;
+        va[ch] = std::max(q[ch] / real - mu[ch] * mu[ch], 0.0);
+        is[ch] = 1.0 / std::sqrt(va[ch] + eps);
+        a[ch] = static_cast<scalar_t>(w[ch] * is[ch]);
+        sh[ch] = static_cast<scalar_t>(b[ch] - mu[ch] * w[ch] * is[ch]);
+      }
+      for (int64_t p = 0; p < passes; ++p) {
+        const scalar_t* xp = xs[p].const_data_ptr<scalar_t>();
+        const int64_t n = xs[p].size(0), l = xs[p].size(2);
+        auto y = at::empty_like(xs[p]);
+        scalar_t* out = y.mutable_data_ptr<scalar_t>();
+        for_each_row(n, c, l, masks[p].const_data_ptr<scalar_t>(), [&](int64_t row, int64_t ch, const scalar_t* m) {
+          for (int64_t j = 0; j < l; ++j) {
+            out[row * l + j] = (xp[row * l + j] * a[ch] + sh[ch]) * m[j];
+          }
+        });
+        ys.push_back(y);
+      }
     });
-    ctx->save_for_backward({x, mask});
-    return {sums, squares};
+    auto count_tensor = at::scalar_tensor(count, doubles);
+    variable_list to_save(xs.begin(), xs.end());
+    to_save.insert(to_save.end(), masks.begin(), masks.end());
+    to_save.insert(to_save.end(), {weight, mean, invstd, count_tensor});
+    ctx->save_for_backward(to_save);
+    ctx->saved_data["passes"] = passes;
+    ctx->saved_data["weight_type"] = static_cast<int64_t>(weight_in.scalar_type());
+    ctx->saved_data["bias_type"] = static_cast<int64_t>(bias_in.scalar_type());
+    ctx->mark_non_differentiable({mean, var, count_tensor});
+    variable_list outputs(ys.begin(), ys.end());
+    outputs.insert(outputs.end(), {mean, var, count_tensor});
+    return outputs;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto passes = ctx->saved_data["passes"].toInt();
     auto saved = ctx->get_saved_variables();
-    const auto& x = saved[0];
-    const auto& mask = saved[1];
-    const int64_t n = x.size(0), c = x.size(1), l = x.size(2);
-    auto per_channel = [c](const at::Tensor& g) {
-      return g.defined() ? g.to(at::kDouble).contiguous() : at::zeros({c}, at::kDouble);
-    };
-    auto g_sum = per_channel(grads[0]);
-    auto g_square = per_channel(grads[1]);
-    auto dx = at::empty_like(x);
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "isoclr_masked_moments_backward", [&] {
-      const scalar_t* xs = x.const_data_ptr<scalar_t>();
-      const scalar_t* ms = mask.const_data_ptr<scalar_t>();
-      const double* gs = g_sum.const_data_ptr<double>();
-      const double* gq = g_square.const_data_ptr<double>();
-      scalar_t* out = dx.mutable_data_ptr<scalar_t>();
-      for_each_row(n, c, l, ms, [&](int64_t row, int64_t ch, const scalar_t* m) {
-        const double a = gs[ch], b = 2.0 * gq[ch];
-        for (int64_t j = 0; j < l; ++j) {
-          // d(x·m)/dx = m, and m² = m for a 0/1 mask.
-          out[row * l + j] = static_cast<scalar_t>(static_cast<double>(m[j]) *
-                                                   (a + b * static_cast<double>(xs[row * l + j])));
-        }
-      });
+    const auto& weight = saved[2 * passes];
+    const auto& mean = saved[2 * passes + 1];
+    const auto& invstd = saved[2 * passes + 2];
+    const double count = std::max(saved[2 * passes + 3].item<double>(), 1.0);
+    const int64_t c = weight.size(0);
+    std::vector<at::Tensor> gys;
+    for (int64_t p = 0; p < passes; ++p) {
+      gys.push_back(grads[p].defined() ? grads[p].contiguous() : at::zeros_like(saved[p]));
+    }
+    auto doubles = mean.options();
+    auto g_sum = at::zeros({c}, doubles), g_dot = at::zeros({c}, doubles);
+    std::vector<at::Tensor> dxs;
+    AT_DISPATCH_FLOATING_TYPES(saved[0].scalar_type(), "isoclr_masked_batch_norm_backward", [&] {
+      const double* mu = mean.const_data_ptr<double>();
+      const double* is = invstd.const_data_ptr<double>();
+      const double* w = weight.const_data_ptr<double>();
+      double* g1 = g_sum.mutable_data_ptr<double>();
+      double* g2 = g_dot.mutable_data_ptr<double>();
+      // Σ gy·m and Σ gy·m·x̂ per channel over every pass.
+      for (int64_t p = 0; p < passes; ++p) {
+        const scalar_t* xp = saved[p].const_data_ptr<scalar_t>();
+        const scalar_t* mp = saved[passes + p].const_data_ptr<scalar_t>();
+        const scalar_t* gp = gys[p].const_data_ptr<scalar_t>();
+        const int64_t n = saved[p].size(0), l = saved[p].size(2);
+        for_each_channel(c, [&](int64_t ch) {
+          double sum = 0.0, dot = 0.0;
+          for (int64_t i = 0; i < n; ++i) {
+            const int64_t row = i * c + ch;
+            for (int64_t j = 0; j < l; ++j) {
+              const double gm = static_cast<double>(gp[row * l + j]) * static_cast<double>(mp[i * l + j]);
+              sum += gm;
+              dot += gm * (static_cast<double>(xp[row * l + j]) - mu[ch]) * is[ch];
+            }
+          }
+          g1[ch] += sum;
+          g2[ch] += dot;
+        });
+      }
+      // dx = m·w·invstd·(gy·m − Σ gy·m / count − x̂·Σ gy·m·x̂ / count).
+      for (int64_t p = 0; p < passes; ++p) {
+        const scalar_t* xp = saved[p].const_data_ptr<scalar_t>();
+        const scalar_t* gp = gys[p].const_data_ptr<scalar_t>();
+        const int64_t n = saved[p].size(0), l = saved[p].size(2);
+        auto dx = at::empty_like(saved[p]);
+        scalar_t* out = dx.mutable_data_ptr<scalar_t>();
+        for_each_row(n, c, l, saved[passes + p].const_data_ptr<scalar_t>(),
+                     [&](int64_t row, int64_t ch, const scalar_t* m) {
+                       const double k = w[ch] * is[ch], mean_g = g1[ch] / count, mean_dot = g2[ch] / count;
+                       for (int64_t j = 0; j < l; ++j) {
+                         const double x_hat = (static_cast<double>(xp[row * l + j]) - mu[ch]) * is[ch];
+                         const double g = static_cast<double>(gp[row * l + j]);
+                         out[row * l + j] = static_cast<scalar_t>(static_cast<double>(m[j]) * k *
+                                                                  (g - mean_g - x_hat * mean_dot));
+                       }
+                     });
+        dxs.push_back(dx);
+      }
     });
-    return {dx, at::Tensor()};
+    auto weight_type = static_cast<at::ScalarType>(ctx->saved_data["weight_type"].toInt());
+    auto bias_type = static_cast<at::ScalarType>(ctx->saved_data["bias_type"].toInt());
+    variable_list out(dxs.begin(), dxs.end());
+    for (int64_t p = 0; p < passes; ++p) {
+      out.emplace_back();  // the masks
+    }
+    out.push_back(g_dot.to(weight_type));
+    out.push_back(g_sum.to(bias_type));
+    out.emplace_back();  // eps
+    return out;
   }
 };
 
@@ -360,19 +464,33 @@ struct MaskedAffine : public torch::autograd::Function<MaskedAffine> {
 
 extern "C" {
 
-// Per-channel Σ x·m and Σ (x·m)² of x [n, c, l] under mask [n, 1, l], f64 [c] each, differentiable in x:
-// 0 with both written as new tensors the caller owns; -1 (nothing written) when the fused kernel does not
-// apply (see above) or libtorch refused.
-int isoclr_masked_moments(const void* x, const void* mask, void** sums, void** squares) {
+// Batch norm in training over `passes` passes: xs[p] [n_p, c, l_p] under masks[p] [n_p, 1, l_p] (0/1, the
+// same kind), weight and bias [c]; differentiable in xs, weight and bias. Writes passes + 3 new tensors the
+// caller owns into `outputs` (the ys, then mean and biased variance [c] and the count of real positions [],
+// f64) and returns 0; -1, with nothing written, when the fused kernel does not apply (see above) or
+// libtorch refused.
+int isoclr_masked_batch_norm(const void* const* xs, const void* const* masks, int passes, const void* weight,
+                             const void* bias, double eps, void** outputs) {
   try {
-    const auto& input = *static_cast<const at::Tensor*>(x);
-    const auto& m = *static_cast<const at::Tensor*>(mask);
-    if (!fused_norm_applies(input, m)) {
+    auto x_list = tensor_list(xs, passes);
+    auto mask_list = tensor_list(masks, passes);
+    const auto& w = *static_cast<const at::Tensor*>(weight);
+    const auto& b = *static_cast<const at::Tensor*>(bias);
+    if (passes < 1 || w.dim() != 1 || b.dim() != 1 || b.size(0) != w.size(0) || !w.device().is_cpu() ||
+        !b.device().is_cpu()) {
       return -1;
     }
-    auto out = MaskedMoments::apply(input, m);
-    *sums = new at::Tensor(out[0]);
-    *squares = new at::Tensor(out[1]);
+    for (int p = 0; p < passes; ++p) {
+      const auto& x = x_list[p];
+      if (!fused_norm_applies(x, mask_list[p]) || x.scalar_type() != x_list[0].scalar_type() ||
+          x.size(1) != w.size(0)) {
+        return -1;
+      }
+    }
+    auto out = MaskedBatchNorm::apply(at::TensorList(x_list), at::TensorList(mask_list), w, b, eps);
+    for (size_t i = 0; i < out.size(); ++i) {
+      outputs[i] = new at::Tensor(out[i]);
+    }
     return 0;
   } catch (...) {
     return -1;

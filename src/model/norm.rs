@@ -141,6 +141,17 @@ impl MaskedNorm {
             } => {
                 let c = weight.size()[0];
                 let kind = xs.first().map_or(Kind::Float, |x| accumulation_kind(x));
+                let masks: Vec<&Tensor> = positions.iter().map(|p| p.mask()).collect();
+                if train && let Some(fused) = crate::device::masked_batch_norm(xs, &masks, weight, bias, *eps) {
+                    let bessel = &fused.count / (&fused.count - 1.0).clamp_min(1.0);
+                    tch::no_grad(|| {
+                        let _ = running_mean.shallow_clone().lerp_(&fused.mean.to_kind(kind), MOMENTUM);
+                        let _ = running_var
+                            .shallow_clone()
+                            .lerp_(&(fused.var.to_kind(kind) * bessel), MOMENTUM);
+                    });
+                    return fused.outputs;
+                }
                 let (mean, var) = if train {
                     let (mean, var, bessel) = batch_moments(xs, positions);
                     let (mean, var) = (mean.to_kind(kind), var.to_kind(kind));
@@ -199,16 +210,11 @@ fn batch_moments(xs: &[&Tensor], positions: &[&Positions]) -> (Tensor, Tensor, T
     let dims = [0i64, 2].as_slice();
     let mut sums: Option<(Tensor, Tensor)> = None;
     for (x, p) in xs.iter().zip(positions) {
-        let (sum, square) = match crate::device::masked_moments(x, p.mask()) {
-            Some((sum, square)) => (sum.view([1, -1, 1]), square.view([1, -1, 1])),
-            None => {
-                let xm = *x * p.mask();
-                (
-                    xm.sum_dim_intlist(dims, true, MOMENTS),
-                    xm.square().sum_dim_intlist(dims, true, MOMENTS),
-                )
-            }
-        };
+        let xm = *x * p.mask();
+        let (sum, square) = (
+            xm.sum_dim_intlist(dims, true, MOMENTS),
+            xm.square().sum_dim_intlist(dims, true, MOMENTS),
+        );
         sums = Some(match sums {
             None => (sum, square),
             Some((s, q)) => (s + sum, q + square),
@@ -355,54 +361,72 @@ mod tests {
         }
     }
 
-    /// The fused CPU kernels (`device::masked_moments`, `device::masked_affine`) against the elementwise
-    /// composite they replace, computed in f64: values and the gradients of a loss through both, for f64
-    /// activations within 1e-12 (relative to each tensor's largest value) and for f32 within 1e-5. Kinds
-    /// the kernels do not take (bf16) are left to the composite.
+    /// The fused CPU kernels (`device::masked_batch_norm` over two passes at once, `device::masked_affine`)
+    /// against the same mathematics written as elementwise ops in f64: outputs, statistics, and the
+    /// gradients of a loss through them in every input, for f64 activations within 1e-12 (relative to each
+    /// tensor's largest value) and for f32 within 1e-5. Kinds the kernels do not take (bf16) are left to the
+    /// composite.
     #[test]
     fn the_fused_cpu_kernels_equal_the_elementwise_composite_in_f64() {
         let _generator = crate::model::lock_generator();
         tch::manual_seed(7);
-        let (n, c, l) = (3, 5, 37);
-        let m64 = mask(&[37, 20, 1], l).to_kind(Kind::Double);
-        let x_values = Tensor::randn([n, c, l], (Kind::Double, tch::Device::Cpu)) * 3.0 + 1.5;
-        let scale_values = Tensor::randn([c], (Kind::Double, tch::Device::Cpu));
-        let shift_values = Tensor::randn([c], (Kind::Double, tch::Device::Cpu));
-        let (a, b) = (
-            Tensor::randn([c], (Kind::Double, tch::Device::Cpu)),
-            Tensor::randn([c], (Kind::Double, tch::Device::Cpu)),
-        );
-        let g = Tensor::randn([n, c, l], (Kind::Double, tch::Device::Cpu));
-        // The loss and its gradients in x, scale and shift, through `moments` and `affine`.
+        let c = 5;
+        let cpu = (Kind::Double, tch::Device::Cpu);
+        let masks = [mask(&[37, 20, 1], 37), mask(&[29, 3], 29)].map(|m| m.to_kind(Kind::Double));
+        let xs = [
+            Tensor::randn([3, c, 37], cpu) * 3.0 + 1.5,
+            Tensor::randn([2, c, 29], cpu) * 0.5 - 4.0,
+        ];
+        let (weight, bias) = (Tensor::randn([c], cpu), Tensor::randn([c], cpu));
+        let (scale, shift) = (Tensor::randn([c], cpu), Tensor::randn([c], cpu));
+        let upstream = [Tensor::randn([3, c, 37], cpu), Tensor::randn([2, c, 29], cpu)];
+        let eps = 1e-5;
+        // Outputs, statistics and gradients (x1, x2, weight, bias, then x1 and scale, shift of the affine).
         let run = |kind: Kind, fused: bool| {
             let leaf = |t: &Tensor| t.to_kind(kind).detach().set_requires_grad(true);
-            let (x, scale, shift, m) = (
-                leaf(&x_values),
-                leaf(&scale_values),
-                leaf(&shift_values),
-                m64.to_kind(kind),
-            );
-            let ((sums, squares), y) = if fused {
-                (
-                    crate::device::masked_moments(&x, &m).expect("fused moments"),
-                    crate::device::masked_affine(&x, &m, &scale, &shift).expect("fused affine"),
-                )
+            let (x1, x2) = (leaf(&xs[0]), leaf(&xs[1]));
+            let (w, b, a, s) = (leaf(&weight), leaf(&bias), leaf(&scale), leaf(&shift));
+            let m: Vec<Tensor> = masks.iter().map(|m| m.to_kind(kind)).collect();
+            let (ys, stats, affine) = if fused {
+                let out = crate::device::masked_batch_norm(&[&x1, &x2], &[&m[0], &m[1]], &w, &b, eps)
+                    .expect("fused batch norm");
+                let affine = crate::device::masked_affine(&x1, &m[0], &a, &s).expect("fused affine");
+                (out.outputs, vec![out.mean, out.var, out.count], affine)
             } else {
-                let x64 = x.to_kind(Kind::Double);
-                let xm = &x64 * &m64;
-                let sums = xm.sum_dim_intlist([0i64, 2].as_slice(), false, Kind::Double);
-                let squares = xm.square().sum_dim_intlist([0i64, 2].as_slice(), false, Kind::Double);
-                let affine = (&x64 * scale.to_kind(Kind::Double).view([1, c, 1])
-                    + shift.to_kind(Kind::Double).view([1, c, 1]))
-                    * &m64;
-                ((sums, squares), affine)
+                let wide = |t: &Tensor| t.to_kind(Kind::Double);
+                let (x1, x2, w, b, a, s) = (wide(&x1), wide(&x2), wide(&w), wide(&b), wide(&a), wide(&s));
+                let dims = [0i64, 2].as_slice();
+                let (xm1, xm2) = (&x1 * &masks[0], &x2 * &masks[1]);
+                let count = masks[0].sum(Kind::Double) + masks[1].sum(Kind::Double);
+                let mean = (xm1.sum_dim_intlist(dims, false, Kind::Double)
+                    + xm2.sum_dim_intlist(dims, false, Kind::Double))
+                    / &count;
+                let var = (xm1.square().sum_dim_intlist(dims, false, Kind::Double)
+                    + xm2.square().sum_dim_intlist(dims, false, Kind::Double))
+                    / &count
+                    - mean.square();
+                let norm = |x: &Tensor, m: &Tensor| {
+                    ((x - mean.view([1, c, 1])) / (&var + eps).sqrt().view([1, c, 1]) * w.view([1, c, 1])
+                        + b.view([1, c, 1]))
+                        * m
+                };
+                let ys = vec![norm(&x1, &masks[0]), norm(&x2, &masks[1])];
+                let affine = (&x1 * a.view([1, c, 1]) + s.view([1, c, 1])) * &masks[0];
+                (ys, vec![mean.detach(), var.detach(), count], affine)
             };
-            let loss = (&sums * &a).sum(Kind::Double)
-                + (&squares * &b).sum(Kind::Double)
-                + (y.to_kind(Kind::Double) * &g).sum(Kind::Double);
+            let loss = (ys.iter().zip(&upstream))
+                .map(|(y, g)| (y.to_kind(Kind::Double) * g).sum(Kind::Double))
+                .fold(Tensor::zeros([], cpu), |acc, l| acc + l)
+                + (affine.to_kind(Kind::Double) * &upstream[0]).sum(Kind::Double);
             loss.backward();
-            let grads = [x.grad(), scale.grad(), shift.grad()].map(|t| t.to_kind(Kind::Double));
-            (vec![sums, squares, y.to_kind(Kind::Double)], grads)
+            let values: Vec<Tensor> = (ys.iter().chain([&affine]).chain(&stats))
+                .map(|t| t.to_kind(Kind::Double))
+                .collect();
+            let grads: Vec<Tensor> = [x1, x2, w, b, a, s]
+                .iter()
+                .map(|t| t.grad().to_kind(Kind::Double))
+                .collect();
+            (values, grads)
         };
         let close = |got: &Tensor, want: &Tensor, tolerance: f64, what: &str| {
             let scale = want.abs().max().double_value(&[]).max(1.0);
@@ -412,17 +436,17 @@ mod tests {
         let (want_values, want_grads) = run(Kind::Double, false);
         for (kind, tolerance) in [(Kind::Double, 1e-12), (Kind::Float, 1e-5)] {
             let (values, grads) = run(kind, true);
-            for (name, (got, want)) in ["Σ x·m", "Σ (x·m)²", "affine"]
-                .iter()
-                .zip(values.iter().zip(&want_values))
-            {
+            let names = ["y1", "y2", "affine", "mean", "var", "count"];
+            for (name, (got, want)) in names.iter().zip(values.iter().zip(&want_values)) {
                 close(got, want, tolerance, &format!("{kind:?} {name}"));
             }
-            for (name, (got, want)) in ["dx", "dscale", "dshift"].iter().zip(grads.iter().zip(&want_grads)) {
+            let names = ["dx1", "dx2", "dweight", "dbias", "dscale", "dshift"];
+            for (name, (got, want)) in names.iter().zip(grads.iter().zip(&want_grads)) {
                 close(got, want, tolerance, &format!("{kind:?} {name}"));
             }
         }
-        let bf16 = x_values.to_kind(Kind::BFloat16);
-        assert!(crate::device::masked_moments(&bf16, &m64.to_kind(Kind::BFloat16)).is_none());
+        let bf16 = |t: &Tensor| t.to_kind(Kind::BFloat16);
+        let (x, m) = (bf16(&xs[0]), bf16(&masks[0]));
+        assert!(crate::device::masked_batch_norm(&[&x], &[&m], &weight, &bias, eps).is_none());
     }
 }

@@ -344,6 +344,7 @@ mod tests {
 
     #[test]
     fn group_and_layer_norm_are_per_sample() {
+        let _generator = crate::model::lock_generator();
         for (kind, groups) in [(Norm::Group, 2), (Norm::Layer, 1)] {
             let (_vs, norm) = layer(kind, groups);
             let x = Tensor::randn([2, 4, 8], (Kind::Float, tch::Device::Cpu));

@@ -276,6 +276,7 @@ mod tests {
 
     #[test]
     fn embeddings_do_not_depend_on_order_chunking_or_neighbours() {
+        let _generator = crate::model::lock_generator();
         let (dir, _) = run_dir(Norm::Batch);
         let encoder = Encoder::load(dir.path().to_str().unwrap(), Device::Cpu).unwrap();
         let transcripts: Vec<Transcript> = (0..9).map(|i| transcript(i, 50 + 97 * i)).collect();
@@ -298,6 +299,7 @@ mod tests {
     /// Finite weights whose activations overflow: the embedding is refused, naming encoder and transcript.
     #[test]
     fn a_non_finite_embedding_is_an_error_naming_the_transcript() {
+        let _generator = crate::model::lock_generator();
         let (dir, _) = run_dir(Norm::Layer);
         let encoder = Encoder::load(dir.path().to_str().unwrap(), Device::Cpu).unwrap();
         tch::no_grad(|| {
@@ -336,6 +338,7 @@ mod tests {
 
     #[test]
     fn a_checkpoint_store_is_a_source_too_and_bad_sources_are_named() {
+        let _generator = crate::model::lock_generator();
         let (dir, config) = run_dir(Norm::Layer);
         let store_dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", store_dir.path().display());

@@ -221,6 +221,12 @@ void for_each_channel(int64_t c, const Body& body) {
   });
 }
 
+// Whether a and b are per-channel vectors [c] on the CPU (weight and bias, or scale and shift).
+bool channel_vectors(const at::Tensor& a, const at::Tensor& b, int64_t c) {
+  return a.dim() == 1 && b.dim() == 1 && a.size(0) == c && b.size(0) == c && a.device().is_cpu() &&
+         b.device().is_cpu();
+}
+
 bool fused_norm_applies(const at::Tensor& x, const at::Tensor& mask) {
   return x.device().is_cpu() && mask.device().is_cpu() && x.dim() == 3 && mask.dim() == 3 &&
          x.scalar_type() == mask.scalar_type() &&
@@ -476,8 +482,7 @@ int isoclr_masked_batch_norm(const void* const* xs, const void* const* masks, in
     auto mask_list = tensor_list(masks, passes);
     const auto& w = *static_cast<const at::Tensor*>(weight);
     const auto& b = *static_cast<const at::Tensor*>(bias);
-    if (passes < 1 || w.dim() != 1 || b.dim() != 1 || b.size(0) != w.size(0) || !w.device().is_cpu() ||
-        !b.device().is_cpu()) {
+    if (passes < 1 || w.dim() != 1 || !channel_vectors(w, b, w.size(0))) {
       return -1;
     }
     for (int p = 0; p < passes; ++p) {
@@ -505,9 +510,7 @@ void* isoclr_masked_affine(const void* x, const void* mask, const void* scale, c
     const auto& m = *static_cast<const at::Tensor*>(mask);
     const auto& a = *static_cast<const at::Tensor*>(scale);
     const auto& b = *static_cast<const at::Tensor*>(shift);
-    const int64_t c = input.dim() == 3 ? input.size(1) : -1;
-    if (!fused_norm_applies(input, m) || a.dim() != 1 || b.dim() != 1 || a.size(0) != c || b.size(0) != c ||
-        !a.device().is_cpu() || !b.device().is_cpu()) {
+    if (!fused_norm_applies(input, m) || !channel_vectors(a, b, input.size(1))) {
       return nullptr;
     }
     return new at::Tensor(MaskedAffine::apply(input, m, a, b));

@@ -141,24 +141,31 @@ impl MaskedNorm {
             } => {
                 let c = weight.size()[0];
                 let kind = xs.first().map_or(Kind::Float, |x| accumulation_kind(x));
-                let masks: Vec<&Tensor> = positions.iter().map(|p| p.mask()).collect();
-                if train && let Some(fused) = crate::device::masked_batch_norm(xs, &masks, weight, bias, *eps) {
-                    let bessel = &fused.count / (&fused.count - 1.0).clamp_min(1.0);
+                // The running averages of this step's mean and unbiased variance, for evaluation.
+                let record = |mean: &Tensor, var: &Tensor, bessel: &Tensor| {
                     tch::no_grad(|| {
-                        let _ = running_mean.shallow_clone().lerp_(&fused.mean.to_kind(kind), MOMENTUM);
-                        let _ = running_var
+                        let _ = running_mean
                             .shallow_clone()
-                            .lerp_(&(fused.var.to_kind(kind) * bessel), MOMENTUM);
+                            .lerp_(&mean.to_kind(kind).view([c]), MOMENTUM);
+                        let unbiased = var.to_kind(kind).view([c]) * bessel;
+                        let _ = running_var.shallow_clone().lerp_(&unbiased, MOMENTUM);
                     });
-                    return fused.outputs;
+                };
+                if train {
+                    let masks: Vec<&Tensor> = positions.iter().map(|p| p.mask()).collect();
+                    if let Some(fused) = crate::device::masked_batch_norm(xs, &masks, weight, bias, *eps) {
+                        record(
+                            &fused.mean,
+                            &fused.var,
+                            &(&fused.count / (&fused.count - 1.0).clamp_min(1.0)),
+                        );
+                        return fused.outputs;
+                    }
                 }
                 let (mean, var) = if train {
                     let (mean, var, bessel) = batch_moments(xs, positions);
                     let (mean, var) = (mean.to_kind(kind), var.to_kind(kind));
-                    tch::no_grad(|| {
-                        let _ = running_mean.shallow_clone().lerp_(&mean.view([c]), MOMENTUM);
-                        let _ = running_var.shallow_clone().lerp_(&(var.view([c]) * bessel), MOMENTUM);
-                    });
+                    record(&mean, &var, &bessel);
                     (mean, var)
                 } else {
                     (running_mean.view([1, c, 1]), running_var.view([1, c, 1]))

@@ -188,8 +188,10 @@ int isoclr_foreach_scale_(const void* const* tensors, int count, const void* fac
 //     over the activations forward and two backward, as ATen's batch norm;
 //   affine (x, mask, scale [c], shift [c]) -> (x·scale + shift)·m, for evaluation with running statistics.
 // The composite of elementwise ops they replace makes about ten full-size kernels and temporaries per norm.
-// Masks hold 0 or 1. Sums run in f64 over one channel at a time, so they do not depend on the number of
-// threads. f32 and f64 activations; other kinds and devices keep the composite (nothing returned).
+// Masks hold 0 or 1. Sums run in f64 over one channel at a time, in a fixed number of lanes (see Lanes), so
+// they depend neither on the number of threads nor on the CPU's vector width. Elementwise work runs in the
+// activations' own precision, as ATen's does. f32 and f64 activations; other kinds and devices keep the
+// composite (nothing returned).
 #include <ATen/Dispatch.h>
 #include <algorithm>
 #include <cmath>
@@ -199,6 +201,70 @@ int isoclr_foreach_scale_(const void* const* tensors, int count, const void* fac
 namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
+
+// Per-channel sums in kLanes independent f64 partial sums: element j of a row goes to lane j % kLanes,
+// and the lanes are added in order at the end. Independent lanes let the compiler use vector registers and
+// break the chain of dependent additions that bounds a single running sum, while the order of additions,
+// and so the result, stays fixed by the code. An f32 value, or a product of two, is exact in f64.
+constexpr int64_t kLanes = 8;
+
+struct Lanes {
+  double first[kLanes] = {};
+  double second[kLanes] = {};
+
+  static double total(const double* lanes) {
+    double sum = 0.0;
+    for (int64_t k = 0; k < kLanes; ++k) {
+      sum += lanes[k];
+    }
+    return sum;
+  }
+
+  // first += x·m, second += (x·m)² over one row of length l.
+  template <typename T>
+  void add_masked_moments(const T* x, const T* m, int64_t l) {
+    int64_t j = 0;
+    for (; j + kLanes <= l; j += kLanes) {
+      for (int64_t k = 0; k < kLanes; ++k) {
+        const double v = static_cast<double>(x[j + k] * m[j + k]);
+        first[k] += v;
+        second[k] += v * v;
+      }
+    }
+    for (int64_t k = 0; j < l; ++j, ++k) {
+      const double v = static_cast<double>(x[j] * m[j]);
+      first[k] += v;
+      second[k] += v * v;
+    }
+  }
+
+  // first += g·m, second += g·m·x over one row of length l.
+  template <typename T>
+  void add_masked_products(const T* g, const T* x, const T* m, int64_t l) {
+    int64_t j = 0;
+    for (; j + kLanes <= l; j += kLanes) {
+      for (int64_t k = 0; k < kLanes; ++k) {
+        const double gm = static_cast<double>(g[j + k] * m[j + k]);
+        first[k] += gm;
+        second[k] += gm * static_cast<double>(x[j + k]);
+      }
+    }
+    for (int64_t k = 0; j < l; ++j, ++k) {
+      const double gm = static_cast<double>(g[j] * m[j]);
+      first[k] += gm;
+      second[k] += gm * static_cast<double>(x[j]);
+    }
+  }
+};
+
+// out = (x·scale + shift)·m over one row of length l.
+template <typename T>
+void affine_row(const T* __restrict__ x, const T* __restrict__ m, T scale, T shift, T* __restrict__ out,
+                int64_t l) {
+  for (int64_t j = 0; j < l; ++j) {
+    out[j] = (x[j] * scale + shift) * m[j];
+  }
+}
 
 // Runs body(row, channel, mask_row) for every row (sample, channel) of an [n, c, l] tensor, in parallel.
 template <typename T, typename Body>
@@ -270,18 +336,12 @@ struct MaskedBatchNorm : public torch::autograd::Function<MaskedBatchNorm> {
           count += static_cast<double>(mp[i]);
         }
         for_each_channel(c, [&](int64_t ch) {
-          double sum = 0.0, square = 0.0;
+          Lanes lanes;
           for (int64_t i = 0; i < n; ++i) {
-            const scalar_t* row = xp + (i * c + ch) * l;
-            const scalar_t* m = mp + i * l;
-            for (int64_t j = 0; j < l; ++j) {
-              const double v = static_cast<double>(row[j]) * static_cast<double>(m[j]);
-              sum += v;
-              square += v * v;
-            }
+            lanes.add_masked_moments(xp + (i * c + ch) * l, mp + i * l, l);
           }
-          s[ch] += sum;
-          q[ch] += square;
+          s[ch] += Lanes::total(lanes.first);
+          q[ch] += Lanes::total(lanes.second);
         });
       }
       const double real = std::max(count, 1.0);
@@ -305,9 +365,7 @@ struct MaskedBatchNorm : public torch::autograd::Function<MaskedBatchNorm> {
         auto y = at::empty_like(xs[p]);
         scalar_t* out = y.mutable_data_ptr<scalar_t>();
         for_each_row(n, c, l, masks[p].const_data_ptr<scalar_t>(), [&](int64_t row, int64_t ch, const scalar_t* m) {
-          for (int64_t j = 0; j < l; ++j) {
-            out[row * l + j] = (xp[row * l + j] * a[ch] + sh[ch]) * m[j];
-          }
+          affine_row(xp + row * l, m, a[ch], sh[ch], out + row * l, l);
         });
         ys.push_back(y);
       }
@@ -347,27 +405,31 @@ struct MaskedBatchNorm : public torch::autograd::Function<MaskedBatchNorm> {
       const double* w = weight.const_data_ptr<double>();
       double* g1 = g_sum.mutable_data_ptr<double>();
       double* g2 = g_dot.mutable_data_ptr<double>();
-      // Σ gy·m and Σ gy·m·x̂ per channel over every pass.
+      // Σ gy·m and Σ gy·m·x̂ = (Σ gy·m·x − mean·Σ gy·m)·invstd per channel over every pass.
       for (int64_t p = 0; p < passes; ++p) {
         const scalar_t* xp = saved[p].const_data_ptr<scalar_t>();
         const scalar_t* mp = saved[passes + p].const_data_ptr<scalar_t>();
         const scalar_t* gp = gys[p].const_data_ptr<scalar_t>();
         const int64_t n = saved[p].size(0), l = saved[p].size(2);
         for_each_channel(c, [&](int64_t ch) {
-          double sum = 0.0, dot = 0.0;
+          Lanes lanes;
           for (int64_t i = 0; i < n; ++i) {
             const int64_t row = i * c + ch;
-            for (int64_t j = 0; j < l; ++j) {
-              const double gm = static_cast<double>(gp[row * l + j]) * static_cast<double>(mp[i * l + j]);
-              sum += gm;
-              dot += gm * (static_cast<double>(xp[row * l + j]) - mu[ch]) * is[ch];
-            }
+            lanes.add_masked_products(gp + row * l, xp + row * l, mp + i * l, l);
           }
+          const double sum = Lanes::total(lanes.first);
           g1[ch] += sum;
-          g2[ch] += dot;
+          g2[ch] += (Lanes::total(lanes.second) - mu[ch] * sum) * is[ch];
         });
       }
-      // dx = m·w·invstd·(gy·m − Σ gy·m / count − x̂·Σ gy·m·x̂ / count).
+      // dx = m·w·invstd·(gy − Σ gy·m / count − x̂·Σ gy·m·x̂ / count), with x̂ = (x − mean)·invstd; m² = m.
+      std::vector<scalar_t> k(c), mean_g(c), mean_x(c), slope(c);
+      for (int64_t ch = 0; ch < c; ++ch) {
+        k[ch] = static_cast<scalar_t>(w[ch] * is[ch]);
+        mean_g[ch] = static_cast<scalar_t>(g1[ch] / count);
+        mean_x[ch] = static_cast<scalar_t>(mu[ch]);
+        slope[ch] = static_cast<scalar_t>(is[ch] * g2[ch] / count);
+      }
       for (int64_t p = 0; p < passes; ++p) {
         const scalar_t* xp = saved[p].const_data_ptr<scalar_t>();
         const scalar_t* gp = gys[p].const_data_ptr<scalar_t>();
@@ -376,12 +438,12 @@ struct MaskedBatchNorm : public torch::autograd::Function<MaskedBatchNorm> {
         scalar_t* out = dx.mutable_data_ptr<scalar_t>();
         for_each_row(n, c, l, saved[passes + p].const_data_ptr<scalar_t>(),
                      [&](int64_t row, int64_t ch, const scalar_t* m) {
-                       const double k = w[ch] * is[ch], mean_g = g1[ch] / count, mean_dot = g2[ch] / count;
+                       const scalar_t kc = k[ch], gc = mean_g[ch], xc = mean_x[ch], sc = slope[ch];
+                       const scalar_t* x = xp + row * l;
+                       const scalar_t* g = gp + row * l;
+                       scalar_t* d = out + row * l;
                        for (int64_t j = 0; j < l; ++j) {
-                         const double x_hat = (static_cast<double>(xp[row * l + j]) - mu[ch]) * is[ch];
-                         const double g = static_cast<double>(gp[row * l + j]);
-                         out[row * l + j] = static_cast<scalar_t>(static_cast<double>(m[j]) * k *
-                                                                  (g - mean_g - x_hat * mean_dot));
+                         d[j] = ((g[j] - gc) - (x[j] - xc) * sc) * kc * m[j];
                        }
                      });
         dxs.push_back(dx);
@@ -416,9 +478,7 @@ struct MaskedAffine : public torch::autograd::Function<MaskedAffine> {
       const scalar_t* b = shift.const_data_ptr<scalar_t>();
       scalar_t* out = y.mutable_data_ptr<scalar_t>();
       for_each_row(n, c, l, ms, [&](int64_t row, int64_t ch, const scalar_t* m) {
-        for (int64_t j = 0; j < l; ++j) {
-          out[row * l + j] = (xs[row * l + j] * a[ch] + b[ch]) * m[j];
-        }
+        affine_row(xs + row * l, m, a[ch], b[ch], out + row * l, l);
       });
     });
     ctx->save_for_backward({x, mask, scale});
@@ -446,19 +506,20 @@ struct MaskedAffine : public torch::autograd::Function<MaskedAffine> {
       double* ds = d_scale.mutable_data_ptr<double>();
       double* db = d_shift.mutable_data_ptr<double>();
       for_each_channel(c, [&](int64_t ch) {
-        double sum_scale = 0.0, sum_shift = 0.0;
+        Lanes lanes;
+        const scalar_t scale_c = a[ch];
         for (int64_t i = 0; i < n; ++i) {
           const int64_t row = i * c + ch;
           const scalar_t* m = ms + i * l;
+          lanes.add_masked_products(g + row * l, xs + row * l, m, l);
+          scalar_t* d = out + row * l;
+          const scalar_t* gr = g + row * l;
           for (int64_t j = 0; j < l; ++j) {
-            const scalar_t gm = g[row * l + j] * m[j];
-            out[row * l + j] = gm * a[ch];
-            sum_scale += static_cast<double>(gm) * static_cast<double>(xs[row * l + j]);
-            sum_shift += static_cast<double>(gm);
+            d[j] = gr[j] * m[j] * scale_c;
           }
         }
-        ds[ch] = sum_scale;
-        db[ch] = sum_shift;
+        ds[ch] = Lanes::total(lanes.second);
+        db[ch] = Lanes::total(lanes.first);
       });
     });
     auto scale_type = static_cast<at::ScalarType>(ctx->saved_data["scale_type"].toInt());

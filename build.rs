@@ -25,6 +25,11 @@ fn main() {
         // PyTorch's wheels are built with the C++11 ABI since 2.6.
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .flag("-DGLOG_USE_GLOG_EXPORT")
+        // at::parallel_for is inline OpenMP in libtorch's headers: without -fopenmp it runs on one thread.
+        .flag("-fopenmp")
         .warnings(false)
         .compile("isoclr_autocast");
+    // The OpenMP runtime libtorch itself loads (the libgomp.so.1 beside it), not a second one.
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    println!("cargo:rustc-link-lib=dylib=gomp");
 }

@@ -457,4 +457,34 @@ mod tests {
         let (x, m) = (bf16(&xs[0]), bf16(&masks[0]));
         assert!(crate::device::masked_batch_norm(&[&x], &[&m], &weight, &bias, eps).is_none());
     }
+
+    /// The fused batch norm's sums do not depend on how many threads make them: one thread and two give
+    /// the same bits for outputs, statistics and gradients.
+    #[test]
+    fn the_fused_batch_norm_gives_the_same_bits_on_one_thread_and_on_two() {
+        let _generator = crate::model::lock_generator();
+        tch::manual_seed(11);
+        let (c, cpu) = (24, (Kind::Float, tch::Device::Cpu));
+        let m = mask(&[300, 17, 251], 300);
+        let x = Tensor::randn([3, c, 300], cpu) * 2.0 + 0.5;
+        let (weight, bias) = (Tensor::randn([c], cpu), Tensor::randn([c], cpu));
+        let upstream = Tensor::randn([3, c, 300], cpu);
+        let run = |threads: i32| {
+            tch::set_num_threads(threads);
+            let leaf = |t: &Tensor| t.detach().copy().set_requires_grad(true);
+            let (x, w, b) = (leaf(&x), leaf(&weight), leaf(&bias));
+            let out = crate::device::masked_batch_norm(&[&x], &[&m], &w, &b, 1e-5).expect("fused batch norm");
+            (&out.outputs[0] * &upstream).sum(Kind::Float).backward();
+            [out.outputs[0].detach(), out.mean, out.var, x.grad(), w.grad(), b.grad()]
+        };
+        let threads = tch::get_num_threads();
+        let (one, two) = (run(1), run(2));
+        tch::set_num_threads(threads);
+        for (name, (a, b)) in ["y", "mean", "var", "dx", "dweight", "dbias"]
+            .iter()
+            .zip(one.iter().zip(&two))
+        {
+            assert!(a.equal(b), "{name} differs between one thread and two");
+        }
+    }
 }

@@ -36,6 +36,7 @@
 //! | `ISOCLR_BENCH_PACKING` | `1` (with `ISOCLR_BENCH_POSITIONS`): passes packed several sequences to a line, as `train.packing` cuts them (both sides run the same passes) | off |
 //! | `ISOCLR_BENCH_GRADIENT_CACHE` | `1`: isoclr trains with `train.gradient_cache` (the reference does not) | off |
 //! | `ISOCLR_BENCH_PEERS` | the PyTorch peers, e.g. `plain,compiled,masked` (above) | `masked` |
+//! | `ISOCLR_BENCH_PEER_PADDING` | `passes`: the peers run isoclr's passes; `fixed`: they run the same sequences as users do, one pass per view with every sequence padded to the length cap (`ISOCLR_BENCH_LEN`, or MAX of `mix:MAX`), while isoclr runs its own passes | `passes` |
 //! | `ISOCLR_BENCH_REFERENCE` | path of `reference.py` (for a bench binary run outside its checkout) | `benches/reference.py` |
 //! | `ISOCLR_PYTHON` | the interpreter with torch | `.venv/bin/python` |
 //!
@@ -93,6 +94,16 @@ struct Settings {
     peers: Vec<Peer>,
 }
 
+impl Settings {
+    /// Every sequence's padded length for peers that pad to a fixed length.
+    fn cap(&self) -> usize {
+        match self.lengths {
+            LengthSpec::Fixed(l) => l.max(64),
+            LengthSpec::Mix(max) => max,
+        }
+    }
+}
+
 /// One PyTorch side of the comparison.
 #[derive(Clone, Debug)]
 struct Peer {
@@ -100,6 +111,8 @@ struct Peer {
     plain: bool,
     /// `torch.compile` mode, if compiled.
     compile: Option<String>,
+    /// Every sequence padded to this length, one pass per view, instead of isoclr's passes.
+    padded_to: Option<usize>,
 }
 
 impl Peer {
@@ -113,14 +126,22 @@ impl Peer {
                 None => panic!("ISOCLR_BENCH_PEERS: {other:?} is not masked, plain, compiled or compiled:MODE"),
             },
         };
-        Self { plain, compile }
+        Self {
+            plain,
+            compile,
+            padded_to: None,
+        }
     }
 
     fn name(&self) -> String {
-        match (&self.compile, self.plain) {
+        let model = match (&self.compile, self.plain) {
             (Some(mode), _) => format!("PyTorch compiled ({mode})"),
             (None, true) => "PyTorch eager, nn.BatchNorm1d".to_owned(),
             (None, false) => "PyTorch eager, masked reference".to_owned(),
+        };
+        match self.padded_to {
+            Some(length) => format!("{model}, all padded to {length}"),
+            None => model,
         }
     }
 }
@@ -168,7 +189,12 @@ impl Settings {
             Ok(other) => panic!("ISOCLR_BENCH_DEVICE={other:?} is not valid (cpu or cuda)"),
         };
         let cuda = device.is_cuda();
-        Self {
+        let fixed_padding = match std::env::var("ISOCLR_BENCH_PEER_PADDING").as_deref() {
+            Err(_) | Ok("passes") => false,
+            Ok("fixed") => true,
+            Ok(other) => panic!("ISOCLR_BENCH_PEER_PADDING={other:?} is not valid (passes or fixed)"),
+        };
+        let mut settings = Self {
             device,
             preset: env_enum("ISOCLR_BENCH_PRESET", "small"),
             norm: env_enum("ISOCLR_BENCH_NORM", "batch"),
@@ -190,7 +216,12 @@ impl Settings {
                 .split(',')
                 .map(Peer::parse)
                 .collect(),
+        };
+        if fixed_padding {
+            let cap = settings.cap();
+            settings.peers.iter_mut().for_each(|peer| peer.padded_to = Some(cap));
         }
+        settings
     }
 }
 
@@ -228,22 +259,26 @@ fn draw_length(rng: &mut ChaCha8Rng, spec: LengthSpec) -> usize {
     }
 }
 
-/// The step's batch: pair i's views are rows i and N + i; each view is one pass, sorted and padded to its
-/// longest member as isoclr does it.
-fn make_batch(settings: &Settings, model: &ModelConfig) -> StepBatch {
+/// The step's 2N transcripts: rows 0..N are view 1 of the N pairs, N..2N view 2.
+fn make_transcripts(settings: &Settings) -> Vec<Transcript> {
     let mut rng = ChaCha8Rng::seed_from_u64(2024);
-    let n = settings.batch;
-    // Rows 0..n are view 1, n..2n view 2.
-    let transcripts: Vec<Transcript> = (0..2 * n)
+    (0..2 * settings.batch)
         .map(|_| {
             let len = draw_length(&mut rng, settings.lengths);
             transcript(&mut rng, len)
         })
-        .collect();
+        .collect()
+}
+
+/// The step's batch: pair i's views are rows i and N + i, cut into passes of at most `positions` positions
+/// (packed if `packing`) as isoclr cuts them, or without `positions` one pass per view, sorted and padded to
+/// its longest member.
+fn make_batch(transcripts: &[Transcript], positions: Option<usize>, packing: bool, model: &ModelConfig) -> StepBatch {
+    let n = transcripts.len() / 2;
     let refs: Vec<&Transcript> = transcripts.iter().collect();
-    let micro = match settings.positions {
+    let micro = match positions {
         // As `isoclr train` cuts a step with `train.packing`: several sequences to a line.
-        Some(budget) if settings.packing => {
+        Some(budget) if packing => {
             let views: Vec<ViewSpec> = transcripts.iter().map(ViewSpec::plain).collect();
             let layout = PassLayout {
                 position_budget: budget,
@@ -292,13 +327,18 @@ fn reference_config(model: &ModelConfig, train: &TrainConfig) -> String {
     .to_string()
 }
 
-fn export_batch(batch: &StepBatch, path: &std::path::Path) {
+/// Writes the passes for the peers; `padded_to`: each pass's inputs padded on the right with zeros to
+/// this length.
+fn export_batch(batch: &StepBatch, padded_to: Option<usize>, path: &std::path::Path) {
     let mut tensors = Vec::new();
     for (k, m) in batch.micro.iter().enumerate() {
-        let x = Tensor::from_slice(&m.tracks)
-            .view([m.lines as i64, TRACKS as i64, m.padded_len as i64])
-            .to_kind(tch::Kind::Float)
-            * f64::from(TRACK_UNIT);
+        let shape = [m.lines as i64, TRACKS as i64, m.padded_len as i64];
+        let mut x = Tensor::from_slice(&m.tracks).view(shape).to_kind(tch::Kind::Float) * f64::from(TRACK_UNIT);
+        if let Some(length) = padded_to {
+            let wide = Tensor::zeros([shape[0], shape[1], length as i64], (tch::Kind::Float, Device::Cpu));
+            wide.narrow(2, 0, shape[2]).copy_(&x);
+            x = wide;
+        }
         let lengths = Tensor::from_slice(&m.lengths.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
         let rows = Tensor::from_slice(&m.rows.iter().map(|&r| r as i64).collect::<Vec<_>>());
         tensors.extend([
@@ -595,7 +635,8 @@ fn main() {
         !settings.packing || settings.positions.is_some(),
         "ISOCLR_BENCH_PACKING=1 needs ISOCLR_BENCH_POSITIONS"
     );
-    let batch = make_batch(&settings, &config.model);
+    let transcripts = make_transcripts(&settings);
+    let batch = make_batch(&transcripts, settings.positions, settings.packing, &config.model);
     let padded: Vec<String> = batch.micro.iter().map(|m| m.padded_len.to_string()).collect();
     eprintln!(
         "batch: {} pairs, {} passes{} padded to {} ({:.0} % padding), {} threads, {:?}{}",
@@ -624,7 +665,21 @@ fn main() {
         .model
         .save(&dir.path().join("weights.safetensors"))
         .expect("saving the starting weights");
-    export_batch(&batch, &dir.path().join("batch.safetensors"));
+    // Peers padding to a fixed length run one pass per view, as users' training loops do.
+    let padded_to = settings.peers.first().and_then(|peer| peer.padded_to);
+    if let Some(length) = padded_to {
+        let real: usize = transcripts.iter().map(|t| t.len()).sum();
+        eprintln!(
+            "peers: one pass per view, every sequence padded to {length} ({:.0} % padding)",
+            100.0 * (1.0 - real as f64 / (transcripts.len() * length) as f64)
+        );
+    }
+    let peer_batch = padded_to.map(|_| make_batch(&transcripts, None, false, &config.model));
+    export_batch(
+        peer_batch.as_ref().unwrap_or(&batch),
+        padded_to,
+        &dir.path().join("batch.safetensors"),
+    );
     let config_json = reference_config(&config.model, &config.train);
 
     let mut rust = Side::default();
@@ -758,6 +813,7 @@ fn report(settings: &Settings, batch: &StepBatch, rust: &Side, peers: &[(Peer, S
                 serde_json::json!({
                     "peer": peer.name(),
                     "plain": peer.plain,
+                    "padded_to": peer.padded_to,
                     "compile": peer.compile,
                     "ms": side.median_ms(),
                     "seq_s": seq_per_s(side),

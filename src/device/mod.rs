@@ -42,6 +42,7 @@ unsafe extern "C" {
         scale: *const std::ffi::c_void,
         shift: *const std::ffi::c_void,
     ) -> *mut std::ffi::c_void;
+    fn isoclr_masked_max_pool(x: *const std::ffi::c_void, mask: *const std::ffi::c_void) -> *mut std::ffi::c_void;
     fn isoclr_fused_adamw(
         params: *const *const std::ffi::c_void,
         grads: *const *const std::ffi::c_void,
@@ -328,6 +329,19 @@ pub fn masked_affine(
             scale.as_ptr().cast(),
             shift.as_ptr().cast(),
         );
+        (!y.is_null()).then(|| tch::Tensor::from_ptr(y.cast()))
+    }
+}
+
+/// Max-pooling by 2 of `x` `[n, C, L]` in which only the real positions (the 0/1 `mask` `[n, 1, L]`)
+/// compete: a window with one real position gives its value, a window with none gives 0; ties and NaN as
+/// libtorch's `max_pool1d`. Differentiable in `x`, in one fused pass each way. `None` where the fused kernel
+/// does not apply (as for [`masked_batch_norm`]).
+pub fn masked_max_pool(x: &tch::Tensor, mask: &tch::Tensor) -> Option<tch::Tensor> {
+    // SAFETY: both tensors are live at::Tensors for the call; the shim catches every C++ exception and
+    // returns null or a new heap at::Tensor that nothing else owns, which `from_ptr` takes over.
+    unsafe {
+        let y = isoclr_masked_max_pool(x.as_ptr().cast(), mask.as_ptr().cast());
         (!y.is_null()).then(|| tch::Tensor::from_ptr(y.cast()))
     }
 }

@@ -527,6 +527,66 @@ struct MaskedAffine : public torch::autograd::Function<MaskedAffine> {
     return {dx, at::Tensor(), d_scale.to(scale_type), d_shift.to(shift_type)};
   }
 };
+// Max-pooling by 2 (floor) of x [n, c, l] in which only the real positions (mask [n, 1, l], 0/1) compete:
+// a window with one real position gives that position's value, a window with none gives 0, and a tie
+// goes to the first position, with its gradient, as ATen's max_pool1d does; a NaN wins its window. The
+// choice is saved as one byte per output (0: first, 1: second, 2: neither) for the backward pass.
+struct MaskedMaxPool : public torch::autograd::Function<MaskedMaxPool> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& mask_in) {
+    auto x = input.contiguous();
+    auto mask = mask_in.contiguous();
+    const int64_t n = x.size(0), c = x.size(1), l = x.size(2), half = l / 2;
+    auto y = at::empty({n, c, half}, x.options());
+    auto choice = at::empty({n, c, half}, x.options().dtype(at::kByte));
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "isoclr_masked_max_pool", [&] {
+      const scalar_t* xs = x.const_data_ptr<scalar_t>();
+      scalar_t* out = y.mutable_data_ptr<scalar_t>();
+      uint8_t* picks = choice.mutable_data_ptr<uint8_t>();
+      for_each_row(n, c, l, mask.const_data_ptr<scalar_t>(), [&](int64_t row, int64_t, const scalar_t* m) {
+        const scalar_t* in = xs + row * l;
+        for (int64_t j = 0; j < half; ++j) {
+          const scalar_t a = in[2 * j], b = in[2 * j + 1];
+          const bool real_a = m[2 * j] != 0, real_b = m[2 * j + 1] != 0;
+          uint8_t pick = 2;
+          if (real_a && real_b) {
+            pick = b > a || std::isnan(b) ? 1 : 0;
+          } else if (real_a || real_b) {
+            pick = real_a ? 0 : 1;
+          }
+          out[row * half + j] = pick == 2 ? scalar_t(0) : in[2 * j + pick];
+          picks[row * half + j] = pick;
+        }
+      });
+    });
+    ctx->save_for_backward({choice});
+    ctx->saved_data["length"] = l;
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto choice = ctx->get_saved_variables()[0];
+    const int64_t l = ctx->saved_data["length"].toInt();
+    auto gy = grads[0].contiguous();
+    const int64_t n = choice.size(0), c = choice.size(1), half = choice.size(2);
+    auto dx = at::zeros({n, c, l}, gy.options());
+    AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "isoclr_masked_max_pool_backward", [&] {
+      const scalar_t* g = gy.const_data_ptr<scalar_t>();
+      const uint8_t* picks = choice.const_data_ptr<uint8_t>();
+      scalar_t* out = dx.mutable_data_ptr<scalar_t>();
+      at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) {
+          for (int64_t j = 0; j < half; ++j) {
+            const uint8_t pick = picks[row * half + j];
+            if (pick != 2) {
+              out[row * l + 2 * j + pick] = g[row * half + j];
+            }
+          }
+        }
+      });
+    });
+    return {dx, at::Tensor()};
+  }
+};
 }  // namespace
 
 extern "C" {
@@ -560,6 +620,22 @@ int isoclr_masked_batch_norm(const void* const* xs, const void* const* masks, in
     return 0;
   } catch (...) {
     return -1;
+  }
+}
+
+// Max-pooling by 2 of x [n, c, l] over the real positions mask [n, 1, l] (0/1, the same kind), see
+// MaskedMaxPool; differentiable in x: a new tensor the caller owns, or null when the fused kernel does not
+// apply or libtorch refused.
+void* isoclr_masked_max_pool(const void* x, const void* mask) {
+  try {
+    const auto& input = *static_cast<const at::Tensor*>(x);
+    const auto& m = *static_cast<const at::Tensor*>(mask);
+    if (!fused_norm_applies(input, m)) {
+      return nullptr;
+    }
+    return new at::Tensor(MaskedMaxPool::apply(input, m));
+  } catch (...) {
+    return nullptr;
   }
 }
 

@@ -102,16 +102,17 @@ impl ResidualBlock {
     }
 }
 
-/// Max-pools by 2 without letting padding win: padded positions are −∞ going in, and an output position
-/// is real when either input was, so the mask follows the pooling.
+/// Max-pools by 2 without letting padding win: an output position is real when either input was, so the
+/// mask follows the pooling, and a window of padding pools to 0. One fused kernel each way on the CPU
+/// (`device::masked_max_pool`); elsewhere padded positions are −∞ going in.
 fn masked_max_pool(x: &Tensor, mask: &Tensor) -> (Tensor, Tensor) {
-    let padding = mask.lt(0.5);
-    let pooled = x
-        .masked_fill(&padding, f64::NEG_INFINITY)
-        .max_pool1d([2], [2], [0], [1], false);
-    let mask = mask.max_pool1d([2], [2], [0], [1], false);
-    let pooled = pooled.masked_fill(&mask.lt(0.5), 0.0);
-    (pooled, mask)
+    let pooled_mask = mask.max_pool1d([2], [2], [0], [1], false);
+    let pooled = crate::device::masked_max_pool(x, mask).unwrap_or_else(|| {
+        x.masked_fill(&mask.lt(0.5), f64::NEG_INFINITY)
+            .max_pool1d([2], [2], [0], [1], false)
+            .masked_fill(&pooled_mask.lt(0.5), 0.0)
+    });
+    (pooled, pooled_mask)
 }
 
 /// Max-pools by 2 a block's output, which is zero in padding and never negative (it leaves a ReLU): then
@@ -457,6 +458,63 @@ mod tests {
         assert!(a.0.equal(&b.0) && a.1.equal(&b.1), "values");
         assert!(a.2.equal(&b.2), "gradients");
         assert!(a.2.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    }
+
+    /// The fused CPU kernel of the masked pool gives the same values and gradients, bit for bit, as the
+    /// composite (padding −∞ going in, windows of padding 0 after), in f32 and f64, for an odd length and
+    /// masks with padding at the end, gaps inside (a packed line: windows whose real position is the
+    /// second), windows of padding only, and ties.
+    #[test]
+    fn the_fused_masked_pool_equals_the_composite() {
+        let _generator = crate::model::lock_generator();
+        tch::manual_seed(13);
+        let l = 15;
+        // Each row's real positions as (start, end) spans.
+        let pattern = |real: &[(i64, i64)]| {
+            let mut row = vec![0f32; l as usize];
+            real.iter().flat_map(|&(a, b)| a..b).for_each(|j| row[j as usize] = 1.0);
+            row
+        };
+        let rows = [
+            pattern(&[(0, 15)]),
+            pattern(&[(0, 9)]),
+            pattern(&[(0, 3), (5, 10), (13, 14)]),
+            pattern(&[(1, 2), (7, 11)]),
+        ];
+        let mask = Tensor::from_slice(&rows.concat()).view([4, 1, l]);
+        for kind in [Kind::Float, Kind::Double] {
+            let cpu = (kind, tch::Device::Cpu);
+            // Values rounded to halves, so that windows tie.
+            let mut x = ((Tensor::randn([4, 3, l], cpu) * 2.0).round() / 2.0).set_requires_grad(true);
+            let mask = mask.to_kind(kind);
+            let upstream = Tensor::randn([4, 3, l / 2], cpu);
+            let composite = |x: &Tensor| {
+                let pooled_mask = mask.max_pool1d([2], [2], [0], [1], false);
+                x.masked_fill(&mask.lt(0.5), f64::NEG_INFINITY)
+                    .max_pool1d([2], [2], [0], [1], false)
+                    .masked_fill(&pooled_mask.lt(0.5), 0.0)
+            };
+            let mut results = Vec::new();
+            for fused in [true, false] {
+                x.zero_grad();
+                let pooled = if fused {
+                    crate::device::masked_max_pool(&x, &mask).expect("fused pool on the CPU")
+                } else {
+                    composite(&x)
+                };
+                (&pooled * &upstream).sum(kind).backward();
+                results.push((pooled.detach(), x.grad().copy()));
+            }
+            let ((fused, fused_grad), (want, want_grad)) = (&results[0], &results[1]);
+            assert_eq!(fused.size(), vec![4, 3, 7]);
+            assert!(fused.equal(want), "{kind:?} values");
+            assert!(fused_grad.equal(want_grad), "{kind:?} gradients");
+        }
+        // A NaN wins its window, as in max_pool1d.
+        let x = Tensor::from_slice(&[1.0f32, f32::NAN, 2.0, 3.0]).view([1, 1, 4]);
+        let pooled = crate::device::masked_max_pool(&x, &Tensor::ones([1, 1, 4], (Kind::Float, tch::Device::Cpu)));
+        let pooled = pooled.expect("fused pool");
+        assert!(pooled.double_value(&[0, 0, 0]).is_nan() && pooled.double_value(&[0, 0, 1]) == 3.0);
     }
 
     #[test]

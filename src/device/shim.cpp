@@ -276,13 +276,22 @@ void for_each_row(int64_t n, int64_t c, int64_t l, const T* mask, const Body& bo
   });
 }
 
-// Runs body(channel) for every channel, one channel per task, so that each channel's sums are made by one
-// thread in a fixed order, whatever the number of threads.
-template <typename Body>
-void for_each_channel(int64_t c, const Body& body) {
+// Per-channel sums over the rows of [n, c, l] tensors: body(i, ch, lanes) adds row (i, ch) into that
+// channel's lanes, then done(ch, lanes) reads them. Blocks of channels run in parallel; within a block the
+// samples are the outer loop, so a sample's mask row is read once for all the block's channels while it is
+// in cache, not once per channel. Each channel's sums are made by one thread, in sample order, whatever
+// the number of threads.
+template <typename Body, typename Done>
+void sum_per_channel(int64_t n, int64_t c, const Body& body, const Done& done) {
   at::parallel_for(0, c, 1, [&](int64_t begin, int64_t end) {
+    std::vector<Lanes> lanes(end - begin);
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t ch = begin; ch < end; ++ch) {
+        body(i, ch, lanes[ch - begin]);
+      }
+    }
     for (int64_t ch = begin; ch < end; ++ch) {
-      body(ch);
+      done(ch, lanes[ch - begin]);
     }
   });
 }
@@ -335,14 +344,13 @@ struct MaskedBatchNorm : public torch::autograd::Function<MaskedBatchNorm> {
         for (int64_t i = 0; i < n * l; ++i) {
           count += static_cast<double>(mp[i]);
         }
-        for_each_channel(c, [&](int64_t ch) {
-          Lanes lanes;
-          for (int64_t i = 0; i < n; ++i) {
-            lanes.add_masked_moments(xp + (i * c + ch) * l, mp + i * l, l);
-          }
-          s[ch] += Lanes::total(lanes.first);
-          q[ch] += Lanes::total(lanes.second);
-        });
+        sum_per_channel(
+            n, c,
+            [&](int64_t i, int64_t ch, Lanes& lanes) { lanes.add_masked_moments(xp + (i * c + ch) * l, mp + i * l, l); },
+            [&](int64_t ch, const Lanes& lanes) {
+              s[ch] += Lanes::total(lanes.first);
+              q[ch] += Lanes::total(lanes.second);
+            });
       }
       const double real = std::max(count, 1.0);
       const double* w = weight.const_data_ptr<double>();
@@ -411,16 +419,17 @@ struct MaskedBatchNorm : public torch::autograd::Function<MaskedBatchNorm> {
         const scalar_t* mp = saved[passes + p].const_data_ptr<scalar_t>();
         const scalar_t* gp = gys[p].const_data_ptr<scalar_t>();
         const int64_t n = saved[p].size(0), l = saved[p].size(2);
-        for_each_channel(c, [&](int64_t ch) {
-          Lanes lanes;
-          for (int64_t i = 0; i < n; ++i) {
-            const int64_t row = i * c + ch;
-            lanes.add_masked_products(gp + row * l, xp + row * l, mp + i * l, l);
-          }
-          const double sum = Lanes::total(lanes.first);
-          g1[ch] += sum;
-          g2[ch] += (Lanes::total(lanes.second) - mu[ch] * sum) * is[ch];
-        });
+        sum_per_channel(
+            n, c,
+            [&](int64_t i, int64_t ch, Lanes& lanes) {
+              const int64_t row = i * c + ch;
+              lanes.add_masked_products(gp + row * l, xp + row * l, mp + i * l, l);
+            },
+            [&](int64_t ch, const Lanes& lanes) {
+              const double sum = Lanes::total(lanes.first);
+              g1[ch] += sum;
+              g2[ch] += (Lanes::total(lanes.second) - mu[ch] * sum) * is[ch];
+            });
       }
       // dx = m·w·invstd·(gy − Σ gy·m / count − x̂·Σ gy·m·x̂ / count), with x̂ = (x − mean)·invstd; m² = m.
       std::vector<scalar_t> k(c), mean_g(c), mean_x(c), slope(c);
@@ -505,22 +514,23 @@ struct MaskedAffine : public torch::autograd::Function<MaskedAffine> {
       scalar_t* out = dx.mutable_data_ptr<scalar_t>();
       double* ds = d_scale.mutable_data_ptr<double>();
       double* db = d_shift.mutable_data_ptr<double>();
-      for_each_channel(c, [&](int64_t ch) {
-        Lanes lanes;
-        const scalar_t scale_c = a[ch];
-        for (int64_t i = 0; i < n; ++i) {
-          const int64_t row = i * c + ch;
-          const scalar_t* m = ms + i * l;
-          lanes.add_masked_products(g + row * l, xs + row * l, m, l);
-          scalar_t* d = out + row * l;
-          const scalar_t* gr = g + row * l;
-          for (int64_t j = 0; j < l; ++j) {
-            d[j] = gr[j] * m[j] * scale_c;
-          }
-        }
-        ds[ch] = Lanes::total(lanes.second);
-        db[ch] = Lanes::total(lanes.first);
-      });
+      sum_per_channel(
+          n, c,
+          [&](int64_t i, int64_t ch, Lanes& lanes) {
+            const int64_t row = i * c + ch;
+            const scalar_t* m = ms + i * l;
+            lanes.add_masked_products(g + row * l, xs + row * l, m, l);
+            scalar_t* d = out + row * l;
+            const scalar_t* gr = g + row * l;
+            const scalar_t scale_c = a[ch];
+            for (int64_t j = 0; j < l; ++j) {
+              d[j] = gr[j] * m[j] * scale_c;
+            }
+          },
+          [&](int64_t ch, const Lanes& lanes) {
+            ds[ch] = Lanes::total(lanes.second);
+            db[ch] = Lanes::total(lanes.first);
+          });
     });
     auto scale_type = static_cast<at::ScalarType>(ctx->saved_data["scale_type"].toInt());
     auto shift_type = static_cast<at::ScalarType>(ctx->saved_data["shift_type"].toInt());

@@ -635,6 +635,15 @@ fn main() {
         !settings.packing || settings.positions.is_some(),
         "ISOCLR_BENCH_PACKING=1 needs ISOCLR_BENCH_POSITIONS"
     );
+    assert!(
+        !settings.packing
+            || settings
+                .peers
+                .iter()
+                .all(|peer| !peer.plain || peer.padded_to.is_some()),
+        "ISOCLR_BENCH_PACKING=1: the plain and compiled peers do not run packed passes (their users pad); \
+         set ISOCLR_BENCH_PEER_PADDING=fixed or ISOCLR_BENCH_PEERS=masked"
+    );
     let transcripts = make_transcripts(&settings);
     let batch = make_batch(&transcripts, settings.positions, settings.packing, &config.model);
     let padded: Vec<String> = batch.micro.iter().map(|m| m.padded_len.to_string()).collect();

@@ -169,6 +169,10 @@ for case in "${cases[@]}"; do
   [[ -n "$positions" ]] && export ISOCLR_BENCH_POSITIONS=$positions
   [[ "$flag" == gc ]] && export ISOCLR_BENCH_GRADIENT_CACHE=1
   [[ "$flag" == pack ]] && export ISOCLR_BENCH_PACKING=1
+  # Only the masked reference runs packed passes: users of the plain model pad, and the lines below the
+  # table set isoclr's packed seq/s against the plain peers' in the fixed-length case.
+  case_peers=${PEERS:-masked}
+  [[ "$flag" == pack ]] && case_peers=masked
   for attempt in 1 2; do
     echo "gpu-check: throughput $preset, $pairs pairs, length $len" >&2
     smi_pid=""
@@ -181,7 +185,7 @@ for case in "${cases[@]}"; do
     fi
     ISOCLR_BENCH_DEVICE=$device ISOCLR_BENCH_PRESET=$preset ISOCLR_BENCH_BATCH=$pairs ISOCLR_BENCH_LEN=$len \
       ISOCLR_BENCH_STEPS=$bench_steps ISOCLR_BENCH_WARMUP=$bench_warmup ISOCLR_BENCH_JSON="$logs/bench.jsonl" \
-      ISOCLR_BENCH_PEERS="${PEERS:-masked}" run "${BENCH_CAP:-100}" "$logs/$name.log" "$bundle/train_throughput"
+      ISOCLR_BENCH_PEERS="$case_peers" run "${BENCH_CAP:-100}" "$logs/$name.log" "$bundle/train_throughput"
     status=$?
     [[ -n "$smi_pid" ]] && kill "$smi_pid" 2>/dev/null && wait "$smi_pid" 2>/dev/null
     echo "exit $status" >"$logs/$name.status"

@@ -167,6 +167,61 @@ fn an_impossible_allocation_in_a_step_is_an_error_naming_the_micro_batch() {
     assert!(!out.join("model.safetensors").exists(), "a failed run leaves no model");
 }
 
+/// `isoclr embed` with passes far larger than memory allows (a 2,048-channel first layer, 128 sequences of
+/// 12,000 nt in one pass: 12.6 GB for the first activations, under an 8 GiB address-space limit) ends with
+/// an error naming the pass and the option to lower, not a panic, and writes no embeddings.
+#[test]
+fn an_impossible_allocation_in_embedding_is_an_error_naming_the_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir(&run_dir).unwrap();
+    let sets = ["model.filters=[2048]", "model.blocks=[1]", "model.dilations=[1]"];
+    let mut args = vec!["config".to_owned(), "--config".to_owned(), tiny()];
+    for set in sets {
+        args.extend(["--set".to_owned(), set.to_owned()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let resolved = isoclr(&args, &[]);
+    assert!(
+        resolved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resolved.stderr)
+    );
+    let toml = String::from_utf8(resolved.stdout).unwrap();
+    std::fs::write(run_dir.join("config.toml"), &toml).unwrap();
+    let config = isoclr::config::Config::from_toml_str(&toml, "config.toml").unwrap();
+    let model = isoclr::model::Model::new(&config.model, tch::Device::Cpu, 0);
+    model.save(&run_dir.join("model.safetensors")).unwrap();
+    let mut table = String::from("id\tsequence\n");
+    for i in 0..128 {
+        table.push_str(&format!("t{i}\t{}\n", "ACGT".repeat(3000)));
+    }
+    let input = dir.path().join("long.tsv");
+    std::fs::write(&input, table).unwrap();
+    let out = dir.path().join("embeddings.npy");
+    let line = format!(
+        "ulimit -v 8388608 && exec {} embed --device cpu --checkpoint {} --input {} --out {} \
+         --positions-per-pass 100000000",
+        env!("CARGO_BIN_EXE_isoclr"),
+        run_dir.display(),
+        input.display(),
+        out.display()
+    );
+    let run = Command::new("sh").args(["-c", &line]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("embedding: out of memory with passes of up to 128 sequences × 12000 positions"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("lower --positions-per-pass (now 100000000)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!out.exists(), "a failed embedding writes no file");
+}
+
 #[test]
 fn config_prints_the_resolved_configuration_and_resume_insists_on_a_checkpoint() {
     let run = isoclr(&["config", "--config", &tiny(), "--set", "train.lr=0.004"], &[]);

@@ -2,8 +2,11 @@
 //! visible to tch; run autocast in bf16 without libtorch's deprecation-warning flood; copy host tensors to
 //! the GPU without stalling it ([`upload`]); update many tensors with the fused AdamW kernel
 //! ([`fused_adamw`]); and read the CUDA caching allocator's peak-memory statistics (for benchmarks).
+//! [`failure`] catches a libtorch failure as a value, for the error boundaries of tensor work.
 //!
 //! Call [`init`] first thing in `main`, before any tch call.
+
+pub mod failure;
 
 use std::ffi::CString;
 

@@ -10,7 +10,8 @@ use tch::{Device, Kind};
 use crate::ckpt::{CheckpointStore, STATE_FILE, TrainState};
 use crate::config::{Config, Pooling};
 use crate::data::Transcript;
-use crate::data::batch::encode_for_embedding;
+use crate::data::batch::{MicroBatch, encode_for_embedding};
+use crate::device::failure::{LibtorchFailure, catch_libtorch_failure};
 use crate::model::Model;
 use crate::run_dir::{MODEL_FILE, RunDir};
 
@@ -41,6 +42,23 @@ pub enum EmbedError {
     /// libtorch failed while embedding.
     #[error("embedding: {0}")]
     Torch(#[from] tch::TchError),
+    /// libtorch ran out of memory in an encoder pass.
+    #[error(
+        "{what}: out of memory with passes of up to {lines} sequences × {padded_len} positions ({message}); \
+         lower --positions-per-pass (now {positions_per_pass})"
+    )]
+    OutOfMemory {
+        /// "embedding" or "batch-norm calibration".
+        what: &'static str,
+        /// Sequences in the largest pass.
+        lines: usize,
+        /// Its padded length.
+        padded_len: usize,
+        /// The positions per pass asked for.
+        positions_per_pass: usize,
+        /// libtorch's message.
+        message: String,
+    },
     /// The transcripts to embed or the embeddings' file could not be read or written.
     #[error("{path}: {why}")]
     File {
@@ -133,15 +151,24 @@ impl Encoder {
     /// [`CALIBRATION_ROWS`] of them, evenly spaced in the order given) in training-mode passes of
     /// `positions_per_pass` positions; dropout seeded by `seed`, so the same inputs give the same encoder.
     /// The source names the calibration.
-    pub fn calibrated(mut self, transcripts: &[&Transcript], positions_per_pass: usize, seed: u64) -> Self {
+    ///
+    /// # Errors
+    /// [`EmbedError::OutOfMemory`] or [`EmbedError::Torch`] when libtorch fails in a pass.
+    pub fn calibrated(
+        mut self,
+        transcripts: &[&Transcript],
+        positions_per_pass: usize,
+        seed: u64,
+    ) -> Result<Self, EmbedError> {
         let step = transcripts.len().div_ceil(CALIBRATION_ROWS).max(1);
         let sample: Vec<&Transcript> = transcripts.iter().step_by(step).copied().collect();
         let micro = encode_for_embedding(&sample, positions_per_pass);
         tch::manual_seed(seed as i64 & i64::MAX);
         let cuda = self.model.vars.device().is_cuda();
-        crate::device::autocast_bf16(cuda, || self.model.calibrate_batch_norm(&micro));
+        catch_libtorch_failure(|| crate::device::autocast_bf16(cuda, || self.model.calibrate_batch_norm(&micro)))
+            .map_err(|failure| tensor_error("batch-norm calibration", failure, &micro, positions_per_pass))?;
         self.source = format!("{}, batch norm calibrated on {} sequences", self.source, sample.len());
-        self
+        Ok(self)
     }
 
     /// Width of an embedding pooled as `pooling` says.
@@ -168,17 +195,20 @@ impl Encoder {
         for chunk in order.chunks(CHUNK) {
             let members: Vec<&Transcript> = chunk.iter().map(|&i| transcripts[i]).collect();
             let micro = encode_for_embedding(&members, positions_per_pass);
-            let values = tch::no_grad(|| {
-                let embeddings = crate::device::autocast_bf16(cuda, || {
-                    self.model.embed_micro_batches_pooled(&micro, pooling, false)
-                });
-                let flat = embeddings
-                    .to_kind(Kind::Float)
-                    .to_device(Device::Cpu)
-                    .contiguous()
-                    .view([-1]);
-                Vec::<f32>::try_from(&flat)
-            })?;
+            let values = catch_libtorch_failure(|| {
+                tch::no_grad(|| {
+                    let embeddings = crate::device::autocast_bf16(cuda, || {
+                        self.model.embed_micro_batches_pooled(&micro, pooling, false)
+                    });
+                    let flat = embeddings
+                        .to_kind(Kind::Float)
+                        .to_device(Device::Cpu)
+                        .contiguous()
+                        .view([-1]);
+                    Vec::<f32>::try_from(&flat)
+                })
+            })
+            .map_err(|failure| tensor_error("embedding", failure, &micro, positions_per_pass))??;
             for (k, &i) in chunk.iter().enumerate() {
                 let row = &values[k * dim..(k + 1) * dim];
                 if !row.iter().all(|v| v.is_finite()) {
@@ -194,6 +224,29 @@ impl Encoder {
             }
         }
         Ok(out)
+    }
+}
+
+/// The error for libtorch's `failure` in the passes `micro`: out of memory, naming the largest pass, or
+/// another libtorch failure.
+fn tensor_error(
+    what: &'static str,
+    failure: LibtorchFailure,
+    micro: &[MicroBatch],
+    positions_per_pass: usize,
+) -> EmbedError {
+    if !failure.is_out_of_memory() {
+        return EmbedError::Torch(tch::TchError::Torch(format!("{what}: {failure}")));
+    }
+    let (lines, padded_len) = (micro.iter())
+        .max_by_key(|m| m.lines * m.padded_len)
+        .map_or((0, 0), |m| (m.lines, m.padded_len));
+    EmbedError::OutOfMemory {
+        what,
+        lines,
+        padded_len,
+        positions_per_pass,
+        message: failure.message,
     }
 }
 
@@ -328,11 +381,11 @@ mod tests {
             embed(&encoder.random_like(5)),
             "same seed, same random embeddings"
         );
-        let first = embed(&encoder.random_like(5).calibrated(&all, 4096, 5));
-        let again = embed(&encoder.random_like(5).calibrated(&all, 4096, 5));
+        let first = embed(&encoder.random_like(5).calibrated(&all, 4096, 5).unwrap());
+        let again = embed(&encoder.random_like(5).calibrated(&all, 4096, 5).unwrap());
         assert_eq!(first, again, "same seed, same calibrated embeddings");
         assert_ne!(first, plain, "calibration changes the embeddings");
-        let other = embed(&encoder.random_like(6).calibrated(&all, 4096, 6));
+        let other = embed(&encoder.random_like(6).calibrated(&all, 4096, 6).unwrap());
         assert_ne!(first, other);
     }
 

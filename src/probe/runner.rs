@@ -287,7 +287,9 @@ fn run_task(encoder: &Encoder, task: &ProbeTask, options: &RunnerOptions) -> Res
             lap(&what, rows, &mut timings);
         }
         if calibrate {
-            let random = (encoder.random_like(seed)).calibrated(&transcripts, options.positions_per_pass, seed);
+            let random = (encoder.random_like(seed))
+                .calibrated(&transcripts, options.positions_per_pass, seed)
+                .map_err(embed_err)?;
             let calibrated_rows = rows.min(super::embed::CALIBRATION_ROWS);
             lap(
                 &format!("batch-norm calibration, seed {seed}"),

@@ -15,6 +15,7 @@ use crate::config::ModelConfig;
 use crate::data::Transcript;
 use crate::data::batch::encode_for_embedding;
 use crate::data::sampler::rng_for;
+use crate::device::failure::catch_libtorch_failure;
 use crate::model::Model;
 use crate::train::optim::{AdamW, AdamWConfig};
 
@@ -194,6 +195,19 @@ pub enum SupervisedError {
     /// libtorch failed.
     #[error("supervised fit: {0}")]
     Torch(#[from] tch::TchError),
+    /// libtorch ran out of memory.
+    #[error(
+        "supervised fit: out of memory ({message}); lower [supervised] batch_size in the task file (now {batch_size}) or \
+         --positions-per-pass (now {positions_per_pass})"
+    )]
+    OutOfMemory {
+        /// Transcripts per training step.
+        batch_size: usize,
+        /// Positions per encoder pass.
+        positions_per_pass: usize,
+        /// libtorch's message.
+        message: String,
+    },
 }
 
 /// Trains a freshly initialised encoder of `model` plus a linear head on `train`/`train_y`, keeps the weights
@@ -221,6 +235,29 @@ pub fn fit_supervised(
 ) -> Result<SupervisedFit, SupervisedError> {
     check_options(options)?;
     let task = Task::new(train, train_y, validation, validation_y)?;
+    catch_libtorch_failure(|| fit(model, device, &task, train, validation, test, options)).unwrap_or_else(|failure| {
+        Err(if failure.is_out_of_memory() {
+            SupervisedError::OutOfMemory {
+                batch_size: options.batch_size,
+                positions_per_pass: options.positions_per_pass,
+                message: failure.message,
+            }
+        } else {
+            SupervisedError::Torch(tch::TchError::Torch(failure.message))
+        })
+    })
+}
+
+/// [`fit_supervised`] on a checked task.
+fn fit(
+    model: &ModelConfig,
+    device: Device,
+    task: &Task,
+    train: &[&Transcript],
+    validation: &[&Transcript],
+    test: &[&Transcript],
+    options: &SupervisedOptions,
+) -> Result<SupervisedFit, SupervisedError> {
     let cuda = device.is_cuda();
     let net = Net::new(model, device, options.seed);
     let mut optimizer = AdamW::new(

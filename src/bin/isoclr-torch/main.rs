@@ -20,7 +20,7 @@ fn run() -> Result<()> {
     // Parsing the command line calls no tch, so libtorch's CUDA backend is loaded before any tch call.
     let cuda_loaded = isoclr::device::init();
     // A libtorch failure in a training step (an out-of-memory) is an error, reported once, not a panic.
-    isoclr::train::tensor_failure::report_only_unguarded_panics();
+    isoclr::device::failure::report_only_unguarded_panics();
     process::init_tracing();
     tracing::debug!(cuda_loaded, "libtorch initialised");
     match cli.command {

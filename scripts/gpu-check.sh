@@ -27,7 +27,9 @@
 # package directory; default: found from PYTHON), ISOCLR_GPU_CHECK_QUICK=1 (tiny sizes; the default on CPU),
 # ISOCLR_GPU_BUNDLE (default gpu-bundle), PEERS (the PyTorch peers of the throughput cases, as
 # ISOCLR_BENCH_PEERS: default masked, the table as before; e.g. plain,compiled:max-autotune-no-cudagraphs,masked
-# adds a row per peer), BENCH_CAP (seconds per throughput case, default 100; compiled peers need more).
+# adds a row per peer), BENCH_CAP (seconds per throughput case, default 100; compiled peers need more), CASES
+# (throughput cases separated by ';', each "preset pairs length [positions [pack|gc]]" as in the list below,
+# instead of that list).
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -161,6 +163,8 @@ else
     "medium 32 mix:12288 393216" "medium 32 mix:12288 393216 pack" "small 192 12288 786432 gc")
   bench_steps=20 bench_warmup=3
 fi
+# CASES replaces the list, e.g. CASES="small 64 12288;medium 32 12288" for the compiled peers alone.
+[[ -n "${CASES:-}" ]] && IFS=';' read -r -a cases <<<"$CASES"
 rm -f "$logs/bench.jsonl"
 for case in "${cases[@]}"; do
   read -r preset pairs len positions flag <<<"$case"

@@ -183,12 +183,14 @@ int isoclr_foreach_scale_(const void* const* tensors, int count, const void* fac
 }
 }
 
-// Masked batch norm on the CPU as libtorch autograd functions over fused loops, for src/model/norm.rs:
+// Masked batch norm on the CPU as libtorch autograd functions over fused loops, for src/model/norm.rs and
+// src/model/encoder.rs:
 //   batch norm in training (several passes, one set of statistics over their real positions): two passes
 //     over the activations forward and two backward, as ATen's batch norm;
-//   affine (x, mask, scale [c], shift [c]) -> (x·scale + shift)·m, for evaluation with running statistics.
+//   affine (x, mask, scale [c], shift [c]) -> (x·scale + shift)·m, for evaluation with running statistics;
+//   and the stem's max-pooling by 2 over real positions only (MaskedMaxPool).
 // The composite of elementwise ops they replace makes about ten full-size kernels and temporaries per norm.
-// Masks hold 0 or 1. Sums run in f64 over one channel at a time, in a fixed number of lanes (see Lanes), so
+// Masks hold 0 or 1. Each channel's sums run in f64 on one thread, in a fixed number of lanes (see Lanes), so
 // they depend neither on the number of threads nor on the CPU's vector width. Elementwise work runs in the
 // activations' own precision, as ATen's does. f32 and f64 activations; other kinds and devices keep the
 // composite (nothing returned).
@@ -302,7 +304,7 @@ bool channel_vectors(const at::Tensor& a, const at::Tensor& b, int64_t c) {
          b.device().is_cpu();
 }
 
-bool fused_norm_applies(const at::Tensor& x, const at::Tensor& mask) {
+bool fused_kernel_applies(const at::Tensor& x, const at::Tensor& mask) {
   return x.device().is_cpu() && mask.device().is_cpu() && x.dim() == 3 && mask.dim() == 3 &&
          x.scalar_type() == mask.scalar_type() &&
          (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble) && mask.size(0) == x.size(0) &&
@@ -537,6 +539,7 @@ struct MaskedAffine : public torch::autograd::Function<MaskedAffine> {
     return {dx, at::Tensor(), d_scale.to(scale_type), d_shift.to(shift_type)};
   }
 };
+
 // Max-pooling by 2 (floor) of x [n, c, l] in which only the real positions (mask [n, 1, l], 0/1) compete:
 // a window with one real position gives that position's value, a window with none gives 0, and a tie
 // goes to the first position, with its gradient, as ATen's max_pool1d does; a NaN wins its window. The
@@ -618,7 +621,7 @@ int isoclr_masked_batch_norm(const void* const* xs, const void* const* masks, in
     }
     for (int p = 0; p < passes; ++p) {
       const auto& x = x_list[p];
-      if (!fused_norm_applies(x, mask_list[p]) || x.scalar_type() != x_list[0].scalar_type() ||
+      if (!fused_kernel_applies(x, mask_list[p]) || x.scalar_type() != x_list[0].scalar_type() ||
           x.size(1) != w.size(0)) {
         return -1;
       }
@@ -640,7 +643,7 @@ void* isoclr_masked_max_pool(const void* x, const void* mask) {
   try {
     const auto& input = *static_cast<const at::Tensor*>(x);
     const auto& m = *static_cast<const at::Tensor*>(mask);
-    if (!fused_norm_applies(input, m)) {
+    if (!fused_kernel_applies(input, m)) {
       return nullptr;
     }
     return new at::Tensor(MaskedMaxPool::apply(input, m));
@@ -657,7 +660,7 @@ void* isoclr_masked_affine(const void* x, const void* mask, const void* scale, c
     const auto& m = *static_cast<const at::Tensor*>(mask);
     const auto& a = *static_cast<const at::Tensor*>(scale);
     const auto& b = *static_cast<const at::Tensor*>(shift);
-    if (!fused_norm_applies(input, m) || !channel_vectors(a, b, input.size(1))) {
+    if (!fused_kernel_applies(input, m) || !channel_vectors(a, b, input.size(1))) {
       return nullptr;
     }
     return new at::Tensor(MaskedAffine::apply(input, m, a, b));

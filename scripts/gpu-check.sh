@@ -29,7 +29,8 @@
 # ISOCLR_BENCH_PEERS: default masked, the table as before; e.g. plain,compiled:max-autotune-no-cudagraphs,masked
 # adds a row per peer), BENCH_CAP (seconds per throughput case, default 100; compiled peers need more), CASES
 # (throughput cases separated by ';', each "preset pairs length [positions [pack|gc]]" as in the list below,
-# instead of that list).
+# instead of that list), SEARCH=1 (also search the largest batch that trains, benches/memory_search.rs, within
+# SEARCH_CAP seconds, default 300; with CASES= set to one short case, a run of its own).
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -421,6 +422,28 @@ if [[ -x "$bundle/embed_throughput" ]]; then
     grep -E '^(\||[0-9]+ transcripts|embed \(mean\))' "$logs/embed.log"
   } >>"$out/gpu-check.md"
   ((embed_status == 0)) || table_status=1
+fi
+# ---- (e) with SEARCH=1: the largest batch that trains, with and without gradient caching -----------------
+if [[ "${SEARCH:-0}" == 1 && -x "$bundle/memory_search" ]]; then
+  echo "gpu-check: memory search" >&2
+  if ((quick)); then
+    search=(ISOCLR_SEARCH_PRESETS=tiny ISOCLR_SEARCH_LEN=512 ISOCLR_SEARCH_START=2 ISOCLR_SEARCH_MAX=8 ISOCLR_SEARCH_STEPS=1)
+  else
+    search=()
+  fi
+  (
+    export ISOCLR_BENCH_DEVICE=$device
+    ((${#search[@]} == 0)) || export "${search[@]}"
+    run "${SEARCH_CAP:-300}" "$logs/memory-search.log" "$bundle/memory_search"
+  )
+  search_status=$?
+  {
+    echo
+    echo "Largest batch ($device, benches/memory_search.rs, exit $search_status):"
+    echo
+    grep -E '^\||^(Cpu|Cuda)' "$logs/memory-search.log"
+  } >>"$out/gpu-check.md"
+  ((search_status == 0)) || table_status=1
 fi
 cat "$out/gpu-check.md"
 echo "gpu-check: table and logs in $out ($((SECONDS - started)) s)" >&2

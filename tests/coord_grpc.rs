@@ -1,7 +1,7 @@
 //! The coordinator and its workers over real gRPC on 127.0.0.1:0 (no libtorch): shards equal
 //! `plan_shard` for every rank and step and partition the global batch, metrics and STOP at the end, the
 //! job token refused when missing or wrong, a silent worker aborting the job by name, a broken stream,
-//! a late rendezvous, and TLS.
+//! workers leaving on SUSPEND with batches still to stream, a late rendezvous, and TLS.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -405,6 +405,62 @@ fn a_broken_stream_aborts_the_job_and_a_late_rendezvous_times_out() {
         running.result(Duration::from_secs(10)),
         Err(CoordError::RendezvousTimeout { .. })
     ));
+}
+
+/// Pre-emption mid-run: a stop signal suspends the job at a step boundary while the batch streams still have
+/// steps to send. The workers close their streams as they leave after SUSPEND, before they call Shutdown (a
+/// worker's process ends its stream first); that is an orderly suspension, not a lost worker.
+#[test]
+fn workers_leaving_on_suspend_with_batches_still_to_stream_suspend_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let running = start(config(&["train.steps=50"]), data, 2, &dir.path().join("out"));
+    let workers: Vec<_> = (0..2u32)
+        .map(|local| {
+            let addr = running.addr;
+            std::thread::spawn(move || {
+                let client = connect(addr, None);
+                let rank = client
+                    .register(&Registration::this_process(local, "cpu", ""), Duration::from_secs(20))
+                    .unwrap()
+                    .rank;
+                let heartbeat = client.start_heartbeat(rank, Duration::from_millis(200), Duration::from_secs(2));
+                let shards = client.shards(rank, 0, 1).unwrap();
+                let mut actions = Vec::new();
+                for step in 0..3u64 {
+                    shards.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+                    let metrics = StepMetrics {
+                        step,
+                        ..Default::default()
+                    };
+                    // Rank 0's process received the scheduler's warning signal during step 1.
+                    let action = client.report(rank, &metrics, rank == 0 && step == 1).unwrap().action;
+                    actions.push(action);
+                    if action == Action::Suspend {
+                        break;
+                    }
+                }
+                drop(shards);
+                // The coordinator sees the closed stream well before this worker's Shutdown.
+                std::thread::sleep(Duration::from_millis(600));
+                heartbeat.check().unwrap();
+                client.shutdown(rank, "suspended", 0).unwrap();
+                (rank, actions)
+            })
+        })
+        .collect();
+    for worker in workers {
+        let (rank, actions) = worker.join().unwrap();
+        assert_eq!(actions.last(), Some(&Action::Suspend), "rank {rank}: {actions:?}");
+    }
+    match running.result(Duration::from_secs(20)) {
+        Ok(outcome) => assert_eq!(
+            outcome.suspended_after,
+            Some(2),
+            "suspended at the boundary after step 1"
+        ),
+        Err(e) => panic!("an orderly suspension failed the job: {e}"),
+    }
 }
 
 #[test]

@@ -60,8 +60,6 @@ fn submit(dir: &Path, time: &str, signal_lead: u32, steps: u64, extra: &[&str]) 
     for set in [
         format!("train.steps={steps}"),
         "train.batch_size=8".into(),
-        // Twice tiny's channels: more compute per step (see the timing note in the test), the same batches.
-        "model.filters=[32, 64, 64, 128]".into(),
         "train.log_every=1".into(),
         // One thread: the same float summation order in every run, so weights can be compared bit for bit.
         "train.threads=1".into(),
@@ -134,11 +132,11 @@ fn jobs_train_to_completion_and_survive_their_time_limit_by_requeueing() {
     }
     // slurmctld checks time limits every 30 s and sends the warning at the first check less than lead + 30 s
     // before the limit: with a 1-minute limit and a 10 s lead, 20 to 50 s after the start, and the kill a
-    // check later. The jobs run `tiny` with twice its channels (see `submit`) so that the training takes well
-    // over a minute on an idle 2-core machine (with tiny's own channels, 900 steps took 41 s on 2026-12-07,
-    // finishing before any warning), longer under load, so the first run is always interrupted, and each run
-    // makes progress.
-    const STEPS: u64 = 900;
+    // check later. 2,400 tiny steps take well over a minute on an idle 2-core machine (900 took 41 s on
+    // 2026-12-07), longer under load, so the first run is always interrupted, and each run makes progress.
+    // They also outlast what the batch streams send ahead (about 940 steps here): the job is suspended while
+    // its streams still have steps to deliver, as a real pre-emption is.
+    const STEPS: u64 = 2400;
     let (whole, limited) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // The uninterrupted job also lists a (small) probe task, which the batch script runs once training ends.
     let task = whole.path().join("probe.toml");
@@ -185,6 +183,10 @@ fn jobs_train_to_completion_and_survive_their_time_limit_by_requeueing() {
     let limited_log = log(limited.path(), &limited_id);
     assert_eq!((state.as_str(), exit.as_str()), ("COMPLETED", "0:0"), "{limited_log}");
     assert!(limited_log.contains("warning signal"), "{limited_log}");
+    assert!(
+        limited_log.contains("a stopped rank closed its batch stream"),
+        "suspended with steps still to stream:\n{limited_log}"
+    );
     assert!(limited_log.contains("requeueing"), "{limited_log}");
     assert!(limited_log.contains("start 2,"), "the job ran again:\n{limited_log}");
     assert!(

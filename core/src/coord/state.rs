@@ -494,10 +494,19 @@ impl Job {
         Ok(())
     }
 
-    /// `rank`'s stream broke (the worker went away) before `step` was delivered: the worker is lost,
-    /// unless it already shut down or the job already failed.
+    /// `rank`'s stream broke (the worker went away) before `step` was delivered: the worker is lost, unless
+    /// it was answered STOP or SUSPEND (a leaving worker closes its stream before its Shutdown arrives; the
+    /// heartbeat deadline still catches one that never shuts down), it already shut down, or the job already
+    /// failed.
     pub fn stream_broken(&mut self, rank: usize, step: u64) {
         let Some(state) = self.ranks.get(rank) else { return };
+        if state.stopped {
+            info!(
+                rank,
+                step, "a stopped rank closed its batch stream before step {step} was delivered"
+            );
+            return;
+        }
         if state.shutdown.is_none() && self.failure.is_none() {
             let error = CoordError::WorkerLost {
                 rank,
@@ -825,7 +834,7 @@ mod tests {
     }
 
     #[test]
-    fn broken_streams_and_early_shutdowns_fail_the_job_but_late_ones_do_not() {
+    fn broken_streams_and_early_shutdowns_fail_the_job_but_ones_after_stop_or_suspend_do_not() {
         let now = Instant::now();
         let mut job = running(2, now);
         job.stream_started(0, 0, now).unwrap();
@@ -836,6 +845,25 @@ mod tests {
         ));
         job.stream_broken(1, 4);
         assert!(job.failure_reason().unwrap().contains("stream broke before step 4"));
+
+        // A rank answered SUSPEND closes its stream with steps still to send, then shuts down: no failure.
+        let mut job = running(2, now);
+        job.request_suspend();
+        for rank in 0..2 {
+            assert_eq!(job.report(report(rank, 0, 1.0), now).unwrap().0.action, Action::Suspend);
+            job.stream_broken(rank as usize, 5);
+        }
+        assert_eq!(job.failure_reason(), None);
+        job.shutdown(0, 0, "suspended", now).unwrap();
+        job.shutdown(1, 0, "suspended", now).unwrap();
+        assert!(job.finished());
+        // One that never shuts down is still caught by its heartbeat deadline.
+        let mut job = running(1, now);
+        job.request_suspend();
+        job.report(report(0, 0, 1.0), now).unwrap();
+        job.stream_broken(0, 5);
+        assert!(job.check_deadlines(now + Duration::from_secs(3)));
+        assert!(job.failure_reason().unwrap().contains("no heartbeat"));
 
         let mut job = running(2, now);
         job.shutdown(0, 3, "out of memory", now).unwrap();

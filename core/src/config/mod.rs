@@ -101,7 +101,9 @@ pub struct ProbeConfig {
 pub struct DistConfig {
     /// Address the coordinator binds (loopback by default; `0.0.0.0:PORT` to serve other hosts; port 0 picks one).
     pub bind: String,
-    /// Shards a worker's batch stream may hold ahead of the step it is training.
+    /// Shards each end of a worker's batch stream queues ahead of the step it is training (the coordinator's
+    /// send queue and the worker's receive queue); HTTP/2 flow control (a window of about 2 MB) may hold more in
+    /// flight when shards are small.
     pub prefetch: usize,
     /// Seconds between a worker's heartbeats.
     pub heartbeat_interval_s: f64,

@@ -234,9 +234,10 @@ impl isoclr_proto::Coordinator for Service {
     }
 }
 
-/// Feeds `rank`'s stream: plans each step on the blocking pool and sends it, at most `dist.prefetch`
-/// messages ahead of the worker. Ends after the last step; on a failure of the job it sends ABORTED; when
-/// the worker goes away before the end it reports the broken stream (which fails the job).
+/// Feeds `rank`'s stream: plans each step on the blocking pool and queues it, at most `dist.prefetch`
+/// messages beyond what the transport has taken. Ends after the last step; on a failure of the job it sends
+/// ABORTED; when the worker goes away before the end it reports the broken stream (which fails the job
+/// unless the rank was told to stop or suspend).
 async fn stream_shards(
     shared: Arc<Shared>,
     rank: usize,

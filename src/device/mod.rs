@@ -37,6 +37,7 @@ unsafe extern "C" {
         weight: *const std::ffi::c_void,
         bias: *const std::ffi::c_void,
         eps: f64,
+        kernels: i32,
         outputs: *mut *mut std::ffi::c_void,
     ) -> i32;
     fn isoclr_masked_affine(
@@ -263,12 +264,42 @@ pub struct MaskedBatchNorm {
     pub count: tch::Tensor,
 }
 
+/// Which implementation [`masked_batch_norm`] runs (both in src/device/shim.cpp).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchNormKernels {
+    /// Fused loops, two passes over the activations each way: CPU, f32 and f64, masks of the same kind.
+    CpuLoops,
+    /// ATen's batch-norm kernels (those behind SyncBatchNorm), four full-size kernels each way: for CUDA,
+    /// f32, f64 and bf16; on the CPU, stand-ins with the same arithmetic, so that it is tested here.
+    Aten,
+}
+
+impl BatchNormKernels {
+    /// The implementation for activations on `device`: the loops on the CPU; on CUDA, ATen's kernels only
+    /// when the environment sets `ISOCLR_CUDA_BATCH_NORM=kernels` (not yet measured on a GPU, see
+    /// docs/PERFORMANCE.md), else none: the caller's elementwise composite.
+    pub fn for_device(device: tch::Device) -> Option<Self> {
+        static CUDA_KERNELS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        match device {
+            tch::Device::Cpu => Some(Self::CpuLoops),
+            tch::Device::Cuda(_)
+                if *CUDA_KERNELS
+                    .get_or_init(|| std::env::var("ISOCLR_CUDA_BATCH_NORM").is_ok_and(|v| v == "kernels")) =>
+            {
+                Some(Self::Aten)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Batch norm in training over the real positions of all passes `xs[p]` `[n_p, C, L_p]` (0/1 masks
 /// `masks[p]` `[n_p, 1, L_p]`, one set of statistics), `(x − mean)/√(var + eps)·weight + bias`, zero in
-/// padding; differentiable in `xs`, `weight` and `bias`, in two fused passes over the activations each way
-/// (src/device/shim.cpp). `None` where the fused kernel does not apply (not on the CPU, not f32/f64,
-/// shapes that do not match): the caller computes it with elementwise ops instead.
+/// padding; differentiable in `xs`, `weight` and `bias`, by `kernels`. `None` where that implementation
+/// does not apply (see [`BatchNormKernels`]; shapes that do not match): the caller computes it with
+/// elementwise ops instead.
 pub fn masked_batch_norm(
+    kernels: BatchNormKernels,
     xs: &[&tch::Tensor],
     masks: &[&tch::Tensor],
     weight: &tch::Tensor,
@@ -293,6 +324,10 @@ pub fn masked_batch_norm(
             weight.as_ptr().cast(),
             bias.as_ptr().cast(),
             eps,
+            match kernels {
+                BatchNormKernels::CpuLoops => 0,
+                BatchNormKernels::Aten => 1,
+            },
             outputs.as_mut_ptr(),
         );
         if status != 0 {
@@ -426,6 +461,78 @@ mod tests {
             vec![0.5, 1.0, 1.0]
         );
         assert_eq!(foreach_norms(&[]).map(|t| t.size()), None);
+    }
+
+    /// ATen's batch-norm kernels (`BatchNormKernels::Aten`) on CUDA against their CPU stand-ins in f64, which
+    /// `model::norm`'s tests hold to the elementwise mathematics: outputs, statistics and the gradients in the
+    /// activations, weight and bias of two passes with padding that is not zero going in. f64 within 1e-12,
+    /// f32 within 1e-5, bf16 activations (f32 weights, as under autocast) within 2e-2, each relative to the
+    /// tensor's largest value. Without a GPU only the choice of implementation is checked.
+    #[test]
+    fn aten_batch_norm_kernels_on_cuda_equal_their_cpu_stand_ins() {
+        use tch::{Device, Kind, Tensor};
+        assert_eq!(
+            BatchNormKernels::for_device(Device::Cpu),
+            Some(BatchNormKernels::CpuLoops)
+        );
+        if !load_cuda_backend() || !tch::Cuda::is_available() {
+            eprintln!("no CUDA device: ATen's batch-norm kernels were not run");
+            return;
+        }
+        let cpu = (Kind::Double, Device::Cpu);
+        let _generator = crate::model::lock_generator();
+        tch::manual_seed(5);
+        let c = 6;
+        let lengths = [[300i64, 41, 1].as_slice(), [77, 5].as_slice()];
+        let sizes = [300i64, 77];
+        let masks: Vec<Tensor> = (lengths.iter().zip(sizes))
+            .map(|(lens, l)| {
+                let rows: Vec<Tensor> = (lens.iter())
+                    .map(|&n| Tensor::arange(l, cpu).lt(n as f64).to_kind(Kind::Double))
+                    .collect();
+                Tensor::stack(&rows, 0).unsqueeze(1)
+            })
+            .collect();
+        let xs = [
+            Tensor::randn([3, c, 300], cpu) * 2.0 + 1.0,
+            Tensor::randn([2, c, 77], cpu) * 0.5 - 3.0,
+        ];
+        let upstream = [Tensor::randn([3, c, 300], cpu), Tensor::randn([2, c, 77], cpu)];
+        let (weight, bias) = (Tensor::randn([c], cpu), Tensor::randn([c], cpu));
+        let run = |device: Device, kind: Kind, weight_kind: Kind| -> Vec<Tensor> {
+            let leaf = |t: &Tensor, k: Kind| t.to_device(device).to_kind(k).detach().set_requires_grad(true);
+            let (x1, x2) = (leaf(&xs[0], kind), leaf(&xs[1], kind));
+            let (w, b) = (leaf(&weight, weight_kind), leaf(&bias, weight_kind));
+            let m: Vec<Tensor> = masks.iter().map(|m| m.to_device(device).to_kind(kind)).collect();
+            let out = masked_batch_norm(BatchNormKernels::Aten, &[&x1, &x2], &[&m[0], &m[1]], &w, &b, 1e-5)
+                .expect("ATen's batch-norm kernels apply");
+            let loss = (out.outputs.iter().zip(&upstream))
+                .map(|(y, g)| (y.to_kind(Kind::Double) * g.to_device(device)).sum(Kind::Double))
+                .fold(Tensor::zeros([], (Kind::Double, device)), |acc, l| acc + l);
+            loss.backward();
+            let home = |t: &Tensor| t.to_device(Device::Cpu).to_kind(Kind::Double);
+            (out.outputs.iter().chain([&out.mean, &out.var, &out.count]))
+                .map(home)
+                .chain([x1.grad(), x2.grad(), w.grad(), b.grad()].iter().map(home))
+                .collect()
+        };
+        let names = ["y1", "y2", "mean", "var", "count", "dx1", "dx2", "dweight", "dbias"];
+        let want = run(Device::Cpu, Kind::Double, Kind::Double);
+        for (kind, weight_kind, tolerance) in [
+            (Kind::Double, Kind::Double, 1e-12),
+            (Kind::Float, Kind::Float, 1e-5),
+            (Kind::BFloat16, Kind::Float, 2e-2),
+        ] {
+            let got = run(Device::Cuda(0), kind, weight_kind);
+            for (name, (got, want)) in names.iter().zip(got.iter().zip(&want)) {
+                let scale = want.abs().max().double_value(&[]).max(1.0);
+                let error = (got - want).abs().max().double_value(&[]) / scale;
+                assert!(
+                    error <= tolerance,
+                    "{kind:?} {name}: relative error {error:e} > {tolerance:e}"
+                );
+            }
+        }
     }
 
     /// On CPU the statistics are cleanly unavailable; on a GPU they count a tensor's bytes and reset.

@@ -199,6 +199,10 @@ int isoclr_foreach_scale_(const void* const* tensors, int count, const void* fac
 #include <cmath>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
+#include <ATen/ops/batch_norm_backward_elemt.h>
+#include <ATen/ops/batch_norm_backward_reduce.h>
+#include <ATen/ops/batch_norm_elemt.h>
+#include <ATen/ops/batch_norm_update_stats.h>
 
 namespace {
 using torch::autograd::AutogradContext;
@@ -473,6 +477,133 @@ struct MaskedBatchNorm : public torch::autograd::Function<MaskedBatchNorm> {
   }
 };
 
+// Batch norm in training over the real positions of several passes through ATen's batch-norm kernels, the
+// ones behind SyncBatchNorm, for CUDA: the loops above run on the CPU only, and the composite they replace
+// issues about ten full-size kernels per norm each way. Forward per pass: x·m, one reduction for its mean
+// and variance over all positions (batch_norm_update_stats), one normalisation (batch_norm_elemt) and the
+// mask, in place. Padding of x·m is zero, so a pass's sums over all its positions are the sums over its
+// real ones; the passes' sums, combined in f64 and divided by the real count, give the statistics.
+// Backward per pass: gy·m, one reduction (batch_norm_backward_reduce), the input gradient with the real
+// count (batch_norm_backward_elemt) and the mask, in place. The three CUDA-only kernels have stand-ins on
+// the CPU with the same arithmetic (SyncKernels), so everything around them is tested without a GPU.
+struct SyncKernels {
+  static at::Tensor channels(const at::Tensor& t) { return t.view({1, -1, 1}); }
+
+  // (x − mean)·invstd·w + b.
+  static at::Tensor elemt(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const at::Tensor& mean,
+                          const at::Tensor& invstd) {
+    if (x.is_cuda()) {
+      return at::batch_norm_elemt(x, w, b, mean, invstd, 0.0);
+    }
+    return ((x - channels(mean)) * channels(invstd * w) + channels(b)).to(x.scalar_type());
+  }
+
+  // (Σ gy, Σ gy·(x − mean)) per channel, in mean's kind.
+  static std::pair<at::Tensor, at::Tensor> backward_reduce(const at::Tensor& gy, const at::Tensor& x,
+                                                           const at::Tensor& mean, const at::Tensor& invstd,
+                                                           const at::Tensor& w) {
+    if (x.is_cuda()) {
+      auto r = at::batch_norm_backward_reduce(gy, x, mean, invstd, w, true, false, false);
+      return {std::get<0>(r), std::get<1>(r)};
+    }
+    const auto kind = mean.scalar_type();
+    const std::vector<int64_t> dims{0, 2};
+    return {gy.sum(dims, false, kind), (gy * (x - channels(mean))).sum(dims, false, kind)};
+  }
+
+  // (gy − Σgy/N − (x − mean)·invstd²·Σgy(x − mean)/N)·invstd·w with N the sum of `count` (int32).
+  static at::Tensor backward_elemt(const at::Tensor& gy, const at::Tensor& x, const at::Tensor& mean,
+                                   const at::Tensor& invstd, const at::Tensor& w, const at::Tensor& sum_dy,
+                                   const at::Tensor& sum_dy_xmu, const at::Tensor& count) {
+    if (x.is_cuda()) {
+      return at::batch_norm_backward_elemt(gy, x, mean, invstd, w, sum_dy, sum_dy_xmu, count);
+    }
+    const auto n = count.sum().to(mean.scalar_type());
+    const auto slope = invstd * invstd * sum_dy_xmu / n;
+    return ((gy - channels(sum_dy / n) - (x - channels(mean)) * channels(slope)) * channels(invstd * w))
+        .to(x.scalar_type());
+  }
+};
+
+struct MaskedBatchNormKernels : public torch::autograd::Function<MaskedBatchNormKernels> {
+  // The same inputs and outputs as MaskedBatchNorm.
+  static variable_list forward(AutogradContext* ctx, at::TensorList xs_in, at::TensorList masks_in,
+                               const at::Tensor& weight_in, const at::Tensor& bias_in, double eps) {
+    const auto passes = static_cast<int64_t>(xs_in.size());
+    const auto type = xs_in[0].scalar_type();
+    // The kernels' statistics kind: f32 for f32 and bf16 activations (a bf16 x with f32 w is their mixed
+    // mode), f64 for f64.
+    const auto stat = type == at::kDouble ? at::kDouble : at::kFloat;
+    auto weight = weight_in.to(stat), bias = bias_in.to(stat);
+    std::vector<at::Tensor> xms, masks;
+    at::Tensor sums, squares, count;
+    for (int64_t p = 0; p < passes; ++p) {
+      masks.push_back(masks_in[p].to(type));
+      xms.push_back((xs_in[p] * masks[p]).contiguous());
+      auto moments = at::batch_norm_update_stats(xms[p], {}, {}, 0.0);
+      const double all = static_cast<double>(xms[p].numel() / xms[p].size(1));
+      auto mean = std::get<0>(moments).to(at::kDouble);
+      auto sum = mean * all;
+      auto square = (std::get<1>(moments).to(at::kDouble) + mean * mean) * all;
+      auto real = masks_in[p].sum(at::kDouble);
+      sums = p == 0 ? sum : sums + sum;
+      squares = p == 0 ? square : squares + square;
+      count = p == 0 ? real : count + real;
+    }
+    auto real = count.clamp_min(1.0);
+    auto mean = sums / real;
+    auto var = (squares / real - mean * mean).clamp_min(0.0);
+    auto mean_s = mean.to(stat), invstd_s = (var + eps).rsqrt().to(stat);
+    variable_list outputs;
+    for (int64_t p = 0; p < passes; ++p) {
+      outputs.push_back(SyncKernels::elemt(xms[p], weight, bias, mean_s, invstd_s).mul_(masks[p]));
+    }
+    variable_list to_save(xms.begin(), xms.end());
+    to_save.insert(to_save.end(), masks.begin(), masks.end());
+    to_save.insert(to_save.end(), {weight, mean_s, invstd_s, real.round().to(at::kInt).view({1})});
+    ctx->save_for_backward(to_save);
+    ctx->saved_data["passes"] = passes;
+    ctx->saved_data["weight_type"] = static_cast<int64_t>(weight_in.scalar_type());
+    ctx->saved_data["bias_type"] = static_cast<int64_t>(bias_in.scalar_type());
+    ctx->mark_non_differentiable({mean, var, count});
+    outputs.insert(outputs.end(), {mean, var, count});
+    return outputs;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto passes = ctx->saved_data["passes"].toInt();
+    auto saved = ctx->get_saved_variables();
+    const auto& weight = saved[2 * passes];
+    const auto& mean = saved[2 * passes + 1];
+    const auto& invstd = saved[2 * passes + 2];
+    const auto& count = saved[2 * passes + 3];
+    std::vector<at::Tensor> gys;
+    at::Tensor sum_dy, sum_dy_xmu;
+    for (int64_t p = 0; p < passes; ++p) {
+      const auto& xm = saved[p];
+      gys.push_back(grads[p].defined() ? (grads[p] * saved[passes + p]).to(xm.scalar_type()).contiguous()
+                                       : at::zeros_like(xm));
+      auto [dy, dy_xmu] = SyncKernels::backward_reduce(gys[p], xm, mean, invstd, weight);
+      sum_dy = p == 0 ? dy : sum_dy + dy;
+      sum_dy_xmu = p == 0 ? dy_xmu : sum_dy_xmu + dy_xmu;
+    }
+    variable_list out;
+    for (int64_t p = 0; p < passes; ++p) {
+      out.push_back(SyncKernels::backward_elemt(gys[p], saved[p], mean, invstd, weight, sum_dy, sum_dy_xmu, count)
+                        .mul_(saved[passes + p]));
+    }
+    for (int64_t p = 0; p < passes; ++p) {
+      out.emplace_back();  // the masks
+    }
+    auto weight_type = static_cast<at::ScalarType>(ctx->saved_data["weight_type"].toInt());
+    auto bias_type = static_cast<at::ScalarType>(ctx->saved_data["bias_type"].toInt());
+    out.push_back((sum_dy_xmu * invstd).to(weight_type));
+    out.push_back(sum_dy.to(bias_type));
+    out.emplace_back();  // eps
+    return out;
+  }
+};
+
 struct MaskedAffine : public torch::autograd::Function<MaskedAffine> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& input, const at::Tensor& mask_in,
                             const at::Tensor& scale_in, const at::Tensor& shift_in) {
@@ -604,29 +735,40 @@ struct MaskedMaxPool : public torch::autograd::Function<MaskedMaxPool> {
 
 extern "C" {
 
-// Batch norm in training over `passes` passes: xs[p] [n_p, c, l_p] under masks[p] [n_p, 1, l_p] (0/1, the
-// same kind), weight and bias [c]; differentiable in xs, weight and bias. Writes passes + 3 new tensors the
-// caller owns into `outputs` (the ys, then mean and biased variance [c] and the count of real positions [],
-// f64) and returns 0; -1, with nothing written, when the fused kernel does not apply (see above) or
-// libtorch refused.
+// Batch norm in training over `passes` passes: xs[p] [n_p, c, l_p] under masks[p] [n_p, 1, l_p] (0/1),
+// weight and bias [c]; differentiable in xs, weight and bias. `kernels` 0: the CPU loops (MaskedBatchNorm,
+// masks of the activations' kind); 1: ATen's batch-norm kernels (MaskedBatchNormKernels, any device, f32,
+// f64 or bf16). Writes passes + 3 new tensors the caller owns into `outputs` (the ys, then mean and biased
+// variance [c] and the count of real positions [], f64) and returns 0; -1, with nothing written, when the
+// implementation asked for does not apply or libtorch refused.
 int isoclr_masked_batch_norm(const void* const* xs, const void* const* masks, int passes, const void* weight,
-                             const void* bias, double eps, void** outputs) {
+                             const void* bias, double eps, int kernels, void** outputs) {
   try {
     auto x_list = tensor_list(xs, passes);
     auto mask_list = tensor_list(masks, passes);
     const auto& w = *static_cast<const at::Tensor*>(weight);
     const auto& b = *static_cast<const at::Tensor*>(bias);
-    if (passes < 1 || w.dim() != 1 || !channel_vectors(w, b, w.size(0))) {
+    if (passes < 1 || w.dim() != 1 || b.dim() != 1 || b.size(0) != w.size(0)) {
       return -1;
     }
+    const auto device = x_list[0].device();
     for (int p = 0; p < passes; ++p) {
       const auto& x = x_list[p];
-      if (!fused_kernel_applies(x, mask_list[p]) || x.scalar_type() != x_list[0].scalar_type() ||
-          x.size(1) != w.size(0)) {
+      const auto& m = mask_list[p];
+      const bool applies =
+          kernels == 0 ? fused_kernel_applies(x, m) && channel_vectors(w, b, w.size(0))
+                       : x.dim() == 3 && m.dim() == 3 && m.size(0) == x.size(0) && m.size(1) == 1 &&
+                             m.size(2) == x.size(2) && x.device() == device && m.device() == device &&
+                             w.device() == device && b.device() == device &&
+                             (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble ||
+                              x.scalar_type() == at::kBFloat16);
+      if (!applies || x.scalar_type() != x_list[0].scalar_type() || x.size(1) != w.size(0)) {
         return -1;
       }
     }
-    auto out = MaskedBatchNorm::apply(at::TensorList(x_list), at::TensorList(mask_list), w, b, eps);
+    auto out = kernels == 0
+                   ? MaskedBatchNorm::apply(at::TensorList(x_list), at::TensorList(mask_list), w, b, eps)
+                   : MaskedBatchNormKernels::apply(at::TensorList(x_list), at::TensorList(mask_list), w, b, eps);
     for (size_t i = 0; i < out.size(); ++i) {
       outputs[i] = new at::Tensor(out[i]);
     }

@@ -9,6 +9,7 @@ use std::cell::OnceCell;
 use tch::{Kind, Tensor, nn};
 
 use crate::config::Norm;
+use crate::device::BatchNormKernels;
 
 /// PyTorch's convention: new = (1 − momentum)·running + momentum·batch statistic.
 pub(crate) const MOMENTUM: f64 = 0.1;
@@ -153,7 +154,10 @@ impl MaskedNorm {
                 };
                 if train {
                     let masks: Vec<&Tensor> = positions.iter().map(|p| p.mask()).collect();
-                    if let Some(fused) = crate::device::masked_batch_norm(xs, &masks, weight, bias, *eps) {
+                    let kernels = xs.first().and_then(|x| BatchNormKernels::for_device(x.device()));
+                    if let Some(fused) =
+                        kernels.and_then(|k| crate::device::masked_batch_norm(k, xs, &masks, weight, bias, *eps))
+                    {
                         record(
                             &fused.mean,
                             &fused.var,
@@ -369,11 +373,11 @@ mod tests {
         }
     }
 
-    /// The fused CPU kernels (`device::masked_batch_norm` over two passes at once, `device::masked_affine`)
-    /// against the same mathematics written as elementwise ops in f64: outputs, statistics, and the
-    /// gradients of a loss through them in every input, for f64 activations within 1e-12 (relative to each
-    /// tensor's largest value) and for f32 within 1e-5. Kinds the kernels do not take (bf16) are left to the
-    /// composite.
+    /// The fused batch norms (`device::masked_batch_norm` over two passes at once, by the CPU loops and by
+    /// ATen's batch-norm kernels, here their CPU stand-ins) and `device::masked_affine` against the same
+    /// mathematics written as elementwise ops in f64: outputs, statistics, and the gradients of a loss
+    /// through them in every input, for f64 activations within 1e-12 (relative to each tensor's largest
+    /// value) and for f32 within 1e-5. Kinds the loops do not take (bf16) are left to the composite.
     #[test]
     fn the_fused_cpu_kernels_equal_the_elementwise_composite_in_f64() {
         let _generator = crate::model::lock_generator();
@@ -390,13 +394,13 @@ mod tests {
         let upstream = [Tensor::randn([3, c, 37], cpu), Tensor::randn([2, c, 29], cpu)];
         let eps = 1e-5;
         // Outputs, statistics and gradients (x1, x2, weight, bias, then x1 and scale, shift of the affine).
-        let run = |kind: Kind, fused: bool| {
+        let run = |kind: Kind, fused: Option<BatchNormKernels>| {
             let leaf = |t: &Tensor| t.to_kind(kind).detach().set_requires_grad(true);
             let (x1, x2) = (leaf(&xs[0]), leaf(&xs[1]));
             let (w, b, a, s) = (leaf(&weight), leaf(&bias), leaf(&scale), leaf(&shift));
             let m: Vec<Tensor> = masks.iter().map(|m| m.to_kind(kind)).collect();
-            let (ys, stats, affine) = if fused {
-                let out = crate::device::masked_batch_norm(&[&x1, &x2], &[&m[0], &m[1]], &w, &b, eps)
+            let (ys, stats, affine) = if let Some(kernels) = fused {
+                let out = crate::device::masked_batch_norm(kernels, &[&x1, &x2], &[&m[0], &m[1]], &w, &b, eps)
                     .expect("fused batch norm");
                 let affine = crate::device::masked_affine(&x1, &m[0], &a, &s).expect("fused affine");
                 (out.outputs, vec![out.mean, out.var, out.count], affine)
@@ -441,21 +445,24 @@ mod tests {
             let error = (got - want).abs().max().double_value(&[]) / scale;
             assert!(error <= tolerance, "{what}: relative error {error:e} > {tolerance:e}");
         };
-        let (want_values, want_grads) = run(Kind::Double, false);
-        for (kind, tolerance) in [(Kind::Double, 1e-12), (Kind::Float, 1e-5)] {
-            let (values, grads) = run(kind, true);
-            let names = ["y1", "y2", "affine", "mean", "var", "count"];
-            for (name, (got, want)) in names.iter().zip(values.iter().zip(&want_values)) {
-                close(got, want, tolerance, &format!("{kind:?} {name}"));
-            }
-            let names = ["dx1", "dx2", "dweight", "dbias", "dscale", "dshift"];
-            for (name, (got, want)) in names.iter().zip(grads.iter().zip(&want_grads)) {
-                close(got, want, tolerance, &format!("{kind:?} {name}"));
+        let (want_values, want_grads) = run(Kind::Double, None);
+        for kernels in [BatchNormKernels::CpuLoops, BatchNormKernels::Aten] {
+            for (kind, tolerance) in [(Kind::Double, 1e-12), (Kind::Float, 1e-5)] {
+                let (values, grads) = run(kind, Some(kernels));
+                let names = ["y1", "y2", "affine", "mean", "var", "count"];
+                for (name, (got, want)) in names.iter().zip(values.iter().zip(&want_values)) {
+                    close(got, want, tolerance, &format!("{kernels:?} {kind:?} {name}"));
+                }
+                let names = ["dx1", "dx2", "dweight", "dbias", "dscale", "dshift"];
+                for (name, (got, want)) in names.iter().zip(grads.iter().zip(&want_grads)) {
+                    close(got, want, tolerance, &format!("{kernels:?} {kind:?} {name}"));
+                }
             }
         }
         let bf16 = |t: &Tensor| t.to_kind(Kind::BFloat16);
         let (x, m) = (bf16(&xs[0]), bf16(&masks[0]));
-        assert!(crate::device::masked_batch_norm(&[&x], &[&m], &weight, &bias, eps).is_none());
+        let loops = crate::device::masked_batch_norm(BatchNormKernels::CpuLoops, &[&x], &[&m], &weight, &bias, eps);
+        assert!(loops.is_none());
     }
 
     /// The fused batch norm's sums do not depend on how many threads make them: one thread and two give
@@ -473,7 +480,8 @@ mod tests {
             tch::set_num_threads(threads);
             let leaf = |t: &Tensor| t.detach().copy().set_requires_grad(true);
             let (x, w, b) = (leaf(&x), leaf(&weight), leaf(&bias));
-            let out = crate::device::masked_batch_norm(&[&x], &[&m], &w, &b, 1e-5).expect("fused batch norm");
+            let out = crate::device::masked_batch_norm(BatchNormKernels::CpuLoops, &[&x], &[&m], &w, &b, 1e-5)
+                .expect("fused batch norm");
             (&out.outputs[0] * &upstream).sum(Kind::Float).backward();
             [out.outputs[0].detach(), out.mean, out.var, x.grad(), w.grad(), b.grad()]
         };

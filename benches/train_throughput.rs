@@ -35,6 +35,7 @@
 //! | `ISOCLR_BENCH_POSITIONS` | length-aware passes: the 2N sequences sorted by length and cut into passes of at most this many positions, as `train.positions_per_pass` (both sides run the same passes) | one pass per view |
 //! | `ISOCLR_BENCH_PACKING` | `1` (with `ISOCLR_BENCH_POSITIONS`): passes packed several sequences to a line, as `train.packing` cuts them (both sides run the same passes) | off |
 //! | `ISOCLR_BENCH_GRADIENT_CACHE` | `1`: isoclr trains with `train.gradient_cache` (the reference does not) | off |
+//! | `ISOCLR_CUDA_BATCH_NORM` | `kernels`: isoclr's batch norm on CUDA by ATen's batch-norm kernels, as in training (`device::BatchNormKernels`) | the composite |
 //! | `ISOCLR_BENCH_PEERS` | the PyTorch peers, e.g. `plain,compiled,masked` (above) | `masked` |
 //! | `ISOCLR_BENCH_PEER_PADDING` | `passes`: the peers run isoclr's passes; `fixed`: they run the same sequences as users do, one pass per view with every sequence padded to the length cap (`ISOCLR_BENCH_LEN`, or MAX of `mix:MAX`), while isoclr runs its own passes | `passes` |
 //! | `ISOCLR_BENCH_REFERENCE` | path of `reference.py` (for a bench binary run outside its checkout) | `benches/reference.py` |
@@ -844,6 +845,10 @@ fn report(settings: &Settings, batch: &StepBatch, rust: &Side, peers: &[(Peer, S
             "packing": settings.packing,
             "lines": batch.micro.iter().map(|m| m.lines).collect::<Vec<_>>(),
             "gradient_cache": settings.gradient_cache,
+            // isoclr's batch norm on CUDA: ATen's batch-norm kernels or the composite (device::BatchNormKernels).
+            "cuda_batch_norm_kernels": cuda
+                && isoclr::device::BatchNormKernels::for_device(tch::Device::Cuda(0))
+                    == Some(isoclr::device::BatchNormKernels::Aten),
             "pad_fraction": batch.pad_fraction(),
             "threads": settings.threads,
             "steps": settings.steps,

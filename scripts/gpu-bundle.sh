@@ -6,6 +6,7 @@
 #   train_throughput  the isoclr-vs-PyTorch training benchmark (benches/train_throughput.rs)
 #   embed_throughput  embedding vs the training forward pass (benches/embed_throughput.rs)
 #   memory_search     the largest batch that trains (benches/memory_search.rs)
+#   masked_norm       one masked batch norm against libtorch's (benches/masked_norm.rs)
 #   isoclr-lib-tests  the isoclr library's unit tests (device, model, train), with `--features nccl`
 #   core-lib-tests    the isoclr-core library's unit tests, with `--features nccl` (core/src/dist/nccl.rs)
 #   BUILD             commit, toolchain and libtorch they were built against
@@ -47,7 +48,8 @@ core_tests=$(cargo test --release "${build[@]}" -p isoclr-core --lib --no-run | 
 bench=$(cargo bench "${build[@]}" --bench train_throughput --no-run | executables bench)
 embed=$(cargo bench "${build[@]}" --bench embed_throughput --no-run | executables bench)
 search=$(cargo bench "${build[@]}" --bench memory_search --no-run | executables bench)
-for f in "$isoclr" "$torch" "$tests" "$core_tests" "$bench" "$embed" "$search"; do
+norm=$(cargo bench "${build[@]}" --bench masked_norm --no-run | executables bench)
+for f in "$isoclr" "$torch" "$tests" "$core_tests" "$bench" "$embed" "$search" "$norm"; do
   [[ -n "$f" && -x "$f" && "$f" != *$'\n'* ]] || { echo "gpu-bundle: expected one executable, got '$f'" >&2; exit 1; }
 done
 
@@ -60,6 +62,7 @@ objcopy --strip-debug "$core_tests" "$bundle/core-lib-tests"
 objcopy --strip-debug "$bench" "$bundle/train_throughput"
 objcopy --strip-debug "$embed" "$bundle/embed_throughput"
 objcopy --strip-debug "$search" "$bundle/memory_search"
+objcopy --strip-debug "$norm" "$bundle/masked_norm"
 {
   echo "commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src core benches build.rs Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
   echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n)"
@@ -68,7 +71,7 @@ objcopy --strip-debug "$search" "$bundle/memory_search"
 } >"$bundle/BUILD"
 
 echo "gpu-bundle: $bundle" >&2
-binaries=(isoclr isoclr-torch isoclr-lib-tests core-lib-tests train_throughput embed_throughput memory_search)
+binaries=(isoclr isoclr-torch isoclr-lib-tests core-lib-tests train_throughput embed_throughput memory_search masked_norm)
 for f in "${binaries[@]}"; do
   awk -v f="$f" -v b="$(stat -c %s "$bundle/$f")" 'BEGIN { printf "%-18s %6.1f MiB\n", f, b / 1048576 }'
 done

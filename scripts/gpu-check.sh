@@ -19,7 +19,11 @@
 #   (c) `isoclr train --workers 2` (two processes sharing the GPU, TCP ring) against `--workers 1` on the
 #       tiny synthetic configuration: seq/s and the largest relative loss difference of a step;
 #   (d) embedding throughput (`isoclr embed` / the probe runner) next to the training forward pass, `small`
-#       preset, bf16 (benches/embed_throughput.rs), appended below the table as the bench prints it.
+#       preset, bf16 (benches/embed_throughput.rs), appended below the table as the bench prints it;
+#   (f) one masked batch norm on the GPU, forward and backward, bf16, at `small`'s stage shapes of 2×64 ×
+#       12,288 nt: the composite, ATen's batch-norm kernels, and cuDNN's batch_norm on the same tensor
+#       (benches/masked_norm.rs), appended below the table; the throughput case flag `kernels` trains isoclr
+#       with ATen's kernels (ISOCLR_CUDA_BATCH_NORM=kernels).
 # Exit status 0 when every check passed. Every command runs under `timeout`, and all of them share one
 # budget (ISOCLR_GPU_CHECK_BUDGET_S, default 450 s), so the script ends well inside a 10-minute limit.
 #
@@ -28,7 +32,7 @@
 # ISOCLR_GPU_BUNDLE (default gpu-bundle), PEERS (the PyTorch peers of the throughput cases, as
 # ISOCLR_BENCH_PEERS: default masked, the table as before; e.g. plain,compiled:max-autotune-no-cudagraphs,masked
 # adds a row per peer), BENCH_CAP (seconds per throughput case, default 100; compiled peers need more), CASES
-# (throughput cases separated by ';', each "preset pairs length [positions [pack|gc]]" as in the list below,
+# (throughput cases separated by ';', each "preset pairs length [positions] [pack|gc|kernels]" as in the list below,
 # instead of that list), SEARCH=1 (also search the largest batch that trains, benches/memory_search.rs, within
 # SEARCH_CAP seconds, default 300; with CASES= set to one short case, a run of its own).
 set -uo pipefail
@@ -62,7 +66,7 @@ PY
   cp "$bundle/BUILD" "$work/bundle/" 2>/dev/null
   bundle=$work/bundle
 fi
-for f in isoclr isoclr-torch isoclr-lib-tests core-lib-tests train_throughput; do
+for f in isoclr isoclr-torch isoclr-lib-tests core-lib-tests train_throughput masked_norm; do
   [[ -x "$bundle/$f" ]] || { echo "gpu-check: $bundle/$f missing: run scripts/gpu-bundle.sh on a build machine" >&2; exit 2; }
 done
 
@@ -159,9 +163,9 @@ else
   # train.positions_per_pass: one view's worth of the fixed case, so a pass holds as many activations), then
   # `pack` for packed passes (train.packing, both sides) or `gc` for isoclr with gradient caching (the
   # reference keeps the whole batch's activations: at 2×192 sequences of 12,288 nt it needs about 3× the
-  # memory of the 2×64 case).
-  cases=("small 64 12288" "small 64 mix:12288 786432" "small 64 mix:12288 786432 pack" "medium 32 12288"
-    "medium 32 mix:12288 393216" "medium 32 mix:12288 393216 pack" "small 192 12288 786432 gc")
+  # memory of the 2×64 case), or `kernels` for isoclr's batch norm by ATen's batch-norm kernels.
+  cases=("small 64 12288" "small 64 12288 kernels" "small 64 mix:12288 786432" "small 64 mix:12288 786432 pack"
+    "medium 32 12288" "medium 32 mix:12288 393216" "medium 32 mix:12288 393216 pack" "small 192 12288 786432 gc")
   bench_steps=20 bench_warmup=3
 fi
 # CASES replaces the list, e.g. CASES="small 64 12288;medium 32 12288" for the compiled peers alone.
@@ -169,11 +173,13 @@ fi
 rm -f "$logs/bench.jsonl"
 for case in "${cases[@]}"; do
   read -r preset pairs len positions flag <<<"$case"
+  [[ -n "$positions" && ! "$positions" =~ ^[0-9]+$ ]] && flag=$positions positions=""
   name="bench-$preset-${len/:/}${positions:+-p$positions}${flag:+-$flag}"
-  unset ISOCLR_BENCH_POSITIONS ISOCLR_BENCH_GRADIENT_CACHE ISOCLR_BENCH_PACKING
+  unset ISOCLR_BENCH_POSITIONS ISOCLR_BENCH_GRADIENT_CACHE ISOCLR_BENCH_PACKING ISOCLR_CUDA_BATCH_NORM
   [[ -n "$positions" ]] && export ISOCLR_BENCH_POSITIONS=$positions
   [[ "$flag" == gc ]] && export ISOCLR_BENCH_GRADIENT_CACHE=1
   [[ "$flag" == pack ]] && export ISOCLR_BENCH_PACKING=1
+  [[ "$flag" == kernels ]] && export ISOCLR_CUDA_BATCH_NORM=kernels
   # Only the masked reference runs packed passes: users of the plain model pad, and the lines below the
   # table set isoclr's packed seq/s against the plain peers' in the fixed-length case.
   case_peers=${PEERS:-masked}
@@ -253,15 +259,18 @@ peer_speeds = {}  # (peer, seq/s) of each PyTorch peer by (preset, length), for 
 bench = [json.loads(l) for l in read("bench.jsonl").splitlines() if l.strip()]
 for case in cases:
     preset, pairs, length, positions, flag = (case.split() + ["", ""])[:5]
+    if positions and not positions.isdigit():
+        positions, flag = "", positions
     positions = int(positions) if positions else None
-    gc, pack = flag == "gc", flag == "pack"
+    gc, pack, kernels = flag == "gc", flag == "pack", flag == "kernels"
     name = f"bench-{preset}-{length.replace(':', '')}" + (f"-p{positions}" if positions else "") + (f"-{flag}" if flag else "")
     want = length.replace("mix:", "mix≤")
     found = [b for b in bench if b["preset"] == preset and b["length"] == want
              and b.get("positions_per_pass") == positions and b.get("gradient_cache", False) == gc
-             and b.get("packing", False) == pack]
+             and b.get("packing", False) == pack and b.get("cuda_batch_norm_kernels", False) == (kernels and cuda)]
     setting = (f"{preset}, {length}" + (f", passes ≤ {positions:,} positions" if positions else "")
-               + (", isoclr gradient caching" if gc else "") + (", packed" if pack else ""))
+               + (", isoclr gradient caching" if gc else "") + (", packed" if pack else "")
+               + (", isoclr's batch norm by ATen's kernels" if kernels else ""))
     if not found or status(name) != 0:
         failed.append(name)
         rows.append(("throughput", setting, "—", "—", "—", "—", f"**FAILED** (exit {status(name)}, logs/{name}.log)"))
@@ -282,7 +291,9 @@ for case in cases:
     else:
         passes = "a pass per view, padded to " + " / ".join(f"{p:,}" for p in b["padded"])
     setting = (f"{preset}, 2×{b['pairs']} seqs, {want} ({passes}, {100 * b['pad_fraction']:.0f} % padding)"
-               + ("; isoclr with gradient caching, the reference without" if gc else ""))
+               + ("; isoclr with gradient caching, the reference without" if gc else "")
+               + ("; isoclr's batch norm by ATen's batch-norm kernels" + ("" if cuda else " (CUDA only: no effect here)")
+                  if kernels else ""))
     memory = f"{gib(b['isoclr_peak_bytes'])} / {gib(b['torch_peak_bytes'])} GiB" if cuda else "n/a (CPU)"
     smi = smi_max(name)
     if smi:
@@ -423,6 +434,18 @@ if [[ -x "$bundle/embed_throughput" ]]; then
   } >>"$out/gpu-check.md"
   ((embed_status == 0)) || table_status=1
 fi
+# ---- (f) one masked batch norm: the composite, ATen's batch-norm kernels, cuDNN's batch_norm ------------
+echo "gpu-check: one masked batch norm" >&2
+if ((quick)); then norm_steps=3; else norm_steps=50; fi
+ISOCLR_BENCH_DEVICE=$device ISOCLR_BENCH_STEPS=$norm_steps run 90 "$logs/masked-norm.log" "$bundle/masked_norm"
+norm_status=$?
+{
+  echo
+  echo "One masked batch norm ($device, benches/masked_norm.rs, exit $norm_status):"
+  echo
+  grep -E '^\||^forward' "$logs/masked-norm.log"
+} >>"$out/gpu-check.md"
+((norm_status == 0)) || table_status=1
 # ---- (e) with SEARCH=1: the largest batch that trains, with and without gradient caching -----------------
 if [[ "${SEARCH:-0}" == 1 && -x "$bundle/memory_search" ]]; then
   echo "gpu-check: memory search" >&2

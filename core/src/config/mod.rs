@@ -467,10 +467,12 @@ pub struct TrainConfig {
     pub positions_per_pass: usize,
     /// Pack several short sequences into one line of a pass, far enough apart that none sees another
     /// (docs/DESIGN.md, "Packing"), instead of padding each to the longest of its pass. Needs batch norm
-    /// (group and layer norm take statistics per line); ignored with the others. Off by default: it changes
-    /// which sequences share batch statistics, and what that does to the learned encoder is not measured
-    /// (docs/DESIGN.md).
-    pub packing: bool,
+    /// (group and layer norm take statistics per line); ignored with the others. Unset (the default): packed
+    /// exactly when `batch_statistics = "step"`, where a packed step computes what the step computes one
+    /// sequence per line, in less time. With per-pass statistics packing changes which sequences share
+    /// them, and what that does to the learned encoder is not measured (docs/DESIGN.md), so it is off
+    /// unless set.
+    pub packing: Option<bool>,
     /// Gradient caching: encode the whole batch without keeping activations, take the loss's gradient
     /// with respect to the embeddings, then run each encoder pass again with gradients. The encoder's
     /// activation memory is then that of one pass, not of the batch, for a second forward pass's compute;
@@ -513,7 +515,7 @@ impl Default for TrainConfig {
             mask_fraction: 0.15,
             max_shift: 3,
             positions_per_pass: 64 * 12_288,
-            packing: false,
+            packing: None,
             gradient_cache: false,
             batch_statistics: BatchStatistics::Pass,
             log_every: 10,

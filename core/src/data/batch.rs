@@ -62,10 +62,13 @@ pub struct PassLayout {
 }
 
 impl PassLayout {
-    /// How `config` trains: passes of `train.positions_per_pass`, packed when `train.packing` is set and the
-    /// model uses batch norm.
+    /// How `config` trains: passes of `train.positions_per_pass`, packed when the model uses batch norm and
+    /// `train.packing` is set, or is unset and batch norm takes its statistics over the whole step.
     pub fn of(config: &crate::config::Config) -> Self {
-        let packs = config.train.packing && config.model.norm == crate::config::Norm::Batch;
+        use crate::config::{BatchStatistics, Norm};
+        let t = &config.train;
+        let packs = config.model.norm == Norm::Batch
+            && t.packing.unwrap_or(t.batch_statistics == BatchStatistics::Step);
         Self {
             position_budget: config.train.positions_per_pass,
             packing_gap: packs.then(|| config.model.shape().packing_gap()),
@@ -390,6 +393,24 @@ mod tests {
     use crate::data::TRACK_UNIT;
     use crate::data::dataset::Provenance;
     use rand::{Rng, SeedableRng};
+
+    /// Packing by default exactly where it changes nothing but the time: batch norm with step-wide
+    /// statistics. An explicit setting wins; group and layer norm never pack.
+    #[test]
+    fn passes_are_packed_by_default_only_with_step_wide_batch_statistics() {
+        let packs = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            let config = crate::config::Config::load(None, &sets).unwrap();
+            PassLayout::of(&config).packing_gap.is_some()
+        };
+        let step = "train.batch_statistics=\"step\"";
+        assert!(!packs(&[]), "per-pass statistics (the default): one sequence per line");
+        assert!(packs(&[step]));
+        assert!(!packs(&[step, "train.packing=false"]));
+        assert!(packs(&["train.packing=true"]));
+        assert!(!packs(&["train.packing=true", "model.norm=\"layer\""]));
+        assert!(!packs(&["model.norm=\"group\""]));
+    }
 
     #[test]
     fn plan_sorts_by_length_and_respects_the_budget() {

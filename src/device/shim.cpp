@@ -315,6 +315,48 @@ bool fused_kernel_applies(const at::Tensor& x, const at::Tensor& mask) {
          mask.size(1) == 1 && mask.size(2) == x.size(2);
 }
 
+// What both batch-norm functions below keep for backward: each pass's activations, then each pass's mask,
+// then weight, mean, invstd and the count of real positions, with the kinds of weight and bias for their
+// gradients; and the gradients they return in the order of their inputs.
+struct SavedBatchNorm {
+  int64_t passes;
+  variable_list saved;
+
+  static void save(AutogradContext* ctx, const std::vector<at::Tensor>& xs, const std::vector<at::Tensor>& masks,
+                   std::initializer_list<at::Tensor> statistics, const at::Tensor& weight_in,
+                   const at::Tensor& bias_in) {
+    variable_list to_save(xs.begin(), xs.end());
+    to_save.insert(to_save.end(), masks.begin(), masks.end());
+    to_save.insert(to_save.end(), statistics);
+    ctx->save_for_backward(to_save);
+    ctx->saved_data["passes"] = static_cast<int64_t>(xs.size());
+    ctx->saved_data["weight_type"] = static_cast<int64_t>(weight_in.scalar_type());
+    ctx->saved_data["bias_type"] = static_cast<int64_t>(bias_in.scalar_type());
+  }
+
+  explicit SavedBatchNorm(AutogradContext* ctx)
+      : passes(ctx->saved_data["passes"].toInt()), saved(ctx->get_saved_variables()) {}
+
+  const at::Tensor& x(int64_t p) const { return saved[p]; }
+  const at::Tensor& mask(int64_t p) const { return saved[passes + p]; }
+  const at::Tensor& weight() const { return saved[2 * passes]; }
+  const at::Tensor& mean() const { return saved[2 * passes + 1]; }
+  const at::Tensor& invstd() const { return saved[2 * passes + 2]; }
+  const at::Tensor& count() const { return saved[2 * passes + 3]; }
+
+  // The input gradients (xs, masks, weight, bias, eps), weight's and bias's in their own kinds.
+  static variable_list gradients(AutogradContext* ctx, std::vector<at::Tensor> dxs, const at::Tensor& d_weight,
+                                 const at::Tensor& d_bias) {
+    const auto passes = static_cast<int64_t>(dxs.size());
+    variable_list out(dxs.begin(), dxs.end());
+    out.resize(2 * passes);  // none for the masks
+    out.push_back(d_weight.to(static_cast<at::ScalarType>(ctx->saved_data["weight_type"].toInt())));
+    out.push_back(d_bias.to(static_cast<at::ScalarType>(ctx->saved_data["bias_type"].toInt())));
+    out.emplace_back();  // eps
+    return out;
+  }
+};
+
 // Batch norm in training over the real positions of several passes at once (one set of statistics), as
 // one autograd function: statistics in one pass over each x, the output in another; backward, the two
 // per-channel reductions in one pass and the input gradient in another (the standard batch-norm gradient
@@ -385,13 +427,7 @@ struct MaskedBatchNorm : public torch::autograd::Function<MaskedBatchNorm> {
       }
     });
     auto count_tensor = at::scalar_tensor(count, doubles);
-    variable_list to_save(xs.begin(), xs.end());
-    to_save.insert(to_save.end(), masks.begin(), masks.end());
-    to_save.insert(to_save.end(), {weight, mean, invstd, count_tensor});
-    ctx->save_for_backward(to_save);
-    ctx->saved_data["passes"] = passes;
-    ctx->saved_data["weight_type"] = static_cast<int64_t>(weight_in.scalar_type());
-    ctx->saved_data["bias_type"] = static_cast<int64_t>(bias_in.scalar_type());
+    SavedBatchNorm::save(ctx, xs, masks, {weight, mean, invstd, count_tensor}, weight_in, bias_in);
     ctx->mark_non_differentiable({mean, var, count_tensor});
     variable_list outputs(ys.begin(), ys.end());
     outputs.insert(outputs.end(), {mean, var, count_tensor});
@@ -399,21 +435,21 @@ struct MaskedBatchNorm : public torch::autograd::Function<MaskedBatchNorm> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto passes = ctx->saved_data["passes"].toInt();
-    auto saved = ctx->get_saved_variables();
-    const auto& weight = saved[2 * passes];
-    const auto& mean = saved[2 * passes + 1];
-    const auto& invstd = saved[2 * passes + 2];
-    const double count = std::max(saved[2 * passes + 3].item<double>(), 1.0);
+    const SavedBatchNorm saved(ctx);
+    const auto passes = saved.passes;
+    const auto& weight = saved.weight();
+    const auto& mean = saved.mean();
+    const auto& invstd = saved.invstd();
+    const double count = std::max(saved.count().item<double>(), 1.0);
     const int64_t c = weight.size(0);
     std::vector<at::Tensor> gys;
     for (int64_t p = 0; p < passes; ++p) {
-      gys.push_back(grads[p].defined() ? grads[p].contiguous() : at::zeros_like(saved[p]));
+      gys.push_back(grads[p].defined() ? grads[p].contiguous() : at::zeros_like(saved.x(p)));
     }
     auto doubles = mean.options();
     auto g_sum = at::zeros({c}, doubles), g_dot = at::zeros({c}, doubles);
     std::vector<at::Tensor> dxs;
-    AT_DISPATCH_FLOATING_TYPES(saved[0].scalar_type(), "isoclr_masked_batch_norm_backward", [&] {
+    AT_DISPATCH_FLOATING_TYPES(saved.x(0).scalar_type(), "isoclr_masked_batch_norm_backward", [&] {
       const double* mu = mean.const_data_ptr<double>();
       const double* is = invstd.const_data_ptr<double>();
       const double* w = weight.const_data_ptr<double>();
@@ -421,10 +457,10 @@ struct MaskedBatchNorm : public torch::autograd::Function<MaskedBatchNorm> {
       double* g2 = g_dot.mutable_data_ptr<double>();
       // Σ gy·m and Σ gy·m·x̂ = (Σ gy·m·x − mean·Σ gy·m)·invstd per channel over every pass.
       for (int64_t p = 0; p < passes; ++p) {
-        const scalar_t* xp = saved[p].const_data_ptr<scalar_t>();
-        const scalar_t* mp = saved[passes + p].const_data_ptr<scalar_t>();
+        const scalar_t* xp = saved.x(p).const_data_ptr<scalar_t>();
+        const scalar_t* mp = saved.mask(p).const_data_ptr<scalar_t>();
         const scalar_t* gp = gys[p].const_data_ptr<scalar_t>();
-        const int64_t n = saved[p].size(0), l = saved[p].size(2);
+        const int64_t n = saved.x(p).size(0), l = saved.x(p).size(2);
         sum_per_channel(
             n, c,
             [&](int64_t i, int64_t ch, Lanes& lanes) {
@@ -446,12 +482,12 @@ struct MaskedBatchNorm : public torch::autograd::Function<MaskedBatchNorm> {
         slope[ch] = static_cast<scalar_t>(is[ch] * g2[ch] / count);
       }
       for (int64_t p = 0; p < passes; ++p) {
-        const scalar_t* xp = saved[p].const_data_ptr<scalar_t>();
+        const scalar_t* xp = saved.x(p).const_data_ptr<scalar_t>();
         const scalar_t* gp = gys[p].const_data_ptr<scalar_t>();
-        const int64_t n = saved[p].size(0), l = saved[p].size(2);
-        auto dx = at::empty_like(saved[p]);
+        const int64_t n = saved.x(p).size(0), l = saved.x(p).size(2);
+        auto dx = at::empty_like(saved.x(p));
         scalar_t* out = dx.mutable_data_ptr<scalar_t>();
-        for_each_row(n, c, l, saved[passes + p].const_data_ptr<scalar_t>(),
+        for_each_row(n, c, l, saved.mask(p).const_data_ptr<scalar_t>(),
                      [&](int64_t row, int64_t ch, const scalar_t* m) {
                        const scalar_t kc = k[ch], gc = mean_g[ch], xc = mean_x[ch], sc = slope[ch];
                        const scalar_t* x = xp + row * l;
@@ -464,16 +500,7 @@ struct MaskedBatchNorm : public torch::autograd::Function<MaskedBatchNorm> {
         dxs.push_back(dx);
       }
     });
-    auto weight_type = static_cast<at::ScalarType>(ctx->saved_data["weight_type"].toInt());
-    auto bias_type = static_cast<at::ScalarType>(ctx->saved_data["bias_type"].toInt());
-    variable_list out(dxs.begin(), dxs.end());
-    for (int64_t p = 0; p < passes; ++p) {
-      out.emplace_back();  // the masks
-    }
-    out.push_back(g_dot.to(weight_type));
-    out.push_back(g_sum.to(bias_type));
-    out.emplace_back();  // eps
-    return out;
+    return SavedBatchNorm::gradients(ctx, std::move(dxs), g_dot, g_sum);
   }
 };
 
@@ -558,49 +585,35 @@ struct MaskedBatchNormKernels : public torch::autograd::Function<MaskedBatchNorm
     for (int64_t p = 0; p < passes; ++p) {
       outputs.push_back(SyncKernels::elemt(xms[p], weight, bias, mean_s, invstd_s).mul_(masks[p]));
     }
-    variable_list to_save(xms.begin(), xms.end());
-    to_save.insert(to_save.end(), masks.begin(), masks.end());
-    to_save.insert(to_save.end(), {weight, mean_s, invstd_s, real.round().to(at::kInt).view({1})});
-    ctx->save_for_backward(to_save);
-    ctx->saved_data["passes"] = passes;
-    ctx->saved_data["weight_type"] = static_cast<int64_t>(weight_in.scalar_type());
-    ctx->saved_data["bias_type"] = static_cast<int64_t>(bias_in.scalar_type());
+    SavedBatchNorm::save(ctx, xms, masks, {weight, mean_s, invstd_s, real.round().to(at::kInt).view({1})}, weight_in,
+                         bias_in);
     ctx->mark_non_differentiable({mean, var, count});
     outputs.insert(outputs.end(), {mean, var, count});
     return outputs;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const auto passes = ctx->saved_data["passes"].toInt();
-    auto saved = ctx->get_saved_variables();
-    const auto& weight = saved[2 * passes];
-    const auto& mean = saved[2 * passes + 1];
-    const auto& invstd = saved[2 * passes + 2];
-    const auto& count = saved[2 * passes + 3];
+    const SavedBatchNorm saved(ctx);
+    const auto& weight = saved.weight();
+    const auto& mean = saved.mean();
+    const auto& invstd = saved.invstd();
     std::vector<at::Tensor> gys;
     at::Tensor sum_dy, sum_dy_xmu;
-    for (int64_t p = 0; p < passes; ++p) {
-      const auto& xm = saved[p];
-      gys.push_back(grads[p].defined() ? (grads[p] * saved[passes + p]).to(xm.scalar_type()).contiguous()
+    for (int64_t p = 0; p < saved.passes; ++p) {
+      const auto& xm = saved.x(p);
+      gys.push_back(grads[p].defined() ? (grads[p] * saved.mask(p)).to(xm.scalar_type()).contiguous()
                                        : at::zeros_like(xm));
       auto [dy, dy_xmu] = SyncKernels::backward_reduce(gys[p], xm, mean, invstd, weight);
       sum_dy = p == 0 ? dy : sum_dy + dy;
       sum_dy_xmu = p == 0 ? dy_xmu : sum_dy_xmu + dy_xmu;
     }
-    variable_list out;
-    for (int64_t p = 0; p < passes; ++p) {
-      out.push_back(SyncKernels::backward_elemt(gys[p], saved[p], mean, invstd, weight, sum_dy, sum_dy_xmu, count)
-                        .mul_(saved[passes + p]));
+    std::vector<at::Tensor> dxs;
+    for (int64_t p = 0; p < saved.passes; ++p) {
+      dxs.push_back(
+          SyncKernels::backward_elemt(gys[p], saved.x(p), mean, invstd, weight, sum_dy, sum_dy_xmu, saved.count())
+              .mul_(saved.mask(p)));
     }
-    for (int64_t p = 0; p < passes; ++p) {
-      out.emplace_back();  // the masks
-    }
-    auto weight_type = static_cast<at::ScalarType>(ctx->saved_data["weight_type"].toInt());
-    auto bias_type = static_cast<at::ScalarType>(ctx->saved_data["bias_type"].toInt());
-    out.push_back((sum_dy_xmu * invstd).to(weight_type));
-    out.push_back(sum_dy.to(bias_type));
-    out.emplace_back();  // eps
-    return out;
+    return SavedBatchNorm::gradients(ctx, std::move(dxs), sum_dy_xmu * invstd, sum_dy);
   }
 };
 

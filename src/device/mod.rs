@@ -535,6 +535,49 @@ mod tests {
         }
     }
 
+    /// Both implementations take an empty pass beside a real one as if it were not there: the same
+    /// outputs, statistics and gradients.
+    #[test]
+    fn an_empty_pass_changes_nothing() {
+        use tch::{Device, Kind, Tensor};
+        let _generator = crate::model::lock_generator();
+        tch::manual_seed(9);
+        let f32s = (Kind::Float, Device::Cpu);
+        let x = Tensor::randn([2, 3, 8], f32s);
+        let mask = Tensor::ones([2, 1, 8], f32s);
+        let (weight, bias) = (Tensor::randn([3], f32s), Tensor::randn([3], f32s));
+        let empty = Tensor::zeros([0, 3, 8], f32s);
+        let empty_mask = Tensor::zeros([0, 1, 8], f32s);
+        for kernels in [BatchNormKernels::CpuLoops, BatchNormKernels::Aten] {
+            let run = |with_empty: bool| {
+                let leaf = |t: &Tensor| t.detach().copy().set_requires_grad(true);
+                let (x, w, b) = (leaf(&x), leaf(&weight), leaf(&bias));
+                let (xs, masks): (Vec<&Tensor>, Vec<&Tensor>) = if with_empty {
+                    (vec![&x, &empty], vec![&mask, &empty_mask])
+                } else {
+                    (vec![&x], vec![&mask])
+                };
+                let out = masked_batch_norm(kernels, &xs, &masks, &w, &b, 1e-5).expect("the kernels apply");
+                (&out.outputs[0] * &out.outputs[0]).sum(Kind::Float).backward();
+                [
+                    out.outputs[0].detach(),
+                    out.mean,
+                    out.var,
+                    out.count,
+                    x.grad(),
+                    w.grad(),
+                    b.grad(),
+                ]
+            };
+            for (name, (with, without)) in ["y", "mean", "var", "count", "dx", "dweight", "dbias"]
+                .iter()
+                .zip(run(true).iter().zip(&run(false)))
+            {
+                assert!(with.allclose(without, 1e-6, 1e-6, false), "{kernels:?} {name}");
+            }
+        }
+    }
+
     /// On CPU the statistics are cleanly unavailable; on a GPU they count a tensor's bytes and reset.
     #[test]
     fn cuda_peak_memory_counts_an_allocation_or_is_unavailable() {

@@ -563,19 +563,21 @@ struct MaskedBatchNormKernels : public torch::autograd::Function<MaskedBatchNorm
     const auto stat = type == at::kDouble ? at::kDouble : at::kFloat;
     auto weight = weight_in.to(stat), bias = bias_in.to(stat);
     std::vector<at::Tensor> xms, masks;
-    at::Tensor sums, squares, count;
+    const auto doubles = weight.options().dtype(at::kDouble);
+    auto sums = at::zeros({weight.size(0)}, doubles), squares = at::zeros({weight.size(0)}, doubles);
+    auto count = at::zeros({}, doubles);
     for (int64_t p = 0; p < passes; ++p) {
       masks.push_back(masks_in[p].to(type));
       xms.push_back((xs_in[p] * masks[p]).contiguous());
+      if (xms[p].numel() == 0) {
+        continue;  // an empty pass adds nothing (and its moments would be NaN)
+      }
       auto moments = at::batch_norm_update_stats(xms[p], {}, {}, 0.0);
       const double all = static_cast<double>(xms[p].numel() / xms[p].size(1));
       auto mean = std::get<0>(moments).to(at::kDouble);
-      auto sum = mean * all;
-      auto square = (std::get<1>(moments).to(at::kDouble) + mean * mean) * all;
-      auto real = masks_in[p].sum(at::kDouble);
-      sums = p == 0 ? sum : sums + sum;
-      squares = p == 0 ? square : squares + square;
-      count = p == 0 ? real : count + real;
+      sums += mean * all;
+      squares += (std::get<1>(moments).to(at::kDouble) + mean * mean) * all;
+      count += masks_in[p].sum(at::kDouble);
     }
     auto real = count.clamp_min(1.0);
     auto mean = sums / real;
@@ -583,7 +585,8 @@ struct MaskedBatchNormKernels : public torch::autograd::Function<MaskedBatchNorm
     auto mean_s = mean.to(stat), invstd_s = (var + eps).rsqrt().to(stat);
     variable_list outputs;
     for (int64_t p = 0; p < passes; ++p) {
-      outputs.push_back(SyncKernels::elemt(xms[p], weight, bias, mean_s, invstd_s).mul_(masks[p]));
+      outputs.push_back(xms[p].numel() == 0 ? at::zeros_like(xms[p])
+                                            : SyncKernels::elemt(xms[p], weight, bias, mean_s, invstd_s).mul_(masks[p]));
     }
     SavedBatchNorm::save(ctx, xms, masks, {weight, mean_s, invstd_s, real.round().to(at::kInt).view({1})}, weight_in,
                          bias_in);
@@ -598,20 +601,23 @@ struct MaskedBatchNormKernels : public torch::autograd::Function<MaskedBatchNorm
     const auto& mean = saved.mean();
     const auto& invstd = saved.invstd();
     std::vector<at::Tensor> gys;
-    at::Tensor sum_dy, sum_dy_xmu;
+    auto sum_dy = at::zeros_like(mean), sum_dy_xmu = at::zeros_like(mean);
     for (int64_t p = 0; p < saved.passes; ++p) {
       const auto& xm = saved.x(p);
       gys.push_back(grads[p].defined() ? (grads[p] * saved.mask(p)).to(xm.scalar_type()).contiguous()
                                        : at::zeros_like(xm));
-      auto [dy, dy_xmu] = SyncKernels::backward_reduce(gys[p], xm, mean, invstd, weight);
-      sum_dy = p == 0 ? dy : sum_dy + dy;
-      sum_dy_xmu = p == 0 ? dy_xmu : sum_dy_xmu + dy_xmu;
+      if (xm.numel() > 0) {
+        auto [dy, dy_xmu] = SyncKernels::backward_reduce(gys[p], xm, mean, invstd, weight);
+        sum_dy += dy;
+        sum_dy_xmu += dy_xmu;
+      }
     }
     std::vector<at::Tensor> dxs;
     for (int64_t p = 0; p < saved.passes; ++p) {
-      dxs.push_back(
-          SyncKernels::backward_elemt(gys[p], saved.x(p), mean, invstd, weight, sum_dy, sum_dy_xmu, saved.count())
-              .mul_(saved.mask(p)));
+      dxs.push_back(saved.x(p).numel() == 0 ? at::zeros_like(saved.x(p))
+                                            : SyncKernels::backward_elemt(gys[p], saved.x(p), mean, invstd, weight,
+                                                                          sum_dy, sum_dy_xmu, saved.count())
+                                                  .mul_(saved.mask(p)));
     }
     return SavedBatchNorm::gradients(ctx, std::move(dxs), sum_dy_xmu * invstd, sum_dy);
   }

@@ -67,8 +67,8 @@ impl PassLayout {
     pub fn of(config: &crate::config::Config) -> Self {
         use crate::config::{BatchStatistics, Norm};
         let t = &config.train;
-        let packs = config.model.norm == Norm::Batch
-            && t.packing.unwrap_or(t.batch_statistics == BatchStatistics::Step);
+        let packs =
+            config.model.norm == Norm::Batch && t.packing.unwrap_or(t.batch_statistics == BatchStatistics::Step);
         Self {
             position_budget: config.train.positions_per_pass,
             packing_gap: packs.then(|| config.model.shape().packing_gap()),

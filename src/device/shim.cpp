@@ -308,11 +308,16 @@ bool channel_vectors(const at::Tensor& a, const at::Tensor& b, int64_t c) {
          b.device().is_cpu();
 }
 
+// Whether x is [n, c, l] and mask [n, 1, l].
+bool masked_shapes(const at::Tensor& x, const at::Tensor& mask) {
+  return x.dim() == 3 && mask.dim() == 3 && mask.size(0) == x.size(0) && mask.size(1) == 1 &&
+         mask.size(2) == x.size(2);
+}
+
 bool fused_kernel_applies(const at::Tensor& x, const at::Tensor& mask) {
-  return x.device().is_cpu() && mask.device().is_cpu() && x.dim() == 3 && mask.dim() == 3 &&
+  return x.device().is_cpu() && mask.device().is_cpu() && masked_shapes(x, mask) &&
          x.scalar_type() == mask.scalar_type() &&
-         (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble) && mask.size(0) == x.size(0) &&
-         mask.size(1) == 1 && mask.size(2) == x.size(2);
+         (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble);
 }
 
 // What both batch-norm functions below keep for backward: each pass's activations, then each pass's mask,
@@ -771,17 +776,19 @@ int isoclr_masked_batch_norm(const void* const* xs, const void* const* masks, in
       return -1;
     }
     const auto device = x_list[0].device();
+    const auto type = x_list[0].scalar_type();
+    const bool shared_inputs_apply = kernels == 0 ? channel_vectors(w, b, w.size(0))
+                                            : w.device() == device && b.device() == device &&
+                                                  (type == at::kFloat || type == at::kDouble || type == at::kBFloat16);
+    if (!shared_inputs_apply) {
+      return -1;
+    }
     for (int p = 0; p < passes; ++p) {
       const auto& x = x_list[p];
       const auto& m = mask_list[p];
-      const bool applies =
-          kernels == 0 ? fused_kernel_applies(x, m) && channel_vectors(w, b, w.size(0))
-                       : x.dim() == 3 && m.dim() == 3 && m.size(0) == x.size(0) && m.size(1) == 1 &&
-                             m.size(2) == x.size(2) && x.device() == device && m.device() == device &&
-                             w.device() == device && b.device() == device &&
-                             (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble ||
-                              x.scalar_type() == at::kBFloat16);
-      if (!applies || x.scalar_type() != x_list[0].scalar_type() || x.size(1) != w.size(0)) {
+      const bool applies = kernels == 0 ? fused_kernel_applies(x, m)
+                                        : masked_shapes(x, m) && x.device() == device && m.device() == device;
+      if (!applies || x.scalar_type() != type || x.size(1) != w.size(0)) {
         return -1;
       }
     }

@@ -17,17 +17,16 @@
 use std::time::Instant;
 
 use isoclr::config::Norm;
-use isoclr::device::{BatchNormKernels, load_cuda_backend, masked_batch_norm};
+use isoclr::device::{BatchNormKernels, masked_batch_norm};
 use isoclr::model::norm::{MaskedNorm, Positions};
-use tch::{Device, Kind, Tensor, nn};
+use tch::{Kind, Tensor, nn};
+
+mod common;
+use common::setting;
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
-}
-
-fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn main() {
@@ -36,17 +35,7 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get()) as i32,
     );
     let steps: usize = setting("ISOCLR_BENCH_STEPS", 50);
-    let device = match std::env::var("ISOCLR_BENCH_DEVICE").as_deref() {
-        Ok("cuda") => {
-            assert!(
-                load_cuda_backend() && tch::Cuda::is_available(),
-                "ISOCLR_BENCH_DEVICE=cuda, but no CUDA device is available"
-            );
-            Device::Cuda(0)
-        }
-        Ok("cpu") | Err(_) => Device::Cpu,
-        Ok(other) => panic!("ISOCLR_BENCH_DEVICE must be cpu or cuda, not {other:?}"),
-    };
+    let device = common::device();
     tch::set_num_threads(threads);
     tch::manual_seed(0);
     let cuda = device.is_cuda();

@@ -33,12 +33,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::Device;
 
-fn setting<T: std::str::FromStr>(key: &str, default: T) -> T {
-    match std::env::var(key) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{key}={v:?} is not valid")),
-        Err(_) => default,
-    }
-}
+mod common;
+use common::setting;
 
 /// What one probe found: whether the batch trained, and its peak allocated bytes on CUDA.
 struct Probe {
@@ -104,18 +100,7 @@ fn probe(config: &Config, device: Device, pairs: usize, len: usize, steps: usize
 }
 
 fn main() {
-    let device = match std::env::var("ISOCLR_BENCH_DEVICE").as_deref() {
-        Err(_) | Ok("cpu") => Device::Cpu,
-        Ok("cuda") => Device::Cuda(0),
-        Ok(other) => panic!("ISOCLR_BENCH_DEVICE={other:?} is not valid (cpu or cuda)"),
-    };
-    if device.is_cuda() {
-        isoclr::device::init();
-        assert!(
-            tch::Cuda::is_available(),
-            "ISOCLR_BENCH_DEVICE=cuda but libtorch sees no CUDA device"
-        );
-    }
+    let device = common::device();
     isoclr::device::failure::report_only_unguarded_panics();
     let presets = std::env::var("ISOCLR_SEARCH_PRESETS").unwrap_or_else(|_| "small,medium".to_owned());
     let len: usize = setting("ISOCLR_SEARCH_LEN", 12_288);

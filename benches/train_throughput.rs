@@ -72,6 +72,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
 
+mod common;
+use common::setting;
+
 /// Benchmark settings read from the environment.
 struct Settings {
     device: Device,
@@ -162,13 +165,6 @@ impl std::fmt::Display for LengthSpec {
     }
 }
 
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    match std::env::var(key) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{key}={v:?} is not valid")),
-        Err(_) => default,
-    }
-}
-
 /// Parses a lower-case enum value with serde, as the config files spell it.
 fn env_enum<T: serde::de::DeserializeOwned>(key: &str, default: &str) -> T {
     let raw = std::env::var(key).unwrap_or_else(|_| default.to_owned());
@@ -182,13 +178,9 @@ impl Settings {
         let lengths = match std::env::var("ISOCLR_BENCH_LEN").as_deref() {
             Ok("mix") => LengthSpec::Mix(12_288),
             Ok(v) if v.starts_with("mix:") => LengthSpec::Mix(v[4..].parse().expect("ISOCLR_BENCH_LEN=mix:MAX")),
-            _ => LengthSpec::Fixed(env_or("ISOCLR_BENCH_LEN", 2048)),
+            _ => LengthSpec::Fixed(setting("ISOCLR_BENCH_LEN", 2048)),
         };
-        let device = match std::env::var("ISOCLR_BENCH_DEVICE").as_deref() {
-            Err(_) | Ok("cpu") => Device::Cpu,
-            Ok("cuda") => Device::Cuda(0),
-            Ok(other) => panic!("ISOCLR_BENCH_DEVICE={other:?} is not valid (cpu or cuda)"),
-        };
+        let device = common::device();
         let cuda = device.is_cuda();
         let fixed_padding = match std::env::var("ISOCLR_BENCH_PEER_PADDING").as_deref() {
             Err(_) | Ok("passes") => false,
@@ -199,19 +191,19 @@ impl Settings {
             device,
             preset: env_enum("ISOCLR_BENCH_PRESET", "small"),
             norm: env_enum("ISOCLR_BENCH_NORM", "batch"),
-            batch: env_or("ISOCLR_BENCH_BATCH", 16),
+            batch: setting("ISOCLR_BENCH_BATCH", 16),
             lengths,
-            steps: env_or("ISOCLR_BENCH_STEPS", 10).max(1),
-            warmup: env_or("ISOCLR_BENCH_WARMUP", if cuda { 3 } else { 1 }),
-            threads: env_or("ISOCLR_BENCH_THREADS", cores),
-            profile: env_or("ISOCLR_BENCH_PROFILE", 0) != 0,
-            alternate: env_or("ISOCLR_BENCH_ALTERNATE", if cuda { 0 } else { 1 }) != 0,
+            steps: setting("ISOCLR_BENCH_STEPS", 10).max(1),
+            warmup: setting("ISOCLR_BENCH_WARMUP", if cuda { 3 } else { 1 }),
+            threads: setting("ISOCLR_BENCH_THREADS", cores),
+            profile: setting("ISOCLR_BENCH_PROFILE", 0) != 0,
+            alternate: setting("ISOCLR_BENCH_ALTERNATE", if cuda { 0 } else { 1 }) != 0,
             json: std::env::var_os("ISOCLR_BENCH_JSON").map(PathBuf::from),
             positions: std::env::var("ISOCLR_BENCH_POSITIONS")
                 .ok()
-                .map(|_| env_or("ISOCLR_BENCH_POSITIONS", 0)),
-            packing: env_or("ISOCLR_BENCH_PACKING", 0) != 0,
-            gradient_cache: env_or("ISOCLR_BENCH_GRADIENT_CACHE", 0) != 0,
+                .map(|_| setting("ISOCLR_BENCH_POSITIONS", 0)),
+            packing: setting("ISOCLR_BENCH_PACKING", 0) != 0,
+            gradient_cache: setting("ISOCLR_BENCH_GRADIENT_CACHE", 0) != 0,
             peers: std::env::var("ISOCLR_BENCH_PEERS")
                 .unwrap_or_else(|_| "masked".to_owned())
                 .split(',')
@@ -607,14 +599,6 @@ impl Reference {
 
 fn main() {
     let settings = Settings::from_env();
-    // Only for CUDA: loading libtorch_cuda (and its CUDA libraries) would be a pointless cost on CPU runs.
-    if settings.device.is_cuda() {
-        isoclr::device::init();
-        assert!(
-            tch::Cuda::is_available(),
-            "ISOCLR_BENCH_DEVICE=cuda but libtorch sees no CUDA device (is torch's lib directory on LD_LIBRARY_PATH?)"
-        );
-    }
     tch::set_num_threads(settings.threads);
     let model = ModelConfig {
         preset: settings.preset,

@@ -503,7 +503,7 @@ impl Job {
         if state.stopped {
             info!(
                 rank,
-                step, "a stopped rank closed its batch stream before step {step} was delivered"
+                step, "a stopped rank closed its batch stream with this step still to deliver"
             );
             return;
         }
